@@ -1,0 +1,226 @@
+#!/usr/bin/env node
+/**
+ * salt-rest-wsgi: serve the handler on node:http, configured from the Salt
+ * master's config file as salt-api does (its `rest_wsgi:` section).
+ */
+import http from 'node:http';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { createHandler, DEFAULT_MAX_BODY_BYTES, type RestWsgiHandler } from '../lib/handler.js';
+import { loadMasterConfig, type MasterOptions } from '../lib/salt/config.js';
+import { createLogger, formatAccess, isLogLevel, LOG_LEVELS, type Logger } from '../lib/log.js';
+
+const NAME = 'salt-rest-wsgi';
+const DEFAULT_HOST = '127.0.0.1'; // rest_wsgi binds localhost: credentials travel in clear text
+
+const USAGE = `Usage: ${NAME} [-c|--config FILE] [--port N] [--host ADDR] [--log-level LEVEL]
+
+Salt's rest_wsgi API: POST a JSON list of lowstate items, get {"return": [...]}.
+Settings come from the Salt master's config file, section rest_wsgi:
+  rest_wsgi:
+    port: 8001          # required (here or --port)
+    host: 127.0.0.1     # default 127.0.0.1
+    max_request_body_size: 1048576
+
+Options:
+  -c, --config FILE    master config file, or a directory holding "master"
+                       (default: $SALT_MASTER_CONFIG, else /etc/salt/master)
+      --port N         port to listen on (overrides rest_wsgi: port)
+      --host ADDR      address to listen on (overrides rest_wsgi: host)
+      --log-level L    ${LOG_LEVELS.join(', ')} (default info)
+  -h, --help           show this help
+      --version        show the version
+`;
+
+/** A problem with how we were started: one line on stderr, exit 2. */
+class UsageError extends Error {}
+
+interface Settings {
+  configPath?: string;
+  port: number;
+  host: string;
+  maxBodyBytes: number;
+  logLevel: (typeof LOG_LEVELS)[number];
+}
+
+function version(): string {
+  // bin/ when run from source, dist/bin/ when built: the package root is one or two levels up.
+  for (const rel of ['../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === NAME && pkg.version) return pkg.version;
+    } catch {
+      // try the next place
+    }
+  }
+  return 'unknown';
+}
+
+function parsePort(value: unknown, where: string): number {
+  const port = typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : value;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new UsageError(`invalid port ${JSON.stringify(value)} (${where}): expected a number from 0 to 65535`);
+  }
+  return port;
+}
+
+function settingsFrom(argv: string[]): Settings | 'help' | 'version' {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string', short: 'c' },
+        port: { type: 'string' },
+        host: { type: 'string' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message} (see ${NAME} --help)`);
+  }
+  if (values.help) return 'help';
+  if (values.version) return 'version';
+
+  const logLevel = values['log-level'] ?? 'info';
+  if (!isLogLevel(logLevel)) throw new UsageError(`invalid --log-level ${JSON.stringify(logLevel)}: one of ${LOG_LEVELS.join(', ')}`);
+
+  // Salt's own commands take -c as the config directory (-c /etc/salt): accept that too.
+  let configPath = values.config;
+  if (configPath !== undefined && existsSync(configPath) && statSync(configPath).isDirectory()) {
+    configPath = join(configPath, 'master');
+  }
+  const master = loadMasterConfig(configPath);
+  const section = master.rest_wsgi ?? {};
+
+  let port: number;
+  if (values.port !== undefined) port = parsePort(values.port, '--port');
+  else if (section.port !== undefined && section.port !== null) port = parsePort(section.port, `rest_wsgi: port in ${master.conf_file}`);
+  else {
+    throw new UsageError(
+      `no port configured: add "rest_wsgi: {port: 8001}" to ${master.conf_file}, or pass --port`,
+    );
+  }
+  const host = values.host ?? (typeof section.host === 'string' && section.host ? section.host : DEFAULT_HOST);
+  const size = section.max_request_body_size;
+  const maxBodyBytes = size === undefined || size === null ? DEFAULT_MAX_BODY_BYTES : Number(size);
+  if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 0) {
+    throw new UsageError(`invalid rest_wsgi: max_request_body_size ${JSON.stringify(size)} in ${master.conf_file}`);
+  }
+  return { configPath: configPath ?? master.conf_file, port, host, maxBodyBytes, logLevel };
+}
+
+/** Whether the master runs, as salt/netapi/__init__.py `_is_master_running` tells it. */
+function masterRunning(master: MasterOptions): boolean {
+  const file = master.transport === 'tcp' ? 'publish_pull.ipc' : 'workers.ipc';
+  return existsSync(join(master.sock_dir, file));
+}
+
+/** One access-log line per request, written when its connection is done with it. */
+function withAccessLog(handler: RestWsgiHandler, logger: Logger): http.RequestListener {
+  return (req, res) => {
+    const start = process.hrtime.bigint();
+    res.once('close', () => {
+      const finished = res.writableFinished;
+      const length = Number(res.getHeader('content-length') ?? 0);
+      logger.info(
+        formatAccess({
+          method: req.method ?? '?',
+          url: req.url ?? '/',
+          // 499, as nginx logs it: the client went away before the answer.
+          status: finished ? res.statusCode : 499,
+          bytes: finished && req.method !== 'HEAD' ? length : 0,
+          durationMs: Number(process.hrtime.bigint() - start) / 1e6,
+          client: req.socket.remoteAddress ?? '?',
+        }),
+      );
+    });
+    handler(req, res);
+  };
+}
+
+function serve(settings: Settings, handler: RestWsgiHandler, logger: Logger): void {
+  const inFlight = new Set<http.ServerResponse>();
+  const logged = withAccessLog(handler, logger);
+  let stopping = false;
+
+  const onRequest: http.RequestListener = (req, res) => {
+    inFlight.add(res);
+    res.once('close', () => inFlight.delete(res));
+    if (stopping) res.setHeader('Connection', 'close');
+    logged(req, res);
+  };
+  const server = http.createServer(onRequest);
+  // A client that asks before uploading (curl does past 1 KiB) learns of a
+  // 413 without sending the body.
+  server.on('checkContinue', (req, res) => {
+    if (!(Number(req.headers['content-length']) > settings.maxBodyBytes)) res.writeContinue();
+    onRequest(req, res);
+  });
+
+  server.on('error', (err: NodeJS.ErrnoException) => {
+    logger.error(`cannot listen on ${settings.host}:${settings.port}: ${err.code ?? err.message}`);
+    handler.close();
+    process.exit(1);
+  });
+
+  server.listen(settings.port, settings.host, () => {
+    const address = server.address();
+    const where = typeof address === 'object' && address ? address : { address: settings.host, port: settings.port };
+    const host = where.address.includes(':') ? `[${where.address}]` : where.address;
+    logger.info(`listening on http://${host}:${where.port}/ (master config ${handler.master.conf_file})`);
+    if (!masterRunning(handler.master)) {
+      logger.warn(`master not running at ${handler.master.sock_dir}: requests get 503 until it starts`);
+    }
+  });
+
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      logger.warn(`${signal} again: exiting now`);
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info(`${signal}: stopping${inFlight.size ? ` after ${inFlight.size} running request(s)` : ''}`);
+    // Answers still to come tell their clients not to send more on the connection.
+    for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
+    server.close(() => {
+      handler.close();
+      logger.info('stopped');
+      process.exit(0);
+    });
+    server.closeIdleConnections();
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+function main(argv: string[]): void {
+  let settings;
+  let handler: RestWsgiHandler;
+  let logger: Logger;
+  try {
+    settings = settingsFrom(argv);
+    if (settings === 'help') {
+      process.stdout.write(USAGE);
+      return;
+    }
+    if (settings === 'version') {
+      process.stdout.write(`${NAME} ${version()}\n`);
+      return;
+    }
+    logger = createLogger({ level: settings.logLevel });
+    handler = createHandler({ config: settings.configPath, maxBodyBytes: settings.maxBodyBytes, logger });
+  } catch (err) {
+    // Usage and config problems: one line, no stack.
+    process.stderr.write(`${NAME}: ${(err as Error).message.split('\n', 1)[0]}\n`);
+    process.exit(2);
+  }
+  serve(settings, handler, logger);
+}
+
+main(process.argv.slice(2));
