@@ -2,12 +2,31 @@
  * The client dispatcher: one lowstate item in, one result out, as Salt's
  * salt/netapi/__init__.py (NetapiClient.run) does.
  *
- * STUB: signatures agreed between modules; the dispatcher work fills it in.
+ * One request channel and one event bus connection serve every call; the
+ * bus starts connecting at construction so that it is ready before the
+ * first synchronous job. Usable without HTTP:
+ *
+ *     const netapi = new NetapiClient(loadMasterConfig());
+ *     await netapi.run({ client: 'local', tgt: '*', fun: 'test.ping', eauth: 'pam', username, password });
+ *     netapi.close();
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { userInfo } from 'node:os';
 import type { MasterOptions } from './salt/config.js';
+import { RequestChannel, requestAddress } from './salt/request-channel.js';
+import { EventBus, eventBusOptions } from './salt/event-bus.js';
+import { AuthenticationError, BadRequestError, ServiceUnavailableError } from './errors.js';
+import { isPlainObject } from './clients/args.js';
+import { truthy, type Lowstate } from './clients/fields.js';
+import type { ClientContext, Logger } from './clients/master.js';
+import { checkLocal, localCall, runLocal, runLocalAsync, runLocalSubset, subsetOf } from './clients/local.js';
+import { batchCall, runBatch } from './clients/batch.js';
+import { runRunner, runRunnerAsync, runnerCall } from './clients/runner.js';
+import { runWheel, runWheelAsync } from './clients/wheel.js';
 
-/** One lowstate item: `client`, `fun`, credentials, and the client's own keys. */
-export type Lowstate = Record<string, unknown>;
+export type { Lowstate } from './clients/fields.js';
+export { MasterError } from './clients/master.js';
 
 export const CLIENTS = [
   'local',
@@ -21,31 +40,171 @@ export const CLIENTS = [
   'ssh',
 ] as const;
 
+export type ClientName = (typeof CLIENTS)[number];
+
 export interface NetapiClientOptions {
-  /** Request timeout towards the master for one request/reply, ms. */
+  /** Request timeout towards the master for one request/reply, ms. Default 30 s. */
   requestTimeoutMs?: number;
+  /** How long a synchronous call waits for a disconnected event bus before 503, ms. Default 2 s. */
+  busReadyTimeoutMs?: number;
   /** Logger for job-level messages (never given secrets). */
-  logger?: { debug(msg: string): void; info(msg: string): void; warn(msg: string): void; error(msg: string): void };
+  logger?: Logger;
 }
 
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+export const DEFAULT_BUS_READY_TIMEOUT_MS = 2_000;
+/** How long the answer of "is the master running" is reused. */
+const MASTER_CHECK_TTL_MS = 1_000;
+
+export const SSH_NOT_SUPPORTED =
+  "The 'ssh' client is not supported by this server: it needs salt-ssh, which only Python's salt-api provides.";
+
+const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
 export class NetapiClient {
+  readonly opts: MasterOptions;
+  private readonly channel: RequestChannel;
+  private readonly bus: EventBus;
+  private readonly ctx: ClientContext;
+  private masterCheck = { at: -Infinity, running: false };
+  private closed = false;
+
   constructor(opts: MasterOptions, options: NetapiClientOptions = {}) {
-    throw new Error('not implemented');
+    this.opts = opts;
+    const logger = options.logger ?? silent;
+    const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    this.channel = new RequestChannel({ address: requestAddress(opts), timeoutMs: requestTimeoutMs });
+    this.bus = new EventBus(eventBusOptions(opts));
+    // An EventEmitter without an 'error' listener throws; the bus reconnects by itself.
+    this.bus.on('error', (err: unknown) => logger.debug(`event bus: ${(err as Error)?.message ?? String(err)}`));
+    this.bus.start();
+    this.ctx = {
+      opts,
+      channel: this.channel,
+      bus: this.bus,
+      logger,
+      requestTimeoutMs,
+      busReadyTimeoutMs: options.busReadyTimeoutMs ?? DEFAULT_BUS_READY_TIMEOUT_MS,
+      user: saltUser(),
+    };
   }
+
   /**
    * Every check of Salt's NetapiClient.run (master running, client known and
    * enabled, credentials present, raw_shell, token shape) plus `fun`; throws
    * the HttpError subclass of CONTRACT.md. `index` names the item in messages.
    */
   check(low: unknown, index?: number): asserts low is Lowstate {
-    throw new Error('not implemented');
+    if (!isPlainObject(low)) {
+      throw new BadRequestError(index === undefined ? 'A lowstate item must be an object' : `Lowstate item ${index} must be an object`);
+    }
+    if (!this.masterRunning()) throw new ServiceUnavailableError('Salt Master is not available.');
+
+    const client = low.client;
+    if (!(CLIENTS as readonly unknown[]).includes(client)) {
+      throw new BadRequestError(`Invalid client specified: '${pythonText(client)}'`);
+    }
+    const enabled = Array.isArray(this.opts.netapi_enable_clients) ? this.opts.netapi_enable_clients : [];
+    if (!enabled.includes(client as string)) {
+      throw new BadRequestError(
+        `Client disabled: '${client}'. Add to 'netapi_enable_clients' master config option to enable.`,
+      );
+    }
+    if (low.token === undefined && low.eauth === undefined) {
+      throw new AuthenticationError('No authentication credentials given');
+    }
+    if (truthy(low.raw_shell) && !this.opts.netapi_allow_raw_shell) {
+      throw new AuthenticationError('Raw shell option not allowed.');
+    }
+    if (low.token !== undefined && !(typeof low.token === 'string' && /^[0-9a-fA-F]+$/.test(low.token))) {
+      throw new AuthenticationError('Invalid token');
+    }
+    if (client === 'ssh') throw new BadRequestError(SSH_NOT_SUPPORTED);
+    if (low.fun === undefined || low.fun === null || low.fun === '') throw new BadRequestError("Missing 'fun'");
+    if (typeof low.fun !== 'string') throw new BadRequestError("'fun' must be a string");
+
+    switch (client as ClientName) {
+      case 'local':
+      case 'local_async':
+      case 'local_subset':
+        checkLocal(low);
+        break;
+      case 'local_batch':
+        batchCall(low, this.opts);
+        break;
+      case 'runner':
+      case 'runner_async':
+        runnerCall(low, client === 'runner');
+        break;
+    }
   }
+
   /** check() then run the item; `signal` aborts waiting (the job keeps running on the master). */
-  run(low: unknown, signal?: AbortSignal): Promise<unknown> {
-    throw new Error('not implemented');
+  async run(low: unknown, signal?: AbortSignal): Promise<unknown> {
+    this.check(low);
+    if (this.closed) throw new ServiceUnavailableError();
+    const ctx = this.ctx;
+    switch (low.client as ClientName) {
+      case 'local':
+        return runLocal(ctx, localCall(low), signal);
+      case 'local_async':
+        return runLocalAsync(ctx, localCall(low));
+      case 'local_subset':
+        return runLocalSubset(ctx, localCall(low), subsetOf(low), signal);
+      case 'local_batch':
+        return runBatch(ctx, batchCall(low, this.opts), signal);
+      case 'runner':
+        return runRunner(ctx, runnerCall(low, true), signal);
+      case 'runner_async':
+        return runRunnerAsync(ctx, runnerCall(low, false));
+      case 'wheel':
+        return runWheel(ctx, low);
+      case 'wheel_async':
+        return runWheelAsync(ctx, low);
+      default:
+        throw new BadRequestError(SSH_NOT_SUPPORTED); // ssh: check() refused it already
+    }
   }
+
   /** Release the request channel and the event bus. */
   close(): void {
-    throw new Error('not implemented');
+    if (this.closed) return;
+    this.closed = true;
+    this.channel.close();
+    this.bus.close();
   }
+
+  /**
+   * salt/netapi/__init__.py _is_master_running: the master's worker socket
+   * exists in sock_dir. Reused for a second: a burst of requests costs one stat.
+   */
+  private masterRunning(): boolean {
+    const t = performance.now();
+    if (t - this.masterCheck.at < MASTER_CHECK_TTL_MS) return this.masterCheck.running;
+    const file = this.opts.transport === 'tcp' ? 'publish_pull.ipc' : 'workers.ipc';
+    const running = existsSync(join(String(this.opts.sock_dir), file));
+    this.masterCheck = { at: t, running };
+    return running;
+  }
+}
+
+/** How Python's str.format shows a value in `Invalid client specified: '...'`. */
+function pythonText(value: unknown): string {
+  if (value === undefined || value === null) return 'None';
+  if (value === true) return 'True';
+  if (value === false) return 'False';
+  const text = typeof value === 'string' ? value : JSON.stringify(value) ?? String(value);
+  return text.length > 100 ? `${text.slice(0, 100)}...` : text;
+}
+
+/** salt.utils.user.get_specific_user: who runs this process (`sudo_<user>` under sudo). */
+function saltUser(): string {
+  let user: string;
+  try {
+    user = userInfo().username;
+  } catch {
+    return 'UNKNOWN';
+  }
+  if (user === 'root' && process.env.SUDO_USER) return `sudo_${process.env.SUDO_USER}`;
+  return user;
 }

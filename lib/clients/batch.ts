@@ -1,0 +1,194 @@
+/**
+ * The `local_batch` client: LocalClient.cmd_batch and salt/cli/batch.py.
+ *
+ * A presence `test.ping` (waited for as `cmd` waits) picks the minions that
+ * answer; the job then runs on `batch` of them at a time (a count, or a
+ * percentage of the answering minions), starting the next ones as returns
+ * come in, `batch_wait` seconds after each return. Python yields one
+ * `{minion: ret}` per return, in arrival order; this returns that list.
+ * A minion of a batch that never returns gives `{minion: {}}`, as Batch.run
+ * does; minions that missed the presence ping are not run.
+ */
+import { BadRequestError } from '../errors.js';
+import { isPlainObject } from './args.js';
+import { seconds, truthy, type Lowstate } from './fields.js';
+import { findJob, localCall, publish, type LocalCall } from './local.js';
+import { busReady, type ClientContext } from './master.js';
+import { collectReturns, type MinionReturn } from './returns.js';
+import type { SaltEvent } from '../salt/event-bus.js';
+
+export interface BatchCall {
+  local: LocalCall;
+  /** `batch`: a count (`"2"`, 2) or a percentage (`"25%"`). Default `10%`. */
+  batch: string | number;
+  /** `batch_wait`, seconds after a return before its slot is reused. */
+  batchWait: number;
+  failhard: boolean;
+  /** `raw`: yield the return events whole. */
+  raw: boolean;
+  presencePingTimeout?: number;
+  presencePingGatherJobTimeout?: number;
+  /** batch_get_eauth: the only keywords the batch's publishes carry. */
+  credentials: Record<string, unknown>;
+}
+
+const CREDENTIAL_KEYS = ['eauth', 'username', 'password', 'token'] as const;
+
+/** Read (and check) a `local_batch` item. */
+export function batchCall(low: Lowstate, opts: Record<string, unknown>): BatchCall {
+  const batch = low.batch ?? '10%';
+  batchSize(batch, 1); // checks the form
+  const credentials: Record<string, unknown> = {};
+  for (const key of CREDENTIAL_KEYS) if (key in low) credentials[key] = low[key];
+  return {
+    local: localCall(low),
+    batch: batch as string | number,
+    batchWait: low.batch_wait === 0 || low.batch_wait === '0' ? 0 : (seconds(low, 'batch_wait') ?? 0),
+    failhard: truthy(low.failhard ?? opts.failhard ?? false),
+    raw: truthy(low.raw),
+    presencePingTimeout: seconds(low, 'batch_presence_ping_timeout'),
+    presencePingGatherJobTimeout: seconds(low, 'batch_presence_ping_gather_job_timeout'),
+    credentials,
+  };
+}
+
+/**
+ * salt/cli/batch.py get_bnum: how many minions run at once. A percentage
+ * under one minion rounds up to one; otherwise it rounds down.
+ */
+export function batchSize(batch: unknown, minionCount: number): number {
+  const invalid = () =>
+    new BadRequestError(`Invalid batch: ${JSON.stringify(batch)}; it must be a count such as "3" or a percentage such as "10%"`);
+  if (typeof batch === 'string' && batch.includes('%')) {
+    const text = batch.replace(/^%+|%+$/g, '').trim(); // Python's strip("%")
+    const pct = /^\d+(\.\d*)?$|^\.\d+$/.test(text) ? Number(text) : NaN;
+    if (!Number.isFinite(pct) || pct <= 0) throw invalid();
+    const res = (pct / 100) * minionCount;
+    return res < 1 ? Math.ceil(res) : Math.floor(res);
+  }
+  const n = typeof batch === 'number' ? batch : typeof batch === 'string' && /^\s*\d+\s*$/.test(batch) ? Number(batch) : NaN;
+  if (!Number.isInteger(n) || n < 1) throw invalid();
+  return n;
+}
+
+function now(): number {
+  return performance.now();
+}
+
+/** Run a `local_batch` item: the list of `{minion: ret}` in arrival order. */
+export async function runBatch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal): Promise<unknown[]> {
+  const { local } = call;
+  const timeout = local.timeout ?? Number(ctx.opts.timeout);
+  const gatherJobTimeout = local.gatherJobTimeout ?? Number(ctx.opts.gather_job_timeout);
+
+  // Batch.__gather_minions: who answers a test.ping now.
+  await busReady(ctx);
+  const ping = await publish(ctx, { ...local.pub, fun: 'test.ping', arg: [], ret: '', jid: '', kwargs: call.credentials });
+  if (!ping) return [];
+  const presence = await collectReturns(ctx, {
+    jid: ping.jid,
+    minions: ping.minions,
+    timeoutMs: (call.presencePingTimeout ?? timeout) * 1000,
+    gatherJobTimeoutMs: (call.presencePingGatherJobTimeout ?? gatherJobTimeout) * 1000,
+    findJob: findJob(ctx, ping.jid, call.credentials),
+    signal,
+  });
+  const minions = [...presence.returns.keys()];
+  if (minions.length === 0) return [];
+  const bnum = batchSize(call.batch, minions.length);
+
+  return new Promise<unknown[]>((resolve, reject) => {
+    const toRun = [...minions];
+    const active = new Set<string>();
+    const reported = new Set<string>();
+    /** When each used slot frees again (batch_wait). */
+    const wait: number[] = [];
+    const results: unknown[] = [];
+    const stop = new AbortController();
+    let waitTimer: NodeJS.Timeout | undefined;
+    let settled = false;
+
+    fill();
+
+    /** Start the next batch if slots are free (the top of Batch.run's loop). */
+    function fill(): void {
+      if (settled) return;
+      if (minions.every((m) => reported.has(m))) {
+        finish();
+        return;
+      }
+      const t = now();
+      while (wait.length > 0 && wait[0] <= t) wait.shift();
+      let next: string[] = [];
+      if (toRun.length <= bnum - wait.length && active.size === 0) next = toRun.splice(0);
+      else if (bnum - active.size - wait.length > 0) next = toRun.splice(0, bnum - active.size - wait.length);
+      if (next.length > 0) {
+        for (const id of next) active.add(id);
+        runSubJob(next);
+      }
+      clearTimeout(waitTimer);
+      if (toRun.length > 0 && wait.length > 0) waitTimer = setTimeout(fill, Math.max(0, wait[0] - t) + 1);
+    }
+
+    function runSubJob(targets: string[]): void {
+      const returned = new Set<string>();
+      (async () => {
+        const pub = await publish(ctx, { ...local.pub, tgt: targets, tgtType: 'list', kwargs: call.credentials });
+        if (pub && !settled) {
+          await collectReturns(ctx, {
+            jid: pub.jid,
+            minions: pub.minions,
+            timeoutMs: timeout * 1000,
+            gatherJobTimeoutMs: gatherJobTimeout * 1000,
+            findJob: findJob(ctx, pub.jid, call.credentials),
+            onReturn: (id, ret, event) => {
+              returned.add(id);
+              report(id, ret, event);
+            },
+            signal,
+            stop: stop.signal,
+          });
+        }
+        // The batch's silent minions: an empty return each.
+        for (const id of targets) if (!returned.has(id)) report(id, { ret: {} });
+      })().catch(fail);
+    }
+
+    /** One return (Batch.run's `parts` loop). */
+    function report(id: string, data: MinionReturn, event?: SaltEvent): void {
+      if (settled) return;
+      reported.add(id);
+      if (active.delete(id) && call.batchWait > 0) wait.push(now() + call.batchWait * 1000);
+      let ret = data.ret;
+      const retcode = data.retcode;
+      // Batch munges the retcode into dict returns.
+      if ('retcode' in data && isPlainObject(ret) && !('retcode' in ret)) ret = { ...ret, retcode };
+      if (call.raw) results.push(event ? { data: event.data, tag: event.tag } : data);
+      else results.push({ [id]: ret });
+      if (call.failhard && typeof retcode === 'number' && retcode > 0) {
+        ctx.logger.info(`batch stopped by failhard: minion ${id} returned retcode ${retcode}`);
+        finish();
+        return;
+      }
+      queueMicrotask(fill);
+    }
+
+    function release(): void {
+      settled = true;
+      clearTimeout(waitTimer);
+      stop.abort();
+    }
+
+    function finish(): void {
+      if (settled) return;
+      release();
+      resolve(results);
+    }
+
+    function fail(err: unknown): void {
+      if (settled) return;
+      release();
+      reject(err);
+    }
+  });
+}

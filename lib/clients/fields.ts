@@ -1,0 +1,90 @@
+/**
+ * Reading a lowstate item's fields. Python's clients take whatever they are
+ * given and fail late (often with a TypeError and a 500); here a field of
+ * the wrong type is a 400 naming the field, raised before anything runs.
+ */
+import { BadRequestError } from '../errors.js';
+import { isPlainObject } from './args.js';
+
+export type Lowstate = Record<string, unknown>;
+
+/** `tgt`: a target expression, or a list of minion ids. */
+export function target(low: Lowstate): string | string[] {
+  const tgt = low.tgt;
+  if (tgt === undefined || tgt === null) throw new BadRequestError("Missing 'tgt'");
+  if (typeof tgt === 'string') return tgt;
+  if (Array.isArray(tgt) && tgt.every((t) => typeof t === 'string')) return tgt as string[];
+  throw new BadRequestError("'tgt' must be a string or a list of strings");
+}
+
+/**
+ * `arg`: a list; a single value is taken as a one-item list (as rest_cherrypy
+ * does; Python's rest_wsgi would split a string into its characters), and an
+ * empty string as no arguments (NetapiClient's own example sends `'arg': ''`).
+ */
+export function argList(low: Lowstate): unknown[] {
+  const arg = low.arg;
+  if (arg === undefined || arg === null || arg === '') return [];
+  return Array.isArray(arg) ? arg : [arg];
+}
+
+/** `kwarg`: keyword arguments as an object. */
+export function kwargDict(low: Lowstate): Record<string, unknown> | undefined {
+  const kwarg = low.kwarg;
+  if (kwarg === undefined || kwarg === null) return undefined;
+  if (isPlainObject(kwarg)) return kwarg;
+  throw new BadRequestError("'kwarg' must be an object");
+}
+
+/** A string field with a default (`tgt_type`, `ret`, `jid`). */
+export function stringField(low: Lowstate, key: string, fallback: string): string {
+  const value = low[key];
+  if (value === undefined || value === null) return fallback;
+  if (typeof value === 'string') return value;
+  throw new BadRequestError(`'${key}' must be a string`);
+}
+
+/** `tgt_type`, or the name it had before Salt 2017.7, `expr_form`. */
+export function targetType(low: Lowstate): string {
+  if (low.tgt_type !== undefined && low.tgt_type !== null) return stringField(low, 'tgt_type', 'glob');
+  return stringField(low, 'expr_form', 'glob');
+}
+
+/**
+ * A duration in seconds (`timeout`, `gather_job_timeout`...): a positive
+ * number or a numeric string. Salt itself keeps integers only; fractions are
+ * kept here so that tests can run at a fraction of Salt's pace.
+ */
+export function seconds(low: Lowstate, key: string): number | undefined {
+  const value = low[key];
+  if (value === undefined || value === null) return undefined;
+  const n = typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : NaN;
+  if (!Number.isFinite(n) || n <= 0) throw new BadRequestError(`'${key}' must be a positive number of seconds`);
+  return n;
+}
+
+/** A positive integer field (`subset`). */
+export function positiveInteger(low: Lowstate, key: string, fallback: number): number {
+  const value = low[key];
+  if (value === undefined || value === null) return fallback;
+  const n = typeof value === 'number' ? value : typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : NaN;
+  if (!Number.isInteger(n) || n < 1) throw new BadRequestError(`'${key}' must be a positive integer`);
+  return n;
+}
+
+/** Python's truthiness, for flags such as `full_return` that Salt tests with `if`. */
+export function truthy(value: unknown): boolean {
+  if (value === undefined || value === null || value === false || value === 0 || value === '' || value === 0n) return false;
+  if (Array.isArray(value)) return value.length > 0;
+  if (isPlainObject(value)) return Object.keys(value).length > 0;
+  return true;
+}
+
+/** The item's keys other than `skip`, in order: what Python passes on as `**kwargs`. */
+export function extraKeys(low: Lowstate, skip: ReadonlySet<string>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(low)) {
+    if (!skip.has(key)) Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+  }
+  return out;
+}

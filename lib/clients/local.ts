@@ -1,0 +1,227 @@
+/**
+ * The `local`, `local_async` and `local_subset` clients: LocalClient's
+ * `cmd`, `run_job` and `cmd_subset` (salt/client/__init__.py).
+ */
+import { conditionInput, defineKey, isPlainObject } from './args.js';
+import { argList, extraKeys, kwargDict, positiveInteger, seconds, stringField, target, targetType, truthy, type Lowstate } from './fields.js';
+import { busReady, request, type ClientContext } from './master.js';
+import { collectReturns, type MinionReturn } from './returns.js';
+
+/** What a publish carries (LocalClient._prep_pub). */
+export interface Publication {
+  tgt: string | string[];
+  fun: string;
+  /** After condition_input. */
+  arg: unknown[];
+  tgtType: string;
+  ret: string;
+  jid: string;
+  /** Credentials and the item's other keys (`delimiter`, `metadata`...). */
+  kwargs: Record<string, unknown>;
+}
+
+/** A job the master accepted: LocalClient's `pub_data`. */
+export interface PubData {
+  jid: string;
+  minions: string[];
+}
+
+/** One `local` item, read. */
+export interface LocalCall {
+  pub: Publication;
+  /** The item's `timeout`, seconds (else the master's `timeout`). */
+  timeout?: number;
+  /** The item's `gather_job_timeout`, seconds (else the master's). */
+  gatherJobTimeout?: number;
+  fullReturn: boolean;
+  expectMinions: boolean;
+}
+
+/** The item keys LocalClient's methods name; every other key travels in the publish `kwargs`. */
+const LOCAL_KEYS = new Set([
+  'client',
+  'tgt',
+  'fun',
+  'arg',
+  'kwarg',
+  'timeout',
+  'tgt_type',
+  'expr_form',
+  'ret',
+  'jid',
+  'full_return',
+  'subset',
+  'cli',
+  'progress',
+]);
+
+/** Read (and check) the fields LocalClient uses. */
+export function localCall(low: Lowstate): LocalCall {
+  const kwarg = kwargDict(low);
+  return {
+    pub: {
+      tgt: target(low),
+      fun: low.fun as string,
+      arg: conditionInput(argList(low), kwarg),
+      tgtType: targetType(low),
+      ret: stringField(low, 'ret', ''),
+      jid: stringField(low, 'jid', ''),
+      kwargs: extraKeys(low, LOCAL_KEYS),
+    },
+    timeout: seconds(low, 'timeout'),
+    gatherJobTimeout: seconds(low, 'gather_job_timeout'),
+    fullReturn: truthy(low.full_return),
+    expectMinions: truthy(low.expect_minions),
+  };
+}
+
+export function checkLocal(low: Lowstate): void {
+  localCall(low);
+  if (low.client === 'local_subset') positiveInteger(low, 'subset', 3);
+}
+
+/**
+ * LocalClient.pub + _check_pub_data: the master's `{jid, minions}`, or null
+ * when nothing was published (no minion matched, no jid assigned).
+ * The master's refusals raise (401 for credentials and permissions).
+ */
+export async function publish(ctx: ClientContext, pub: Publication): Promise<PubData | null> {
+  const reply = await request(ctx, {
+    cmd: 'publish',
+    tgt: pub.tgt,
+    fun: pub.fun,
+    arg: pub.arg,
+    tgt_type: pub.tgtType,
+    ret: pub.ret,
+    jid: pub.jid,
+    user: ctx.user,
+    kwargs: pub.kwargs,
+  });
+  const load = reply.load;
+  if (!isPlainObject(load)) return null;
+  const jid = typeof load.jid === 'string' ? load.jid : typeof load.jid === 'number' || typeof load.jid === 'bigint' ? String(load.jid) : '';
+  const minions = Array.isArray(load.minions) ? load.minions.filter((m): m is string => typeof m === 'string') : [];
+  if (jid === '' || jid === '0' || minions.length === 0) return null;
+  return { jid, minions };
+}
+
+function timeoutMs(ctx: ClientContext, call: LocalCall): number {
+  return (call.timeout ?? Number(ctx.opts.timeout)) * 1000;
+}
+
+function gatherJobTimeoutMs(ctx: ClientContext, call: LocalCall): number {
+  return (call.gatherJobTimeout ?? Number(ctx.opts.gather_job_timeout)) * 1000;
+}
+
+/** `saltutil.find_job` for `jid`, sent with the job's own credentials (LocalClient.gather_job_info). */
+export function findJob(ctx: ClientContext, jid: string, kwargs: Record<string, unknown>) {
+  return async (targets: string[]): Promise<string | null> => {
+    const pub = await publish(ctx, {
+      tgt: targets,
+      fun: 'saltutil.find_job',
+      arg: [jid],
+      tgtType: 'list',
+      ret: '',
+      jid: '',
+      kwargs,
+    });
+    return pub?.jid ?? null;
+  };
+}
+
+/** What LocalClient.get_cli_event_returns puts in place of a minion reported missing. */
+function noResponse(jid: string): MinionReturn {
+  return {
+    out: 'no_return',
+    ret:
+      'Minion did not return. [No response]\nThe minions may not have all finished running and any ' +
+      'remaining minions will return upon completion. To look up the return data for this job later, ' +
+      `run the following command:\n\nsalt-run jobs.lookup_jid ${jid}`,
+    retcode: 1,
+  };
+}
+
+/**
+ * LocalClient.cmd: publish, wait as get_iter_returns does, then map each
+ * targeted minion that never answered to `false`. Nothing matched: `{}`.
+ */
+export async function runLocal(ctx: ClientContext, call: LocalCall, signal?: AbortSignal): Promise<Record<string, unknown>> {
+  // Subscribe before publishing: never publish a job whose returns can't be heard.
+  await busReady(ctx);
+  const pub = await publish(ctx, call.pub);
+  if (!pub) return {};
+  return gatherReturns(ctx, call, pub, signal);
+}
+
+/** The waiting half of LocalClient.cmd, for a job already published. */
+export async function gatherReturns(ctx: ClientContext, call: LocalCall, pub: PubData, signal?: AbortSignal): Promise<Record<string, unknown>> {
+  const { returns, minions, missing } = await collectReturns(ctx, {
+    jid: pub.jid,
+    minions: pub.minions,
+    timeoutMs: timeoutMs(ctx, call),
+    gatherJobTimeoutMs: gatherJobTimeoutMs(ctx, call),
+    findJob: findJob(ctx, pub.jid, call.pub.kwargs),
+    signal,
+  });
+  const result: Record<string, unknown> = {};
+  for (const [id, data] of returns) defineKey(result, id, call.fullReturn ? data : data.ret);
+  // get_iter_returns reports silent minions only when asked (expect_minions),
+  // and minions the master called missing always; both as "did not return".
+  const failed = new Set<string>();
+  if (call.expectMinions) for (const id of minions) if (!returns.has(id)) failed.add(id);
+  for (const id of missing) if (!returns.has(id)) failed.add(id);
+  for (const id of failed) {
+    const data = noResponse(pub.jid);
+    defineKey(result, id, call.fullReturn ? data : data.ret);
+  }
+  for (const id of pub.minions) if (!Object.hasOwn(result, id)) defineKey(result, id, false);
+  return result;
+}
+
+/** LocalClient.run_job: `{"jid", "minions"}` at once, or `{}` when nothing matched. */
+export async function runLocalAsync(ctx: ClientContext, call: LocalCall): Promise<PubData | Record<string, never>> {
+  return (await publish(ctx, call.pub)) ?? {};
+}
+
+/**
+ * LocalClient.cmd_subset: ask the targets for `sys.list_functions`, pick
+ * `subset` of those that have `fun`, at random, and run `fun` on them.
+ */
+export async function runLocalSubset(
+  ctx: ClientContext,
+  call: LocalCall,
+  subset: number,
+  signal?: AbortSignal,
+): Promise<Record<string, unknown>> {
+  const listing = await runLocal(
+    ctx,
+    {
+      ...call,
+      pub: { ...call.pub, fun: 'sys.list_functions', arg: [], ret: '', jid: '' },
+      fullReturn: false,
+      expectMinions: false,
+    },
+    signal,
+  );
+  const chosen: string[] = [];
+  for (const id of shuffle(Object.keys(listing))) {
+    const functions = listing[id];
+    if (Array.isArray(functions) && functions.includes(call.pub.fun)) chosen.push(id);
+    if (chosen.length >= subset) break;
+  }
+  // Python publishes to an empty list and gets "no minions": `{}`.
+  if (chosen.length === 0) return {};
+  return runLocal(ctx, { ...call, pub: { ...call.pub, tgt: chosen, tgtType: 'list' } }, signal);
+}
+
+function shuffle<T>(items: T[]): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [items[i], items[j]] = [items[j], items[i]];
+  }
+  return items;
+}
+
+export function subsetOf(low: Lowstate): number {
+  return positiveInteger(low, 'subset', 3);
+}

@@ -1,0 +1,127 @@
+/**
+ * What every client family shares: the master's request channel and event
+ * bus (one of each per NetapiClient), and the translation of the master's
+ * refusals and of transport failures into the HTTP errors of CONTRACT.md.
+ */
+import type { MasterOptions } from '../salt/config.js';
+import type { EventBus } from '../salt/event-bus.js';
+import type { RequestChannel } from '../salt/request-channel.js';
+import { AuthenticationError, BadRequestError, GatewayTimeoutError, ServiceUnavailableError } from '../errors.js';
+import { isPlainObject } from './args.js';
+
+export interface Logger {
+  debug(msg: string): void;
+  info(msg: string): void;
+  warn(msg: string): void;
+  error(msg: string): void;
+}
+
+/** The shared pieces a client needs to run one lowstate item. */
+export interface ClientContext {
+  readonly opts: MasterOptions;
+  readonly channel: RequestChannel;
+  readonly bus: EventBus;
+  readonly logger: Logger;
+  /** Timeout of one request/reply towards the master, ms. */
+  readonly requestTimeoutMs: number;
+  /** How long a synchronous call waits for a disconnected event bus, ms. */
+  readonly busReadyTimeoutMs: number;
+  /** LocalClient's `salt_user`: who publishes (the master replaces it for eauth and tokens). */
+  readonly user: string;
+}
+
+/** The master refused a request for a reason that is not about credentials. */
+export class MasterError extends Error {
+  override name = 'MasterError';
+  constructor(
+    readonly errorName: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * The exception Salt raises for a master's `{"error": ...}` reply
+ * (salt/client/__init__.py: pub; salt/utils/error.py: raise_error), as the
+ * HTTP error rest_cherrypy answers with: credentials or permissions → 401,
+ * SaltInvocationError → 400, anything else → a plain error (500).
+ */
+export function masterError(error: unknown): Error {
+  if (!isPlainObject(error)) return new MasterError('PublishError', `The master refused the request: ${String(error)}`);
+  const name = typeof error.name === 'string' ? error.name : '';
+  const message = typeof error.message === 'string' && error.message !== '' ? error.message : undefined;
+  if (AUTH_ERRORS.has(name)) return new AuthenticationError(message ?? 'Authentication failure.');
+  if (name === 'SaltInvocationError') return new BadRequestError(message ?? 'Invalid invocation.');
+  return new MasterError(name || 'PublishError', message ?? `The master refused the request (${name || 'unknown error'})`);
+}
+
+const AUTH_ERRORS = new Set([
+  'AuthenticationError',
+  'AuthorizationError',
+  'EauthAuthenticationError',
+  'TokenAuthenticationError',
+  'SaltAuthenticationError',
+  'AuthError',
+]);
+
+/**
+ * One request/reply with the master. A timeout or a closed channel is the
+ * master not answering: 503. A reply holding `error` is raised as Salt does.
+ */
+export async function request(ctx: ClientContext, load: Record<string, unknown>): Promise<Record<string, unknown>> {
+  let reply: unknown;
+  try {
+    reply = await ctx.channel.send(load, ctx.requestTimeoutMs);
+  } catch (err) {
+    const name = (err as Error)?.name;
+    if (name === 'RequestTimeoutError' || name === 'ChannelClosedError') throw new ServiceUnavailableError();
+    throw err;
+  }
+  if (!isPlainObject(reply)) return {};
+  if ('error' in reply && reply.error !== undefined && reply.error !== null) throw masterError(reply.error);
+  return reply;
+}
+
+/**
+ * Resolve once the event bus is connected, or 503: a synchronous job must
+ * not be published when its returns cannot be heard.
+ */
+export async function busReady(ctx: ClientContext): Promise<void> {
+  if (ctx.bus.connected) return;
+  try {
+    await ctx.bus.ready(ctx.busReadyTimeoutMs);
+  } catch {
+    throw new ServiceUnavailableError();
+  }
+}
+
+/** The error a waiting call ends with when the bus drops (master restart). */
+export function busLostError(what: string): GatewayTimeoutError {
+  return new GatewayTimeoutError(
+    `Lost the connection to the master's event bus while waiting for ${what}; it may still be running on the master.`,
+  );
+}
+
+/** The rejection of a call whose `signal` aborted. */
+export function abortError(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
+}
+
+/**
+ * Watch a wait: `onBusLost` runs if the bus disconnects, `onAbort` if the
+ * signal aborts. Returns the function that removes both listeners.
+ */
+export function watchWait(
+  ctx: ClientContext,
+  signal: AbortSignal | undefined,
+  onBusLost: () => void,
+  onAbort: () => void,
+): () => void {
+  ctx.bus.on('disconnect', onBusLost);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  return () => {
+    ctx.bus.off('disconnect', onBusLost);
+    signal?.removeEventListener('abort', onAbort);
+  };
+}
