@@ -1,0 +1,161 @@
+/**
+ * Cuts a byte stream of back-to-back msgpack values into whole values, as
+ * the master's event bus sends them (PROTOCOL.md §2): frames arrive split and
+ * joined at any byte.
+ *
+ * Rather than retry a decode from the start of a frame each time more bytes
+ * come in (quadratic for a large frame trickling in), it walks item headers
+ * and keeps its place between chunks, so every byte is looked at once and
+ * only complete frames are handed on.
+ */
+
+/** msgpack's one type byte that means nothing: the stream is not msgpack. */
+export class FrameStreamError extends Error {
+  override name = 'FrameStreamError';
+}
+
+const INITIAL_CAPACITY = 64 * 1024;
+
+export class FrameScanner {
+  private buf = Buffer.allocUnsafe(INITIAL_CAPACITY);
+  /** First byte of the frame being scanned. */
+  private start = 0;
+  /** Where the next item header starts. */
+  private pos = 0;
+  /** End of the bytes held. */
+  private end = 0;
+  /** Items still to come in each open array/map, innermost last. */
+  private readonly open: number[] = [];
+
+  constructor(private readonly maxFrameBytes = 256 * 1024 * 1024) {}
+
+  /** Bytes of an unfinished frame held. */
+  get buffered(): number {
+    return this.end - this.start;
+  }
+
+  /** Forget any partial frame (the stream it came from is gone). */
+  reset(): void {
+    this.start = this.pos = this.end = 0;
+    this.open.length = 0;
+    if (this.buf.length > INITIAL_CAPACITY) this.buf = Buffer.allocUnsafe(INITIAL_CAPACITY);
+  }
+
+  /**
+   * Add a chunk; call `onFrame` with each frame it completes. The frame is a
+   * view of an internal buffer that is reused: copy what you keep. Throws
+   * FrameStreamError when the stream can't be msgpack or a frame passes the
+   * size limit (the caller should drop the stream and reset()).
+   */
+  push(chunk: Uint8Array, onFrame: (frame: Buffer) => void): void {
+    this.append(chunk);
+    const open = this.open;
+    while (this.pos < this.end) {
+      const size = itemSize(this.buf, this.pos, this.end);
+      if (size < 0) break; // header or payload not all here yet
+      const type = this.buf[this.pos];
+      if (size === 0) throw new FrameStreamError(`Not a msgpack stream (byte 0x${type.toString(16)})`);
+      const children = childCount(this.buf, this.pos, type);
+      this.pos += size;
+      if (children > 0) {
+        open.push(children);
+        continue;
+      }
+      // An item ended: close every container it completes.
+      let frameDone = true;
+      while (open.length > 0) {
+        if (--open[open.length - 1] > 0) {
+          frameDone = false;
+          break;
+        }
+        open.pop();
+      }
+      if (frameDone) {
+        const frame = this.buf.subarray(this.start, this.pos);
+        this.start = this.pos;
+        onFrame(frame); // may reset(): then end is 0 and the loop stops
+      }
+    }
+    if (this.end - this.start > this.maxFrameBytes) {
+      throw new FrameStreamError(`Frame larger than ${this.maxFrameBytes} bytes`);
+    }
+    if (this.start === this.end) this.start = this.pos = this.end = 0;
+  }
+
+  private append(chunk: Uint8Array): void {
+    if (this.end + chunk.length > this.buf.length) {
+      const live = this.end - this.start;
+      let target = this.buf;
+      // Slide the live bytes to the front when that frees enough room for
+      // long; otherwise grow (doubling keeps copying linear overall).
+      if (live + chunk.length > this.buf.length / 2) {
+        target = Buffer.allocUnsafe(Math.max(this.buf.length * 2, live + chunk.length));
+      }
+      this.buf.copy(target, 0, this.start, this.end);
+      this.buf = target;
+      this.pos -= this.start;
+      this.end = live;
+      this.start = 0;
+    }
+    this.buf.set(chunk, this.end);
+    this.end += chunk.length;
+  }
+}
+
+/**
+ * Bytes taken by the item at `pos` itself (header and payload, not its
+ * children), -1 when they are not all in `buf[..end]`, 0 for the invalid 0xc1.
+ */
+export function itemSize(buf: Uint8Array, pos: number, end: number): number {
+  const b = buf[pos];
+  if (b <= 0x7f || b >= 0xe0) return 1; // fixint
+  if (b <= 0x9f) return 1; // fixmap, fixarray
+  if (b <= 0xbf) return need(1 + (b & 0x1f), pos, end); // fixstr
+  const avail = end - pos;
+  switch (b) {
+    case 0xc0: case 0xc2: case 0xc3: return 1; // nil, false, true
+    case 0xc1: return 0;
+    case 0xc4: case 0xd9: return avail < 2 ? -1 : need(2 + buf[pos + 1], pos, end); // bin8, str8
+    case 0xc5: case 0xda: return avail < 3 ? -1 : need(3 + u16(buf, pos + 1), pos, end); // bin16, str16
+    case 0xc6: case 0xdb: return avail < 5 ? -1 : need(5 + u32(buf, pos + 1), pos, end); // bin32, str32
+    case 0xc7: return avail < 2 ? -1 : need(3 + buf[pos + 1], pos, end); // ext8
+    case 0xc8: return avail < 3 ? -1 : need(4 + u16(buf, pos + 1), pos, end); // ext16
+    case 0xc9: return avail < 5 ? -1 : need(6 + u32(buf, pos + 1), pos, end); // ext32
+    case 0xca: case 0xce: case 0xd2: return need(5, pos, end); // float32, uint32, int32
+    case 0xcb: case 0xcf: case 0xd3: return need(9, pos, end); // float64, uint64, int64
+    case 0xcc: case 0xd0: return need(2, pos, end); // uint8, int8
+    case 0xcd: case 0xd1: return need(3, pos, end); // uint16, int16
+    case 0xd4: return need(3, pos, end); // fixext1
+    case 0xd5: return need(4, pos, end); // fixext2
+    case 0xd6: return need(6, pos, end); // fixext4
+    case 0xd7: return need(10, pos, end); // fixext8
+    case 0xd8: return need(18, pos, end); // fixext16
+    case 0xdc: case 0xde: return need(3, pos, end); // array16, map16
+    default: return need(5, pos, end); // 0xdd array32, 0xdf map32
+  }
+}
+
+/** Items that follow the container at `pos` (whose header is all there). */
+export function childCount(buf: Uint8Array, pos: number, type: number): number {
+  if (type >= 0x80 && type <= 0x8f) return 2 * (type & 0x0f);
+  if (type >= 0x90 && type <= 0x9f) return type & 0x0f;
+  switch (type) {
+    case 0xdc: return u16(buf, pos + 1);
+    case 0xdd: return u32(buf, pos + 1);
+    case 0xde: return 2 * u16(buf, pos + 1);
+    case 0xdf: return 2 * u32(buf, pos + 1);
+    default: return 0;
+  }
+}
+
+function need(size: number, pos: number, end: number): number {
+  return pos + size <= end ? size : -1;
+}
+
+function u16(buf: Uint8Array, at: number): number {
+  return (buf[at] << 8) | buf[at + 1];
+}
+
+function u32(buf: Uint8Array, at: number): number {
+  return buf[at] * 0x1000000 + ((buf[at + 1] << 16) | (buf[at + 2] << 8) | buf[at + 3]);
+}
