@@ -1,0 +1,234 @@
+/**
+ * Salt's wire shapes for the test master double and for tests that talk to it
+ * raw: jids, `_stamp`s, event-bus frames, a bus reader and a request-channel
+ * client built directly on `zeromq` and `node:net` (never on lib/salt's
+ * transport, which is what the double exists to test).
+ */
+import net from 'node:net';
+import { Dealer, Request } from 'zeromq';
+import { Unpackr } from 'msgpackr';
+import { decode, encode } from '../../lib/salt/codec.js';
+
+let lastJid = 0n;
+
+/** Wall-clock time in microseconds (Date alone has milliseconds only). */
+function nowMicros(): number {
+  return Math.round((performance.timeOrigin + performance.now()) * 1000);
+}
+
+/**
+ * A jid as Salt's `salt.utils.jid.gen_jid` makes it: local time as
+ * `%Y%m%d%H%M%S%f`, 20 digits. Strictly increasing within the process, so
+ * two masters (or two jobs in the same microsecond) never share one.
+ */
+export function newJid(): string {
+  const micros = nowMicros();
+  const now = new Date(Math.floor(micros / 1000));
+  const pad = (n: number, width = 2) => String(n).padStart(width, '0');
+  let jid = BigInt(
+    `${now.getFullYear()}${pad(now.getMonth() + 1)}${pad(now.getDate())}` +
+      `${pad(now.getHours())}${pad(now.getMinutes())}${pad(now.getSeconds())}${pad(micros % 1_000_000, 6)}`,
+  );
+  if (jid <= lastJid) jid = lastJid + 1n;
+  lastJid = jid;
+  return jid.toString();
+}
+
+/** Salt's `_stamp`: UTC `datetime.isoformat()` with microseconds, e.g. `2026-11-22T18:00:58.327795`. */
+export function saltStamp(): string {
+  const micros = nowMicros();
+  return new Date(Math.floor(micros / 1000)).toISOString().slice(0, 19) + '.' + String(micros % 1_000_000).padStart(6, '0');
+}
+
+/** One event-bus frame: msgpack `{head: {}, body: <bin: tag + "\n\n" + msgpack(data)>}` (salt/utils/event.py: SaltEvent.pack). */
+export function packEvent(tag: string, data: unknown): Buffer {
+  const body = Buffer.concat([Buffer.from(`${tag}\n\n`, 'utf8'), encode(data)]);
+  return encode({ head: {}, body });
+}
+
+export interface BusFrame {
+  /** The frame's bytes exactly as read from the socket. */
+  raw: Buffer;
+  head: unknown;
+  tag: string;
+  data: any;
+}
+
+/** Split one frame's body into tag and data (salt/utils/event.py: SaltEvent.unpack). */
+export function unpackBody(body: Uint8Array): { tag: string; data: any } {
+  const bytes = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  const cut = bytes.indexOf('\n\n');
+  if (cut < 0) return { tag: bytes.toString('utf8'), data: {} };
+  return { tag: bytes.subarray(0, cut).toString('utf8'), data: decode(bytes.subarray(cut + 2)) };
+}
+
+// The outer {head, body} map holds only plain types; the body's data goes
+// through lib/salt/codec.ts, which knows Salt's extensions.
+const frameReader = new Unpackr({ mapsAsObjects: true, useRecords: false, moreTypes: false, structuredClone: false });
+
+/** Reassembles bus frames from a byte stream that may split or join them anywhere. */
+export class BusFrameParser {
+  private pending: Buffer = Buffer.alloc(0);
+
+  /** Feed bytes; returns the frames they complete. */
+  push(chunk: Buffer): BusFrame[] {
+    this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
+    const frames: BusFrame[] = [];
+    let consumed = 0;
+    try {
+      frameReader.unpackMultiple(this.pending, (value: any, _start?: number, end?: number) => {
+        const raw = Buffer.from(this.pending.subarray(consumed, end));
+        consumed = end ?? this.pending.length;
+        const { tag, data } = unpackBody(value?.body ?? new Uint8Array());
+        frames.push({ raw, head: value?.head, tag, data });
+      });
+    } catch (err) {
+      if (!(err as { incomplete?: boolean }).incomplete) throw err;
+    }
+    this.pending = this.pending.subarray(consumed);
+    return frames;
+  }
+}
+
+/**
+ * A raw subscriber of the master's event bus: connects to the unix socket (or
+ * TCP port) and records every frame. Tests use it to see exactly what the
+ * double wrote, independently of lib/salt/event-bus.ts.
+ */
+export class BusTap {
+  readonly frames: BusFrame[] = [];
+  private readonly socket: net.Socket;
+  private readonly parser = new BusFrameParser();
+  private waiters: Array<{ test: (f: BusFrame) => boolean; resolve: (f: BusFrame) => void }> = [];
+  readonly connected: Promise<void>;
+
+  constructor(target: { path: string } | { host: string; port: number }) {
+    this.socket = net.connect(target as net.NetConnectOpts);
+    this.connected = new Promise((resolve, reject) => {
+      this.socket.once('connect', () => resolve());
+      this.socket.once('error', reject);
+    });
+    this.socket.on('error', () => {}); // a closed master is an expected event in tests
+    this.socket.on('data', (chunk: Buffer) => {
+      for (const frame of this.parser.push(chunk)) {
+        this.frames.push(frame);
+        this.waiters = this.waiters.filter((w) => {
+          if (!w.test(frame)) return true;
+          w.resolve(frame);
+          return false;
+        });
+      }
+    });
+  }
+
+  /** Frames whose tag matches (exact string, prefix ending in '/', or RegExp). */
+  matching(tag: string | RegExp): BusFrame[] {
+    return this.frames.filter((f) => tagMatches(f.tag, tag));
+  }
+
+  /** First frame (already seen or future) whose tag matches; rejects after timeoutMs. */
+  waitFor(tag: string | RegExp, timeoutMs = 2000): Promise<BusFrame> {
+    const seen = this.frames.find((f) => tagMatches(f.tag, tag));
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w.resolve !== done);
+        reject(new Error(`no event ${String(tag)} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const done = (f: BusFrame) => {
+        clearTimeout(timer);
+        resolve(f);
+      };
+      this.waiters.push({ test: (f) => tagMatches(f.tag, tag), resolve: done });
+    });
+  }
+
+  get closed(): boolean {
+    return this.socket.destroyed || this.socket.readableEnded;
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+function tagMatches(tag: string, want: string | RegExp): boolean {
+  if (want instanceof RegExp) return want.test(tag);
+  return want.endsWith('/') ? tag.startsWith(want) : tag === want;
+}
+
+/**
+ * A raw request-channel client: a DEALER that sends `[correlation, '', payload]`
+ * (or a REQ sending `['', payload]`) and resolves with the reply frames.
+ */
+export class RawRequester {
+  private readonly dealer = new Dealer({ linger: 0 });
+  private readonly pending = new Map<string, (frames: Buffer[]) => void>();
+  private next = 0;
+
+  constructor(address: string) {
+    this.dealer.connect(address);
+    void this.readLoop();
+  }
+
+  private async readLoop(): Promise<void> {
+    try {
+      for await (const frames of this.dealer) {
+        const key = frames[0]?.toString('hex') ?? '';
+        const resolve = this.pending.get(key);
+        if (resolve) {
+          this.pending.delete(key);
+          resolve(frames);
+        }
+      }
+    } catch {
+      // closed
+    }
+  }
+
+  /** Send payload bytes with a correlation frame (and optional extra envelope frames); resolve with all reply frames. */
+  requestFrames(payload: Buffer, timeoutMs = 2000, extraEnvelope: Buffer[] = []): Promise<Buffer[]> {
+    const corr = Buffer.alloc(4);
+    corr.writeUInt32BE(++this.next);
+    const key = corr.toString('hex');
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(key);
+        reject(new Error(`no reply within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(key, (frames) => {
+        clearTimeout(timer);
+        resolve(frames);
+      });
+      this.dealer.send([corr, ...extraEnvelope, Buffer.alloc(0), payload]).catch(reject);
+    });
+  }
+
+  /** Send raw payload bytes, resolve with the raw reply payload. */
+  async requestRaw(payload: Buffer, timeoutMs = 2000): Promise<Buffer> {
+    const frames = await this.requestFrames(payload, timeoutMs);
+    return frames[frames.length - 1];
+  }
+
+  /** Send `{enc: 'clear', load, version: 2}`, resolve with the decoded reply. */
+  async request(load: Record<string, unknown>, timeoutMs = 2000): Promise<any> {
+    return decode(await this.requestRaw(encode({ enc: 'clear', load, version: 2 }), timeoutMs));
+  }
+
+  close(): void {
+    this.dealer.close();
+  }
+}
+
+/** One request over a fresh REQ socket (envelope `['', payload]`), the way Salt's own client talks. */
+export async function reqOnce(address: string, payload: Buffer, timeoutMs = 2000): Promise<Buffer> {
+  const req = new Request({ linger: 0, receiveTimeout: timeoutMs });
+  try {
+    req.connect(address);
+    await req.send(payload);
+    const [reply] = await req.receive();
+    return reply;
+  } finally {
+    req.close();
+  }
+}
