@@ -109,6 +109,8 @@ export class EventBus extends EventEmitter {
 
   constructor(options: EventBusOptions) {
     super();
+    // Every job in flight may watch 'disconnect': many listeners are normal here.
+    this.setMaxListeners(0);
     if (options?.path) {
       this.connectOptions = { path: options.path };
       this.where = options.path;
