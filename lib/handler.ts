@@ -18,7 +18,7 @@ import {
   NotAcceptableError,
   PayloadTooLargeError,
 } from './errors.js';
-import { toJson } from './json.js';
+import { parseJson, toJson } from './json.js';
 import { silentLogger, type Logger } from './log.js';
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
@@ -84,7 +84,7 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
     } else {
       const raw = req.body !== undefined ? Buffer.from(req.body as Buffer | string) : await readBody(req, res, maxBodyBytes);
       if (raw.length > maxBodyBytes) throw new PayloadTooLargeError();
-      body = parseJson(raw);
+      body = parseBody(raw);
     }
 
     let lowstates: unknown[];
@@ -219,7 +219,7 @@ function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Pro
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-function parseJson(raw: Buffer): unknown {
+function parseBody(raw: Buffer): unknown {
   let text: string;
   try {
     text = utf8.decode(raw); // also drops a leading BOM
@@ -227,9 +227,10 @@ function parseJson(raw: Buffer): unknown {
     throw new BadRequestError('400: Request body is not valid UTF-8');
   }
   try {
-    // JSON.parse keeps a `__proto__` key as an own property: parsed input is
-    // never merged into other objects, so it can't pollute prototypes.
-    return JSON.parse(text);
+    // Integers past 2^53 stay exact (BigInt), as Python's json keeps them.
+    // A `__proto__` key stays an own property, and parsed input is never
+    // merged into other objects: it can't pollute prototypes.
+    return parseJson(text);
   } catch (err) {
     throw new BadRequestError(`400: ${jsonErrorMessage(err)}`);
   }

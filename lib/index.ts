@@ -26,5 +26,5 @@ export {
   ServiceUnavailableError,
   GatewayTimeoutError,
 } from './errors.js';
-export { toJson, bytesToText } from './json.js';
+export { toJson, parseJson, bytesToText } from './json.js';
 export { createLogger, silentLogger, formatAccess, type Logger, type LogLevel, type LoggerOptions, type AccessRecord } from './log.js';

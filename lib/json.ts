@@ -1,5 +1,12 @@
 /**
- * JSON text of the values the Salt codec produces.
+ * JSON in and out with the integers Salt handles: Python's json keeps every
+ * digit of an integer, JavaScript's JSON rounds past 2^53.
+ *
+ * parseJson: JSON.parse, except that integer literals past 2^53 become
+ * BigInt (exact), as Python's json.loads gives int. Python reads `1e20` and
+ * `1.0` as floats: so do we.
+ *
+ * toJson: the JSON text of the values the Salt codec produces.
  *
  * JSON.stringify can't be used as is: it throws on BigInt (minion returns
  * carry integers past 2^53: sizes, inodes, counters), writes a Buffer as
@@ -111,4 +118,125 @@ function writeEntries(entries: Iterable<[unknown, unknown]>, out: string[], seen
     else out.length = mark; // no JSON form: the key goes too
   }
   out.push('}');
+}
+
+/** An integer literal this long may be past 2^53 (9007199254740992 has 16 digits). */
+const MAYBE_BIG_INTEGER = /\d{16}/;
+
+/**
+ * JSON.parse, keeping integers past 2^53 exact as BigInt. Throws JSON.parse's
+ * SyntaxError for invalid text. Like JSON.parse, a `__proto__` key becomes an
+ * own property, never the prototype.
+ */
+export function parseJson(text: string): unknown {
+  const value = JSON.parse(text) as unknown; // validates, and is the answer unless a long integer may be in it
+  if (!MAYBE_BIG_INTEGER.test(text)) return value;
+  return new ExactParser(text).parse();
+}
+
+/**
+ * A JSON reader for text JSON.parse has already accepted (so it needn't
+ * report errors): strings go through JSON.parse, integers too large for a
+ * double become BigInt.
+ */
+class ExactParser {
+  private pos = 0;
+  constructor(private readonly text: string) {}
+
+  parse(): unknown {
+    const value = this.value();
+    this.skipSpace();
+    if (this.pos !== this.text.length) throw new SyntaxError('Unexpected data after JSON');
+    return value;
+  }
+
+  private skipSpace(): void {
+    const t = this.text;
+    while (this.pos < t.length) {
+      const c = t.charCodeAt(this.pos);
+      if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) break;
+      this.pos++;
+    }
+  }
+
+  private value(): unknown {
+    this.skipSpace();
+    const t = this.text;
+    const c = t[this.pos];
+    if (c === '{') return this.object();
+    if (c === '[') return this.array();
+    if (c === '"') return this.string();
+    if (t.startsWith('true', this.pos)) return this.literal(4, true);
+    if (t.startsWith('false', this.pos)) return this.literal(5, false);
+    if (t.startsWith('null', this.pos)) return this.literal(4, null);
+    return this.number();
+  }
+
+  private literal<T>(length: number, value: T): T {
+    this.pos += length;
+    return value;
+  }
+
+  private object(): Record<string, unknown> {
+    const obj: Record<string, unknown> = {};
+    this.pos++; // {
+    this.skipSpace();
+    if (this.text[this.pos] === '}') {
+      this.pos++;
+      return obj;
+    }
+    for (;;) {
+      this.skipSpace();
+      const key = this.string();
+      this.skipSpace();
+      this.pos++; // :
+      const item = this.value();
+      if (key === '__proto__') Object.defineProperty(obj, key, { value: item, writable: true, enumerable: true, configurable: true });
+      else obj[key] = item;
+      this.skipSpace();
+      if (this.text[this.pos++] === '}') return obj; // else ','
+    }
+  }
+
+  private array(): unknown[] {
+    const arr: unknown[] = [];
+    this.pos++; // [
+    this.skipSpace();
+    if (this.text[this.pos] === ']') {
+      this.pos++;
+      return arr;
+    }
+    for (;;) {
+      arr.push(this.value());
+      this.skipSpace();
+      if (this.text[this.pos++] === ']') return arr; // else ','
+    }
+  }
+
+  private string(): string {
+    const t = this.text;
+    const start = this.pos;
+    let i = start + 1;
+    let escaped = false;
+    for (;;) {
+      const c = t.charCodeAt(i);
+      if (c === 0x5c /* backslash */) {
+        escaped = true;
+        i += 2;
+      } else if (c === 0x22 /* " */) break;
+      else i++;
+    }
+    this.pos = i + 1;
+    return escaped ? (JSON.parse(t.slice(start, i + 1)) as string) : t.slice(start + 1, i);
+  }
+
+  private number(): number | bigint {
+    const re = /-?\d+(\.\d+)?([eE][+-]?\d+)?/y;
+    re.lastIndex = this.pos;
+    const m = re.exec(this.text)!;
+    this.pos += m[0].length;
+    const n = Number(m[0]);
+    if (m[1] === undefined && m[2] === undefined && !Number.isSafeInteger(n)) return BigInt(m[0]);
+    return n;
+  }
 }

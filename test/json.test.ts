@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { toJson, bytesToText } from '../lib/json.js';
+import { toJson, bytesToText, parseJson } from '../lib/json.js';
 import { decode, encode } from '../lib/salt/codec.js';
 
 test('plain values match JSON.stringify', () => {
@@ -86,4 +86,39 @@ test('a shared (not circular) object is written twice; a circular one throws', (
 test('the output parses back to the same data', () => {
   const value = { return: [{ minion1: { ret: 'ok', retcode: 0, jid: '20261122180058327795' }, ghost1: false }] };
   assert.deepEqual(JSON.parse(toJson(value)), value);
+});
+
+test('parseJson: integers past 2^53 stay exact, the rest as JSON.parse', () => {
+  assert.deepEqual(parseJson('[18446744073709551615, -9223372036854775809, 9007199254740991, 9007199254740992]'), [
+    18446744073709551615n,
+    -9223372036854775809n,
+    9007199254740991,
+    9007199254740992n,
+  ]);
+  // Python reads these as floats.
+  assert.deepEqual(parseJson('[1e20, 18446744073709551615.0, 12345678901234567890e0]'), [1e20, 18446744073709551615.0, 12345678901234567890e0]);
+  // Long digit runs inside strings, escapes, nesting, whitespace.
+  const text = ' { "jid" : "20261122180058327795", "s": "a\\"b\\\\c\\u00e9\\n", "n": [ {}, [], null, true, false, -0.5e-3 ], "big": {"v": 123456789012345678901234567890} } ';
+  const parsed = parseJson(text) as Record<string, unknown>;
+  assert.equal(parsed.jid, '20261122180058327795');
+  assert.equal(parsed.s, 'a"b\\cé\n');
+  assert.deepEqual(parsed.n, [{}, [], null, true, false, -0.5e-3]);
+  assert.deepEqual(parsed.big, { v: 123456789012345678901234567890n });
+  // Round trip through toJson keeps every digit.
+  assert.equal(toJson(parseJson('{"a":[18446744073709551615,1.5,"x"]}')), '{"a":[18446744073709551615,1.5,"x"]}');
+});
+
+test('parseJson: __proto__ is an own key, on both paths', () => {
+  for (const text of ['{"__proto__": {"polluted": 1}}', '{"__proto__": {"polluted": 18446744073709551615}}']) {
+    const parsed = parseJson(text) as Record<string, unknown>;
+    assert.equal(Object.getPrototypeOf(parsed), Object.prototype);
+    assert.ok(Object.hasOwn(parsed, '__proto__'));
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  }
+});
+
+test('parseJson: invalid text throws the SyntaxError of JSON.parse', () => {
+  for (const text of ['', '[1,', '{"a" 1}', '[18446744073709551615,]', 'nul']) {
+    assert.throws(() => parseJson(text), SyntaxError, text);
+  }
 });
