@@ -46,6 +46,76 @@ export function packEvent(tag: string, data: unknown): Buffer {
   return encode({ head: {}, body });
 }
 
+/**
+ * Pack a request-channel reply as the master does: `salt.payload.dumps` with
+ * its default `use_bin_type=False`, msgpack's old spec. The difference from
+ * lib/salt/codec.ts (new spec, as the bus uses) is on the wire only: strings
+ * of 32-255 bytes are str16 (`da`), never str8 (`d9`), and byte strings are
+ * packed as str too (reqserver.json shows str16 for every such reply string).
+ */
+export function encodeReply(value: unknown): Buffer {
+  const parts: Buffer[] = [];
+  const header = (len: number, fix: number, fixMax: number, c16: number, c32: number) => {
+    if (len <= fixMax) parts.push(Buffer.from([fix | len]));
+    else if (len < 0x10000) parts.push(Buffer.from([c16, len >> 8, len & 0xff]));
+    else {
+      const b = Buffer.alloc(5);
+      b[0] = c32;
+      b.writeUInt32BE(len, 1);
+      parts.push(b);
+    }
+  };
+  const int = (n: bigint) => {
+    const b = Buffer.alloc(9);
+    if (n >= 0n) {
+      if (n < 128n) return parts.push(Buffer.from([Number(n)]));
+      if (n < 0x100n) return parts.push(Buffer.from([0xcc, Number(n)]));
+      if (n < 0x10000n) return (b[0] = 0xcd), b.writeUInt16BE(Number(n), 1), parts.push(b.subarray(0, 3));
+      if (n < 0x100000000n) return (b[0] = 0xce), b.writeUInt32BE(Number(n), 1), parts.push(b.subarray(0, 5));
+      if (n < 0x10000000000000000n) return (b[0] = 0xcf), b.writeBigUInt64BE(n, 1), parts.push(b);
+    } else {
+      if (n >= -32n) return parts.push(Buffer.from([Number(n) & 0xff]));
+      if (n >= -128n) return (b[0] = 0xd0), b.writeInt8(Number(n), 1), parts.push(b.subarray(0, 2));
+      if (n >= -32768n) return (b[0] = 0xd1), b.writeInt16BE(Number(n), 1), parts.push(b.subarray(0, 3));
+      if (n >= -2147483648n) return (b[0] = 0xd2), b.writeInt32BE(Number(n), 1), parts.push(b.subarray(0, 5));
+      if (n >= -0x8000000000000000n) return (b[0] = 0xd3), b.writeBigInt64BE(n, 1), parts.push(b);
+    }
+    return write(n.toString()); // too large for msgpack: Salt's packer sends a string
+  };
+  const raw = (bytes: Buffer) => {
+    header(bytes.length, 0xa0, 31, 0xda, 0xdb);
+    parts.push(bytes);
+  };
+  const write = (v: unknown): void => {
+    if (v === null || v === undefined) parts.push(Buffer.from([0xc0]));
+    else if (v === true || v === false) parts.push(Buffer.from([v ? 0xc3 : 0xc2]));
+    else if (typeof v === 'bigint') int(v);
+    else if (typeof v === 'number') {
+      if (Number.isInteger(v) && !Object.is(v, -0)) int(BigInt(v));
+      else {
+        const b = Buffer.alloc(9);
+        b[0] = 0xcb;
+        b.writeDoubleBE(v, 1);
+        parts.push(b);
+      }
+    } else if (typeof v === 'string') raw(Buffer.from(v, 'utf8'));
+    else if (v instanceof Uint8Array) raw(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+    else if (Array.isArray(v)) {
+      header(v.length, 0x90, 15, 0xdc, 0xdd);
+      v.forEach(write);
+    } else if (typeof v === 'object') {
+      const entries = Object.entries(v as Record<string, unknown>);
+      header(entries.length, 0x80, 15, 0xde, 0xdf);
+      for (const [k, item] of entries) {
+        write(k);
+        write(item);
+      }
+    } else write(String(v));
+  };
+  write(value);
+  return Buffer.concat(parts);
+}
+
 export interface BusFrame {
   /** The frame's bytes exactly as read from the socket. */
   raw: Buffer;

@@ -17,7 +17,8 @@
  * - `minions: MinionSpec[]` — accepted minion keys, default `[{ id: 'minion1' }]` (as in reqserver.json).
  *   `MinionSpec` (test/support/minions.ts): `{ id, delayMs?, findJobDelayMs?, silent?, functions?, overrides?, grains? }`:
  *   `delayMs` (default 0) every job runs that long before returning (`Infinity`: never returns but
- *   find_job keeps answering "running"); `findJobDelayMs` (default 0) for saltutil.find_job;
+ *   find_job keeps answering "running"); `findJobDelayMs` (default 0) for saltutil.find_job and
+ *   saltutil.running;
  *   `silent` = accepted key, dead minion (listed in publish replies, never returns, never answers
  *   find_job); `functions` = the names it has (default: all built-ins; find_job, saltutil.running and
  *   sys.list_functions always); `overrides: { 'mod.fun': (call) => result }` per-minion results.
@@ -73,6 +74,8 @@
  * ## Request channel (ClearFuncs)
  *
  * `publish`, `runner`, `wheel`, `mk_token`, `get_token`, `ping` (echoes the load); any other cmd → `{}`.
+ * Replies are packed as the master packs them (msgpack's old spec: str16 for 32-255-byte strings,
+ * see `encodeReply`); bus frames as the bus does (bin body, str8), see `packEvent`.
  * Not msgpack → `'bad load'`; not a map with a map `load` → `'payload and load must be a dict'`;
  * `enc` other than `clear` → `'bad load'` (the double has no AES); a handler failing (e.g. a
  * publish without `fun`) → `'Some exception handling minion payload'`, as the master's transport.
@@ -91,7 +94,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Router } from 'zeromq';
 import { stringify } from 'yaml';
-import { decode, encode } from '../../lib/salt/codec.js';
+import { decode } from '../../lib/salt/codec.js';
 import { Eauth, defaultUsers, prepAuthInfo, publishAuthorized, specCheck, type EauthUser } from './eauth.js';
 import {
   defaultRunnerFunctions,
@@ -100,7 +103,7 @@ import {
   type MasterCallContext,
   type MasterFunction,
 } from './master-functions.js';
-import { newJid, packEvent, saltStamp } from './master-wire.js';
+import { encodeReply, newJid, packEvent, saltStamp } from './master-wire.js';
 import { Minion, type MinionFunction, type MinionSpec, type PubLoad } from './minions.js';
 import { CommandExecutionError, PyTypeError, bindCall, fakeTraceback, formatCall, isPlainObject } from './python-call.js';
 import { checkMinions } from './targeting.js';
@@ -503,7 +506,7 @@ export class SaltMasterDouble extends EventEmitter {
     if (reply === NO_REPLY) return;
     if (this.replyDelayMs > 0) await this.sleep(this.replyDelayMs);
     if (router !== this.router || router.closed) return;
-    const bytes = encode(reply);
+    const bytes = encodeReply(reply);
     this.sendChain = this.sendChain.then(() => router.send([...envelope, bytes])).catch(() => {});
   }
 
@@ -514,6 +517,8 @@ export class SaltMasterDouble extends EventEmitter {
     } catch {
       return this.answer('bad load');
     }
+    // msgpackr turns the never-used byte 0xC1 into an object of its own; Python's msgpack refuses it.
+    if (message !== null && typeof message === 'object' && message.constructor?.name === 'C1Type') return this.answer('bad load');
     if (!isPlainObject(message) || !isPlainObject(message.load)) return this.answer('payload and load must be a dict');
     if (message.enc !== 'clear') return this.answer('bad load');
     const load = message.load;

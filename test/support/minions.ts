@@ -59,9 +59,9 @@ export type MinionFunction = (call: MinionCall) => unknown;
 
 export interface MinionSpec {
   id: string;
-  /** How long every job (find_job excepted) runs before the minion returns, ms. Default 0. `Infinity`: never returns, but find_job keeps saying it's running. */
+  /** How long every job (find_job and saltutil.running excepted) runs before the minion returns, ms. Default 0. `Infinity`: never returns, but find_job keeps saying it's running. */
   delayMs?: number;
-  /** How long saltutil.find_job takes to answer, ms. Default 0. */
+  /** How long saltutil.find_job and saltutil.running take to answer, ms. Default 0. */
   findJobDelayMs?: number;
   /** An accepted key whose minion is down: listed in publish replies, never returns, never answers find_job. */
   silent?: boolean;
@@ -236,8 +236,8 @@ export class Minion {
   /** Receive a publication: the job runs for the minion's delay, then returns (a silent minion does nothing). */
   receive(pub: PubLoad): void {
     if (this.spec.silent) return;
-    const isFindJob = pub.fun === 'saltutil.find_job';
-    const delay = isFindJob ? (this.spec.findJobDelayMs ?? 0) : (this.spec.delayMs ?? 0);
+    const housekeeping = pub.fun === 'saltutil.find_job' || pub.fun === 'saltutil.running';
+    const delay = housekeeping ? (this.spec.findJobDelayMs ?? 0) : (this.spec.delayMs ?? 0);
     const job: RunningJob = { pid: nextPid++, pub, startedAt: Date.now() };
     if (nextPid > 60000) nextPid = 18000;
     this.running.set(pub.jid, job);
