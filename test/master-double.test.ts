@@ -586,6 +586,12 @@ describe('lifecycle', () => {
     assert.deepEqual(config.rest_wsgi, { port: 0 });
     assert.deepEqual(config.netapi_enable_clients, ['local', 'local_async', 'local_subset', 'local_batch', 'runner', 'runner_async', 'wheel', 'wheel_async', 'ssh']);
     assert.deepEqual(config.external_auth.auto.limited, ['test.*']);
+
+    await master.writeConfig({ netapi_enable_clients: ['local'] });
+    await master.stop();
+    await master.start();
+    const rewritten = parse(readFileSync(master.configPath, 'utf8'));
+    assert.deepEqual([rewritten.netapi_enable_clients, rewritten.timeout], [['local'], 0.1], 'kept across a restart');
   });
 
   it('serves the bus over TCP with ipcMode tcp, and in small slices with busChunkBytes', async (t) => {

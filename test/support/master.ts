@@ -47,7 +47,8 @@
  * - `dir` temp dir (mkdtemp), `sockDir` (`<dir>/sock`), `configPath` (`<dir>/master`, YAML),
  *   `retPort`, `address` (`tcp://127.0.0.1:<retPort>`), `eventPath` (`<sockDir>/master_event_pub.ipc`),
  *   `pubPort` (ipcMode tcp), `eventTarget` (`{path}` or `{host, port}` for net.connect), `workersIpcPath`,
- *   `running`, `config` (the options written to configPath; mutate then `writeConfig()`).
+ *   `running`, `config` (the options last written to configPath; change them with `writeConfig(extra)`),
+ *   `keys` (`{pre, rejected, denied}`: Sets of key ids besides the accepted minions).
  * - Observability: `requests` (every request: `{cmd, load, at, reply}` — the load as received,
  *   credentials included), `counts` (requests by cmd), `events` (every event fired:
  *   `{tag, data}`), `executed` (what actually ran: `{kind: 'publish'|'runner'|'wheel', fun, jid, user}`),
@@ -68,7 +69,9 @@
  *   a scheduled job return, `salt/presence/present`, `salt/key`, another job's legacy `<jid>` event);
  *   `startNoise(ms)` / `stopNoise()`.
  * - `addMinion(spec)`, `removeMinion(id)`, `minion(id)`.
- * - `waitForBusClients(n, timeoutMs)`, `nextRequest(cmd?, timeoutMs)`, `clearLog()`, `writeConfig()`.
+ * - `waitForBusClients(n, timeoutMs)`; `nextRequest(cmd?, timeoutMs)` the next request received (of that cmd);
+ *   `clearLog()` empties requests, counts, events, executed; `writeConfig(extra?)` merges `extra` into the
+ *   config options (kept across restarts) and rewrites the file. `close()` is final (no start() after it).
  * - EventEmitter: 'request' (record), 'event' ({tag, data}), 'busClient' (count).
  *
  * ## Request channel (ClearFuncs)
@@ -192,6 +195,7 @@ export class SaltMasterDouble extends EventEmitter {
   answerRequests = true;
   replyDelayMs = 0;
 
+  private extraConfig: Record<string, unknown>;
   private readonly ipcMode: 'ipc' | 'tcp';
   private readonly sleepScale: number;
   private router?: Router;
@@ -206,6 +210,7 @@ export class SaltMasterDouble extends EventEmitter {
   constructor(private readonly options: MasterDoubleOptions = {}) {
     super();
     this.ipcMode = options.ipcMode ?? 'ipc';
+    this.extraConfig = { ...(options.config ?? {}) };
     this.sleepScale = options.sleepScale ?? 0.05;
     this.keys = {
       pre: new Set(options.keys?.pre ?? []),
@@ -312,8 +317,9 @@ export class SaltMasterDouble extends EventEmitter {
     if (this.dir) await rm(this.dir, { recursive: true, force: true });
   }
 
-  /** Write `config` (defaults + options.config) to configPath as YAML. */
-  async writeConfig(): Promise<void> {
+  /** Write the config (defaults, then options.config, then every `extra` given so far) to configPath as YAML. */
+  async writeConfig(extra: Record<string, unknown> = {}): Promise<void> {
+    this.extraConfig = { ...this.extraConfig, ...extra };
     const externalAuth: Record<string, unknown> = {};
     for (const backend of this.options.eauthBackends ?? ['auto', 'pam']) {
       externalAuth[backend] = Object.fromEntries(Object.entries(this.eauth.users).map(([name, u]) => [name, u.permissions]));
@@ -330,7 +336,7 @@ export class SaltMasterDouble extends EventEmitter {
       gather_job_timeout: 0.25,
       netapi_enable_clients: ALL_NETAPI_CLIENTS,
       external_auth: externalAuth,
-      ...(this.options.config ?? {}),
+      ...this.extraConfig,
     };
     await writeFile(this.configPath, stringify(this.config));
   }
@@ -560,7 +566,7 @@ export class SaltMasterDouble extends EventEmitter {
     }
   }
 
-  /** The most recent request (optionally of one cmd) at or after now; waits for it. */
+  /** The next request received from now on (of `cmd`, if given). */
   nextRequest(cmd?: string, timeoutMs = 2000): Promise<RequestRecord> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
