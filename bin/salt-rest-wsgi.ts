@@ -163,6 +163,25 @@ function serve(settings: Settings, handler: RestWsgiHandler, logger: Logger): vo
     onRequest(req, res);
   });
 
+  // Requests Node's parser rejects (bad framing, huge headers, too slow)
+  // still get a JSON body, in the shape of every other answer.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const [status, reason] =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'Request Header Fields Too Large']
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'Request Timeout']
+          : [400, 'Bad Request'];
+    const body = JSON.stringify({ return: `${status}: ${reason}` });
+    socket.end(
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  });
+
   server.on('error', (err: NodeJS.ErrnoException) => {
     logger.error(`cannot listen on ${settings.host}:${settings.port}: ${err.code ?? err.message}`);
     handler.close();

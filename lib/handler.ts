@@ -164,11 +164,12 @@ export function isJsonContentType(header: string | undefined): boolean {
 function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (res.headersSent || res.destroyed) return;
   const text = toJson(body);
-  res.writeHead(status, {
-    ...headers,
-    'Content-Type': 'application/json',
-    'Content-Length': Buffer.byteLength(text),
-  });
+  // setHeader rather than writeHead(status, headers): wrappers (an access
+  // log, middleware) can read them back with getHeader.
+  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+  res.setHeader('Content-Type', 'application/json');
+  res.setHeader('Content-Length', Buffer.byteLength(text));
+  res.writeHead(status);
   res.end(text); // Node leaves the body out for HEAD
 }
 
