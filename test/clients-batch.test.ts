@@ -1,0 +1,237 @@
+/**
+ * The local_batch client (LocalClient.cmd_batch, salt/cli/batch.py) against
+ * the master double: a presence ping picks the minions, the job runs on
+ * `batch` of them at a time, and the answer is one `{minion: ret}` per
+ * return, in arrival order.
+ */
+import { describe, test, before, after, beforeEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { startMaster, type SaltMasterDouble, type MinionCall } from './support/master.js';
+import { NetapiClient } from '../lib/netapi.js';
+import { loadMasterConfig } from '../lib/salt/config.js';
+import { BadRequestError } from '../lib/errors.js';
+import { batchSize } from '../lib/clients/batch.js';
+
+const PASSWORD = 'batch-test-secret';
+const USERS = { saltdev: { password: PASSWORD, permissions: ['.*', '@runner', '@wheel', '@jobs'] } };
+const CRED = { eauth: 'pam', username: 'saltdev', password: PASSWORD };
+const FOUR = ['m1', 'm2', 'm3', 'm4'];
+
+/** A minion function that records how many minions run it at once, and when each started and ended. */
+function concurrencyProbe(master: SaltMasterDouble, runMs: number) {
+  const probe = { inFlight: 0, maxInFlight: 0, starts: new Map<string, number>(), ends: new Map<string, number>(), retcode: 0 };
+  master.minionFunctions.set('test.probe', async (call: MinionCall) => {
+    probe.inFlight++;
+    probe.maxInFlight = Math.max(probe.maxInFlight, probe.inFlight);
+    probe.starts.set(call.minion.id, performance.now());
+    await call.sleep(runMs);
+    probe.inFlight--;
+    probe.ends.set(call.minion.id, performance.now());
+    call.setRetcode(probe.retcode);
+    return call.minion.id;
+  });
+  return probe;
+}
+
+function jobPublishes(master: SaltMasterDouble, fun: string) {
+  return master.requests.filter((r) => r.cmd === 'publish' && r.load.fun === fun);
+}
+
+/** The minion ids of the return events of `fun`'s jobs, in the order the master fired them. */
+function returnOrder(master: SaltMasterDouble, fun: string): string[] {
+  const jids = new Set(jobPublishes(master, fun).map((r) => (r.reply as { load: { jid: string } }).load.jid));
+  return master.events
+    .filter((e) => /^salt\/job\/\d+\/ret\//.test(e.tag) && jids.has(e.tag.split('/')[2]))
+    .map((e) => (e.data as { id: string }).id);
+}
+
+describe('local_batch against 4 minions and a dead one', () => {
+  let master: SaltMasterDouble;
+  let netapi: NetapiClient;
+  before(async () => {
+    master = await startMaster({
+      users: USERS,
+      minions: [...FOUR.map((id) => ({ id })), { id: 'ghost1', silent: true }],
+      config: { timeout: 0.2, gather_job_timeout: 0.2 },
+    });
+    netapi = new NetapiClient(loadMasterConfig(master.configPath));
+    await master.waitForBusClients(1);
+  });
+  after(async () => {
+    netapi.close();
+    await master.close();
+  });
+  beforeEach(() => master.clearLog());
+
+  test('batch "1": one minion at a time, every answering minion once, in arrival order; the dead one is not run', async () => {
+    const probe = concurrencyProbe(master, 40);
+    const ret = (await netapi.run({ client: 'local_batch', tgt: '*', fun: 'test.probe', batch: '1', ...CRED })) as Array<Record<string, unknown>>;
+    assert.equal(ret.length, 4);
+    assert.deepEqual(
+      ret.map((r) => Object.keys(r)[0]).sort(),
+      FOUR,
+    );
+    for (const item of ret) {
+      const [id] = Object.keys(item);
+      assert.deepEqual(item, { [id]: id });
+    }
+    assert.equal(probe.maxInFlight, 1);
+    assert.deepEqual(
+      ret.map((r) => Object.keys(r)[0]),
+      returnOrder(master, 'test.probe'),
+    );
+    // Presence ping on the target, then one list-target publish per minion; ghost1 gets none.
+    const ping = jobPublishes(master, 'test.ping');
+    assert.equal(ping.length, 1);
+    assert.equal(ping[0].load.tgt, '*');
+    const runs = jobPublishes(master, 'test.probe');
+    assert.equal(runs.length, 4);
+    for (const r of runs) {
+      assert.equal(r.load.tgt_type, 'list');
+      assert.equal((r.load.tgt as string[]).length, 1);
+      assert.ok(!(r.load.tgt as string[]).includes('ghost1'));
+      assert.deepEqual(r.load.kwargs, CRED);
+    }
+  });
+
+  test('batch "50%": two at a time', async () => {
+    const probe = concurrencyProbe(master, 60);
+    const ret = (await netapi.run({ client: 'local_batch', tgt: 'm*', fun: 'test.probe', batch: '50%', ...CRED })) as Array<Record<string, unknown>>;
+    assert.equal(ret.length, 4);
+    assert.deepEqual(ret.map((r) => Object.keys(r)[0]).sort(), FOUR);
+    assert.equal(probe.maxInFlight, 2);
+    assert.deepEqual(
+      ret.map((r) => Object.keys(r)[0]),
+      returnOrder(master, 'test.probe'),
+    );
+  });
+
+  test('a count larger than the minions runs them all in one batch; the default is 10%', async () => {
+    const probe = concurrencyProbe(master, 40);
+    const all = (await netapi.run({ client: 'local_batch', tgt: 'm*', fun: 'test.probe', batch: 10, ...CRED })) as unknown[];
+    assert.equal(all.length, 4);
+    assert.equal(probe.maxInFlight, 4);
+    assert.equal(jobPublishes(master, 'test.probe').length, 1);
+
+    master.clearLog();
+    const probe2 = concurrencyProbe(master, 20);
+    const byDefault = (await netapi.run({ client: 'local_batch', tgt: 'm*', fun: 'test.probe', ...CRED })) as unknown[];
+    assert.equal(byDefault.length, 4);
+    assert.equal(probe2.maxInFlight, 1); // 10% of 4 is under one minion: rounds up to one
+  });
+
+  test('dict returns get the retcode munged in, as Batch.run does', async () => {
+    const ret = (await netapi.run({ client: 'local_batch', tgt: 'm1', fun: 'test.arg', arg: ['a'], batch: '1', ...CRED })) as Array<
+      Record<string, { args: unknown[]; retcode: number }>
+    >;
+    assert.equal(ret.length, 1);
+    assert.deepEqual(ret[0].m1.args, ['a']);
+    assert.equal(ret[0].m1.retcode, 0);
+  });
+
+  test('batch_wait keeps a slot free that long after each return', async () => {
+    const probe = concurrencyProbe(master, 10);
+    const ret = (await netapi.run({ client: 'local_batch', tgt: 'm*', fun: 'test.probe', batch: '1', batch_wait: 0.12, ...CRED })) as Array<
+      Record<string, unknown>
+    >;
+    const order = ret.map((r) => Object.keys(r)[0]);
+    for (let i = 1; i < order.length; i++) {
+      const gap = probe.starts.get(order[i])! - probe.ends.get(order[i - 1])!;
+      assert.ok(gap >= 100, `minion ${order[i]} started ${gap} ms after the previous return`);
+    }
+  });
+
+  test('failhard stops the batch at the first non-zero retcode', async () => {
+    const probe = concurrencyProbe(master, 10);
+    probe.retcode = 2;
+    const ret = (await netapi.run({ client: 'local_batch', tgt: 'm*', fun: 'test.probe', batch: '1', failhard: true, ...CRED })) as unknown[];
+    assert.equal(ret.length, 1);
+    assert.equal(jobPublishes(master, 'test.probe').length, 1);
+
+    master.clearLog();
+    const all = (await netapi.run({ client: 'local_batch', tgt: 'm*', fun: 'test.probe', batch: '1', ...CRED })) as unknown[];
+    assert.equal(all.length, 4);
+  });
+
+  test('raw: the return events whole', async () => {
+    const ret = (await netapi.run({ client: 'local_batch', tgt: 'm1', fun: 'test.ping', batch: '1', raw: true, ...CRED })) as Array<{
+      tag: string;
+      data: Record<string, unknown>;
+    }>;
+    assert.equal(ret.length, 1);
+    assert.match(ret[0].tag, /^salt\/job\/\d{20}\/ret\/m1$/);
+    assert.equal(ret[0].data.id, 'm1');
+    assert.equal(ret[0].data.return, true);
+  });
+
+  test('nothing matched, or nobody answers the presence ping: []', async () => {
+    assert.deepEqual(await netapi.run({ client: 'local_batch', tgt: 'nosuch', fun: 'test.ping', batch: '1', ...CRED }), []);
+    assert.deepEqual(await netapi.run({ client: 'local_batch', tgt: 'ghost1', fun: 'test.ping', batch: '1', ...CRED }), []);
+  });
+});
+
+describe('local_batch: a minion that answers the ping, then not the job', () => {
+  test('gets an empty return once its batch gives up ({minion: {}}, as Batch.run)', async (t) => {
+    const master = await startMaster({
+      users: USERS,
+      minions: [
+        { id: 'm1' },
+        {
+          id: 'flaky1',
+          overrides: {
+            'test.ping': (call: MinionCall) => {
+              // Alive for the presence ping, dead right after.
+              setImmediate(() => (call.minion.spec.silent = true));
+              return true;
+            },
+          },
+        },
+      ],
+      config: { timeout: 0.15, gather_job_timeout: 0.15 },
+    });
+    const netapi = new NetapiClient(loadMasterConfig(master.configPath));
+    t.after(async () => {
+      netapi.close();
+      await master.close();
+    });
+    await master.waitForBusClients(1);
+    const ret = (await netapi.run({ client: 'local_batch', tgt: '*', fun: 'test.echo', arg: ['x'], batch: '2', ...CRED })) as unknown[];
+    assert.equal(ret.length, 2);
+    assert.deepEqual(ret[0], { m1: 'x' });
+    assert.deepEqual(ret[1], { flaky1: {} });
+  });
+});
+
+describe('local_batch: batch sizes and checks', () => {
+  test('get_bnum: counts, percentages rounded down, under one minion rounded up', () => {
+    assert.equal(batchSize('1', 4), 1);
+    assert.equal(batchSize(3, 4), 3);
+    assert.equal(batchSize('50%', 4), 2);
+    assert.equal(batchSize('25%', 4), 1);
+    assert.equal(batchSize('10%', 4), 1);
+    assert.equal(batchSize('60%', 4), 2);
+    assert.equal(batchSize('%60', 4), 2);
+    assert.equal(batchSize('100%', 7), 7);
+  });
+
+  test('a batch that is not a positive count or percentage is a 400 before anything runs', async (t) => {
+    const master = await startMaster({ users: USERS });
+    const netapi = new NetapiClient(loadMasterConfig(master.configPath));
+    t.after(async () => {
+      netapi.close();
+      await master.close();
+    });
+    for (const batch of ['0', 'abc', '0%', '-1', 1.5, '', true]) {
+      assert.throws(
+        () => netapi.check({ client: 'local_batch', tgt: '*', fun: 'test.ping', batch, ...CRED }),
+        (err: unknown) => err instanceof BadRequestError && /^Invalid batch/.test(err.message),
+        `batch ${JSON.stringify(batch)}`,
+      );
+    }
+    assert.throws(
+      () => netapi.check({ client: 'local_batch', tgt: '*', fun: 'test.ping', batch: '1', batch_wait: 'soon', ...CRED }),
+      BadRequestError,
+    );
+    assert.equal(master.requests.length, 0);
+  });
+});
