@@ -293,6 +293,7 @@ describe('one channel and one bus; aborts; the bus going away', () => {
     master.clearLog();
     const err3 = await errorOf(() => netapi.run({ client: 'local', tgt: '*', fun: 'test.ping', ...CRED }, AbortSignal.abort()));
     assert.equal((err3 as Error).name, 'AbortError');
+    assert.equal(master.requests.length, 0);
   });
 
   test('the bus dropping during a wait (master restart) ends the call promptly with 504; later calls work again', async (t) => {

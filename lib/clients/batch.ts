@@ -13,7 +13,7 @@ import { BadRequestError } from '../errors.js';
 import { isPlainObject } from './args.js';
 import { seconds, truthy, type Lowstate } from './fields.js';
 import { findJob, localCall, publish, type LocalCall } from './local.js';
-import { busReady, type ClientContext } from './master.js';
+import { busReady, throwIfAborted, type ClientContext } from './master.js';
 import { collectReturns, type MinionReturn } from './returns.js';
 import type { SaltEvent } from '../salt/event-bus.js';
 
@@ -82,7 +82,9 @@ export async function runBatch(ctx: ClientContext, call: BatchCall, signal?: Abo
   const gatherJobTimeout = local.gatherJobTimeout ?? Number(ctx.opts.gather_job_timeout);
 
   // Batch.__gather_minions: who answers a test.ping now.
+  throwIfAborted(signal);
   await busReady(ctx);
+  throwIfAborted(signal);
   const ping = await publish(ctx, { ...local.pub, fun: 'test.ping', arg: [], ret: '', jid: '', kwargs: call.credentials });
   if (!ping) return [];
   const presence = await collectReturns(ctx, {

@@ -4,7 +4,7 @@
  */
 import { conditionInput, defineKey, isPlainObject } from './args.js';
 import { argList, extraKeys, kwargDict, positiveInteger, seconds, stringField, target, targetType, truthy, type Lowstate } from './fields.js';
-import { busReady, request, type ClientContext } from './master.js';
+import { busReady, request, throwIfAborted, type ClientContext } from './master.js';
 import { collectReturns, type MinionReturn } from './returns.js';
 
 /** What a publish carries (LocalClient._prep_pub). */
@@ -147,7 +147,9 @@ function noResponse(jid: string): MinionReturn {
  */
 export async function runLocal(ctx: ClientContext, call: LocalCall, signal?: AbortSignal): Promise<Record<string, unknown>> {
   // Subscribe before publishing: never publish a job whose returns can't be heard.
+  throwIfAborted(signal);
   await busReady(ctx);
+  throwIfAborted(signal);
   const pub = await publish(ctx, call.pub);
   if (!pub) return {};
   return gatherReturns(ctx, call, pub, signal);

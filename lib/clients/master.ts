@@ -78,6 +78,9 @@ export async function request(ctx: ClientContext, load: Record<string, unknown>)
     if (name === 'RequestTimeoutError' || name === 'ChannelClosedError') throw new ServiceUnavailableError();
     throw err;
   }
+  // The master's transport answers a load it could not handle with a bare
+  // string ('bad load', 'Some exception handling minion payload').
+  if (typeof reply === 'string') throw new MasterError('TransportError', `The master could not handle the request: ${reply}`);
   if (!isPlainObject(reply)) return {};
   if ('error' in reply && reply.error !== undefined && reply.error !== null) throw masterError(reply.error);
   return reply;
@@ -106,6 +109,11 @@ export function busLostError(what: string): GatewayTimeoutError {
 /** The rejection of a call whose `signal` aborted. */
 export function abortError(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
+}
+
+/** Throw if `signal` aborted: checked before publishing a job nobody waits for any more. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw abortError(signal);
 }
 
 /**

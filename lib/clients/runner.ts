@@ -12,7 +12,7 @@
  */
 import { parseInput } from './args.js';
 import { argList, extraKeys, kwargDict, seconds, truthy, type Lowstate } from './fields.js';
-import { abortError, busLostError, busReady, request, watchWait, MasterError, type ClientContext } from './master.js';
+import { abortError, busLostError, busReady, request, throwIfAborted, watchWait, MasterError, type ClientContext } from './master.js';
 import { GatewayTimeoutError } from '../errors.js';
 import type { SaltEvent } from '../salt/event-bus.js';
 
@@ -76,7 +76,9 @@ export async function runRunnerAsync(ctx: ClientContext, call: RunnerCall): Prom
  * as Salt): 504.
  */
 export async function runRunner(ctx: ClientContext, call: RunnerCall, signal?: AbortSignal): Promise<unknown> {
+  throwIfAborted(signal);
   await busReady(ctx);
+  throwIfAborted(signal);
   const { tag, jid } = jobOf(await request(ctx, call.load));
   const timeoutS = call.timeout ?? (Number(ctx.opts.rest_timeout) > 0 ? Number(ctx.opts.rest_timeout) : 300);
   const event = await waitForEvent(ctx, `${tag}/ret`, jid, timeoutS, signal);
