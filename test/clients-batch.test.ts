@@ -11,6 +11,7 @@ import { NetapiClient } from '../lib/netapi.js';
 import { loadMasterConfig } from '../lib/salt/config.js';
 import { BadRequestError } from '../lib/errors.js';
 import { batchSize } from '../lib/clients/batch.js';
+import type { EventBus } from '../lib/salt/event-bus.js';
 
 const PASSWORD = 'batch-test-secret';
 const USERS = { saltdev: { password: PASSWORD, permissions: ['.*', '@runner', '@wheel', '@jobs'] } };
@@ -31,6 +32,10 @@ function concurrencyProbe(master: SaltMasterDouble, runMs: number) {
     return call.minion.id;
   });
   return probe;
+}
+
+function busOf(netapi: NetapiClient): EventBus {
+  return (netapi as unknown as { bus: EventBus }).bus;
 }
 
 function jobPublishes(master: SaltMasterDouble, fun: string) {
@@ -80,6 +85,7 @@ describe('local_batch against 4 minions and a dead one', () => {
       ret.map((r) => Object.keys(r)[0]),
       returnOrder(master, 'test.probe'),
     );
+    assert.equal(busOf(netapi).subscriptionCount, 0);
     // Presence ping on the target, then one list-target publish per minion; ghost1 gets none.
     const ping = jobPublishes(master, 'test.ping');
     assert.equal(ping.length, 1);
@@ -147,6 +153,7 @@ describe('local_batch against 4 minions and a dead one', () => {
     const ret = (await netapi.run({ client: 'local_batch', tgt: 'm*', fun: 'test.probe', batch: '1', failhard: true, ...CRED })) as unknown[];
     assert.equal(ret.length, 1);
     assert.equal(jobPublishes(master, 'test.probe').length, 1);
+    assert.equal(busOf(netapi).subscriptionCount, 0);
 
     master.clearLog();
     const all = (await netapi.run({ client: 'local_batch', tgt: 'm*', fun: 'test.probe', batch: '1', ...CRED })) as unknown[];

@@ -11,6 +11,7 @@ import { startMaster, type SaltMasterDouble, type MasterDoubleOptions } from './
 import { NetapiClient } from '../lib/netapi.js';
 import { loadMasterConfig } from '../lib/salt/config.js';
 import { AuthenticationError } from '../lib/errors.js';
+import type { EventBus } from '../lib/salt/event-bus.js';
 
 const PASSWORD = 'local-test-secret';
 const USERS = {
@@ -29,6 +30,10 @@ async function setup(options: MasterDoubleOptions = {}): Promise<{ master: SaltM
 async function teardown(env: { master: SaltMasterDouble; netapi: NetapiClient } | undefined): Promise<void> {
   env?.netapi.close();
   await env?.master.close();
+}
+
+function busOf(netapi: NetapiClient): EventBus {
+  return (netapi as unknown as { bus: EventBus }).bus;
 }
 
 function elapsedSince(start: number): number {
@@ -68,6 +73,8 @@ describe('local: one answering minion, one dead (timeout 0.2 s, gather_job_timeo
     assert.equal(findJobs[0].load.tgt_type, 'list');
     assert.deepEqual(findJobs[0].load.arg, [jid]);
     assert.deepEqual(findJobs[0].load.kwargs, CRED);
+    // Every subscription (the job's and the find_job's) and timer released.
+    assert.equal(busOf(env.netapi).subscriptionCount, 0);
   });
 
   test('full_return gives ret, retcode and jid per answering minion; silent ones stay false', async () => {

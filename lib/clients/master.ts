@@ -8,13 +8,9 @@ import type { EventBus } from '../salt/event-bus.js';
 import type { RequestChannel } from '../salt/request-channel.js';
 import { AuthenticationError, BadRequestError, GatewayTimeoutError, ServiceUnavailableError } from '../errors.js';
 import { isPlainObject } from './args.js';
+import type { Logger } from '../log.js';
 
-export interface Logger {
-  debug(msg: string): void;
-  info(msg: string): void;
-  warn(msg: string): void;
-  error(msg: string): void;
-}
+export type { Logger };
 
 /** The shared pieces a client needs to run one lowstate item. */
 export interface ClientContext {

@@ -46,8 +46,6 @@ export interface CollectOptions {
 export interface CollectResult {
   /** Returns by minion id, in arrival order. */
   returns: Map<string, MinionReturn>;
-  /** The raw events of those returns. */
-  events: Map<string, SaltEvent>;
   /** Expected minions at the end (publish reply, `new` event, find_job findings). */
   minions: Set<string>;
   /** Minions the master reported missing (list targets naming unknown ids). */
@@ -62,7 +60,6 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
     const found = new Set<string>();
     const missing = new Set<string>();
     const returns = new Map<string, MinionReturn>();
-    const events = new Map<string, SaltEvent>();
     // A silent minion's deadline: `timeout` after it became expected, or
     // after it last said (through find_job) that it is still running the job.
     const minionTimeouts = new Map<string, number>();
@@ -120,7 +117,6 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
       if ('retcode' in data) ret.retcode = data.retcode;
       if ('jid' in data) ret.jid = data.jid;
       returns.set(id, ret);
-      events.set(id, event);
       options.onReturn?.(id, ret, event);
       evaluate();
     }
@@ -222,7 +218,7 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
     function finish(): void {
       if (settled) return;
       release();
-      resolve({ returns, events, minions, missing });
+      resolve({ returns, minions, missing });
     }
 
     function fail(err: unknown): void {
