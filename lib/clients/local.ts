@@ -86,7 +86,7 @@ export function checkLocal(low: Lowstate): void {
  * The master's refusals raise (401 for credentials and permissions).
  */
 export async function publish(ctx: ClientContext, pub: Publication): Promise<PubData | null> {
-  const reply = await request(ctx, {
+  const load = {
     cmd: 'publish',
     tgt: pub.tgt,
     fun: pub.fun,
@@ -96,11 +96,12 @@ export async function publish(ctx: ClientContext, pub: Publication): Promise<Pub
     jid: pub.jid,
     user: ctx.user,
     kwargs: pub.kwargs,
-  });
-  const load = reply.load;
-  if (!isPlainObject(load)) return null;
-  const jid = typeof load.jid === 'string' ? load.jid : typeof load.jid === 'number' || typeof load.jid === 'bigint' ? String(load.jid) : '';
-  const minions = Array.isArray(load.minions) ? load.minions.filter((m): m is string => typeof m === 'string') : [];
+  };
+  const reply = await request(ctx, load, 'publish the job');
+  const data = reply.load;
+  if (!isPlainObject(data)) return null;
+  const jid = typeof data.jid === 'string' ? data.jid : typeof data.jid === 'number' || typeof data.jid === 'bigint' ? String(data.jid) : '';
+  const minions = Array.isArray(data.minions) ? data.minions.filter((m): m is string => typeof m === 'string') : [];
   if (jid === '' || jid === '0' || minions.length === 0) return null;
   return { jid, minions };
 }

@@ -64,8 +64,9 @@ const AUTH_ERRORS = new Set([
 /**
  * One request/reply with the master. A timeout or a closed channel is the
  * master not answering: 503. A reply holding `error` is raised as Salt does.
+ * `what` says what the request is for, in error messages ("start the runner job").
  */
-export async function request(ctx: ClientContext, load: Record<string, unknown>): Promise<Record<string, unknown>> {
+export async function request(ctx: ClientContext, load: Record<string, unknown>, what: string): Promise<Record<string, unknown>> {
   let reply: unknown;
   try {
     reply = await ctx.channel.send(load, ctx.requestTimeoutMs);
@@ -76,7 +77,7 @@ export async function request(ctx: ClientContext, load: Record<string, unknown>)
   }
   // The master's transport answers a load it could not handle with a bare
   // string ('bad load', 'Some exception handling minion payload').
-  if (typeof reply === 'string') throw new MasterError('TransportError', `The master could not handle the request: ${reply}`);
+  if (typeof reply === 'string') throw new MasterError('TransportError', `The master did not ${what} (it answered: ${reply})`);
   if (!isPlainObject(reply)) return {};
   if ('error' in reply && reply.error !== undefined && reply.error !== null) throw masterError(reply.error);
   return reply;

@@ -64,7 +64,7 @@ function jobOf(reply: Record<string, unknown>): { tag: string; jid: string } {
 
 /** RunnerClient.cmd_async: the master's `{"tag", "jid"}`. */
 export async function runRunnerAsync(ctx: ClientContext, call: RunnerCall): Promise<Record<string, unknown>> {
-  const reply = await request(ctx, call.load);
+  const reply = await request(ctx, call.load, 'start the runner job');
   jobOf(reply);
   return reply;
 }
@@ -79,7 +79,7 @@ export async function runRunner(ctx: ClientContext, call: RunnerCall, signal?: A
   throwIfAborted(signal);
   await busReady(ctx);
   throwIfAborted(signal);
-  const { tag, jid } = jobOf(await request(ctx, call.load));
+  const { tag, jid } = jobOf(await request(ctx, call.load, 'start the runner job'));
   const timeoutS = call.timeout ?? (Number(ctx.opts.rest_timeout) > 0 ? Number(ctx.opts.rest_timeout) : 300);
   const event = await waitForEvent(ctx, `${tag}/ret`, jid, timeoutS, signal);
   if (call.fullReturn) return { data: event.data, tag: event.tag };

@@ -15,7 +15,7 @@ function wheelLoad(low: Lowstate): Record<string, unknown> {
 
 /** WheelClient.cmd_sync: the master's `{"tag", "data": {..., "return", "success"}}`. */
 export async function runWheel(ctx: ClientContext, low: Lowstate): Promise<Record<string, unknown>> {
-  return request(ctx, wheelLoad(low));
+  return request(ctx, wheelLoad(low), 'run the wheel job');
 }
 
 /**
@@ -30,7 +30,7 @@ export async function runWheel(ctx: ClientContext, low: Lowstate): Promise<Recor
  * handler and is quick (key management, config reads).
  */
 export async function runWheelAsync(ctx: ClientContext, low: Lowstate): Promise<{ tag: string; jid: string }> {
-  const reply = await request(ctx, wheelLoad(low));
+  const reply = await request(ctx, wheelLoad(low), 'run the wheel job');
   const data = reply.data as Record<string, unknown> | undefined;
   const tag = reply.tag;
   const jid = data && typeof data.jid === 'string' ? data.jid : typeof tag === 'string' ? tag.split('/').pop() : undefined;
