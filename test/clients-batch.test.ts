@@ -68,10 +68,12 @@ describe('local_batch against 4 minions and a dead one', () => {
   });
   beforeEach(() => master.clearLog());
 
-  test('batch "1": one minion at a time, every answering minion once, in arrival order; the dead one is not run', async () => {
+  test('batch "1": one minion at a time, every answering minion once, in arrival order; the dead one is not run and comes last as false', async () => {
     const probe = concurrencyProbe(master, 40);
-    const ret = (await netapi.run({ client: 'local_batch', tgt: '*', fun: 'test.probe', batch: '1', ...CRED })) as Array<Record<string, unknown>>;
-    assert.equal(ret.length, 4);
+    const all = (await netapi.run({ client: 'local_batch', tgt: '*', fun: 'test.probe', batch: '1', ...CRED })) as Array<Record<string, unknown>>;
+    assert.equal(all.length, 5);
+    assert.deepEqual(all[4], { ghost1: false });
+    const ret = all.slice(0, 4);
     assert.deepEqual(
       ret.map((r) => Object.keys(r)[0]).sort(),
       FOUR,
@@ -171,14 +173,15 @@ describe('local_batch against 4 minions and a dead one', () => {
     assert.equal(ret[0].data.return, true);
   });
 
-  test('nothing matched, or nobody answers the presence ping: []', async () => {
+  test('nothing matched: []; nobody answers the presence ping: each targeted minion false, nothing run', async () => {
     assert.deepEqual(await netapi.run({ client: 'local_batch', tgt: 'nosuch', fun: 'test.ping', batch: '1', ...CRED }), []);
-    assert.deepEqual(await netapi.run({ client: 'local_batch', tgt: 'ghost1', fun: 'test.ping', batch: '1', ...CRED }), []);
+    assert.deepEqual(await netapi.run({ client: 'local_batch', tgt: 'ghost1', fun: 'test.ping', batch: '1', ...CRED }), [{ ghost1: false }]);
+    assert.equal(jobPublishes(master, 'test.ping').length, 2); // the two presence pings, no job
   });
 });
 
 describe('local_batch: a minion that answers the ping, then not the job', () => {
-  test('gets an empty return once its batch gives up ({minion: {}}, as Batch.run)', async (t) => {
+  test('is false once its batch gives up (as local gives silent minions)', async (t) => {
     const master = await startMaster({
       users: USERS,
       minions: [
@@ -205,7 +208,7 @@ describe('local_batch: a minion that answers the ping, then not the job', () => 
     const ret = (await netapi.run({ client: 'local_batch', tgt: '*', fun: 'test.echo', arg: ['x'], batch: '2', ...CRED })) as unknown[];
     assert.equal(ret.length, 2);
     assert.deepEqual(ret[0], { m1: 'x' });
-    assert.deepEqual(ret[1], { flaky1: {} });
+    assert.deepEqual(ret[1], { flaky1: false });
   });
 });
 

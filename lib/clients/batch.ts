@@ -6,8 +6,11 @@
  * percentage of the answering minions), starting the next ones as returns
  * come in, `batch_wait` seconds after each return. Python yields one
  * `{minion: ret}` per return, in arrival order; this returns that list.
- * A minion of a batch that never returns gives `{minion: {}}`, as Batch.run
- * does; minions that missed the presence ping are not run.
+ * Minions that missed the presence ping are not run, and a minion of a batch
+ * that never returns is given up on after `timeout` and find_job, as Batch.run
+ * does; both come back as `{minion: false}` (Python prints the first and
+ * yields `{minion: {}}` for the second), so that the result names every
+ * targeted minion as `local` does, which is what CONTRACT.md asks.
  */
 import { BadRequestError } from '../errors.js';
 import { isPlainObject } from './args.js';
@@ -96,7 +99,9 @@ export async function runBatch(ctx: ClientContext, call: BatchCall, signal?: Abo
     signal,
   });
   const minions = [...presence.returns.keys()];
-  if (minions.length === 0) return [];
+  const down = ping.minions.filter((id) => !presence.returns.has(id));
+  const downResults = down.map((id) => ({ [id]: false }));
+  if (minions.length === 0) return downResults;
   const bnum = batchSize(call.batch, minions.length);
 
   return new Promise<unknown[]>((resolve, reject) => {
@@ -151,8 +156,8 @@ export async function runBatch(ctx: ClientContext, call: BatchCall, signal?: Abo
             stop: stop.signal,
           });
         }
-        // The batch's silent minions: an empty return each.
-        for (const id of targets) if (!returned.has(id)) report(id, { ret: {} });
+        // The batch's silent minions: false, as `local` gives them.
+        for (const id of targets) if (!returned.has(id)) report(id, { ret: false });
       })().catch(fail);
     }
 
@@ -184,7 +189,7 @@ export async function runBatch(ctx: ClientContext, call: BatchCall, signal?: Abo
     function finish(): void {
       if (settled) return;
       release();
-      resolve(results);
+      resolve(results.concat(downResults));
     }
 
     function fail(err: unknown): void {
