@@ -29,9 +29,47 @@ import { isUtf8 } from 'node:buffer';
 
 /** The JSON text of `value`. */
 export function toJson(value: unknown): string {
+  // Most results hold nothing JSON.stringify gets wrong: let it do the work
+  // (it is ~10x faster than walking by hand).
+  if (isPlainJson(value)) return JSON.stringify(value) ?? 'null';
   const parts: string[] = [];
   write(value, parts, new Set());
   return parts.join('');
+}
+
+const MAX_PLAIN_DEPTH = 200;
+
+/**
+ * Whether JSON.stringify writes `value` as toJson must: nothing but strings,
+ * numbers, booleans, null, undefined, arrays and plain objects. Stops at the
+ * first thing that isn't. Past MAX_PLAIN_DEPTH it says no, and the walk by
+ * hand (which detects cycles) takes over.
+ */
+function isPlainJson(value: unknown, depth = 0): boolean {
+  switch (typeof value) {
+    case 'string':
+    case 'number':
+    case 'boolean':
+    case 'undefined':
+      return true;
+    case 'object':
+      break;
+    default:
+      return false;
+  }
+  if (value === null) return true;
+  if (depth > MAX_PLAIN_DEPTH) return false;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (!isPlainJson(value[i], depth + 1)) return false;
+    return true;
+  }
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) return false;
+  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return false;
+  for (const key in value) {
+    if (!isPlainJson((value as Record<string, unknown>)[key], depth + 1)) return false;
+  }
+  return true;
 }
 
 /** Text of bytes: UTF-8 when they are valid UTF-8, else base64. */
@@ -80,6 +118,10 @@ function write(value: unknown, out: string[], seen: Set<object>): boolean {
     return true;
   }
   if (seen.has(obj)) throw new TypeError('Converting circular structure to JSON');
+  if (isPlainJson(obj)) {
+    out.push(JSON.stringify(obj));
+    return true;
+  }
   seen.add(obj);
   if (Array.isArray(obj)) {
     out.push('[');

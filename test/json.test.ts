@@ -122,3 +122,23 @@ test('parseJson: invalid text throws the SyntaxError of JSON.parse', () => {
     assert.throws(() => parseJson(text), SyntaxError, text);
   }
 });
+
+test('plain data and data with special values nested anywhere give the same text as the slow path would', () => {
+  const plain = { a: [1, 'two', null, true, { b: undefined, c: [undefined] }], d: 1.5 };
+  assert.equal(toJson(plain), JSON.stringify(plain));
+  // A special value deep inside, beside plain siblings.
+  const mixed = { plain: { x: [1, 2, { y: 'z' }] }, deep: { list: [{ n: 18446744073709551615n, b: Buffer.from('ok') }, { m: new Map([['k', 1]]) }] } };
+  assert.equal(
+    toJson(mixed),
+    '{"plain":{"x":[1,2,{"y":"z"}]},"deep":{"list":[{"n":18446744073709551615,"b":"ok"},{"m":{"k":1}}]}}',
+  );
+  // Deeper than the fast check looks: still right.
+  let nested: unknown = 18446744073709551615n;
+  for (let i = 0; i < 300; i++) nested = [nested];
+  assert.equal(toJson(nested), '['.repeat(300) + '18446744073709551615' + ']'.repeat(300));
+  let plainNested: unknown = 'leaf';
+  for (let i = 0; i < 300; i++) plainNested = { k: plainNested };
+  assert.equal(toJson(plainNested), JSON.stringify(plainNested));
+  assert.equal(toJson(undefined), 'null');
+  assert.equal(toJson(Object.assign(Object.create(null), { a: 1 })), '{"a":1}');
+});
