@@ -316,3 +316,16 @@ test('log lines: level filter, one line per message, access lines without query 
     'access method=GET path="/x\\ny" status=405 bytes=0 duration_ms=0.0 client=127.0.0.1',
   );
 });
+
+test('a port already in use: exit 1 with one line', async (t) => {
+  const master = await masterWithApi(t);
+  const taken = net.createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  t.after(() => taken.close());
+  const port = (taken.address() as net.AddressInfo).port;
+  const run = await runToEnd(['-c', master.configPath, '--port', String(port)]);
+  assert.equal(run.code, 1);
+  const lines = run.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, run.stderr);
+  assert.match(lines[0], new RegExp(`ERROR cannot listen on 127\\.0\\.0\\.1:${port}: EADDRINUSE$`));
+});
