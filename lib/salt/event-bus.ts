@@ -5,8 +5,9 @@
  *
  * Subscriptions are kept in a Map keyed by exact tag or '/'-ending prefix, so
  * an event costs one lookup per segment of its tag however many waiters
- * there are. Events nobody waits for and nobody keeps are dropped before
- * their data is decoded.
+ * there are. Events nobody waits for are never decoded: unrelated traffic is
+ * dropped, and job events are kept as bytes until a late subscriber asks for
+ * them (most never are: every local_async job's events pass by).
  */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
@@ -56,7 +57,8 @@ const DEFAULT_RECONNECT_MS = 100;
 const DEFAULT_RETAIN_MS = 3000;
 const DEFAULT_RETAIN_MAX = 2000;
 const TAG_END = Buffer.from('\n\n');
-const JOB_TAG = /^salt\/(job|run|wheel)\//;
+/** Job events, the ones retained; the match is the job's own prefix, `salt/job/<jid>/`. */
+const JOB_TAG = /^salt\/(?:job|run|wheel)\/[^/]+\//;
 
 /** Options for the master's bus from its config. */
 export function eventBusOptions(opts: MasterOptions): EventBusOptions {
@@ -77,10 +79,14 @@ interface Subscription {
 }
 
 interface Retained {
-  event: SaltEvent;
-  seq: number;
+  tag: string;
+  /** The packed data, until a replay decodes it into `event`. */
+  bytes: Buffer | undefined;
+  /** Decoded already (someone was subscribed when it came, or a replay), or null when it can't be. */
+  event: SaltEvent | null | undefined;
   at: number;
-  keys: string[];
+  /** Its job's prefix (`salt/job/<jid>/`), the key of retainedByJob. */
+  job: string;
 }
 
 /** Emits 'connect' and 'disconnect'. Reconnects by itself until close(). */
@@ -105,7 +111,8 @@ export class EventBus extends EventEmitter {
 
   private readonly retained: Retained[] = [];
   private retainedHead = 0;
-  private readonly retainedByKey = new Map<string, Set<Retained>>();
+  /** Retained events by job prefix, oldest first. */
+  private readonly retainedByJob = new Map<string, Retained[]>();
 
   constructor(options: EventBusOptions) {
     super();
@@ -241,7 +248,7 @@ export class EventBus extends EventEmitter {
     this.liveSubscriptions = 0;
     this.retained.length = 0;
     this.retainedHead = 0;
-    this.retainedByKey.clear();
+    this.retainedByJob.clear();
     if (this.isConnected) {
       this.isConnected = false;
       this.safeEmit('disconnect');
@@ -298,21 +305,18 @@ export class EventBus extends EventEmitter {
     const sep = body.indexOf(TAG_END);
     if (sep < 0) return;
     const tag = body.toString('utf8', 0, sep);
-    const retain = this.retainMs > 0 && this.retainMax > 0 && JOB_TAG.test(tag);
-    if (!retain && !this.anyoneWants(tag)) return; // unrelated traffic: never decoded
-    let data: unknown;
-    try {
-      // A copy: bin values in the data would otherwise point into the
-      // scanner's buffer, which is reused.
-      data = decode(Buffer.from(body.subarray(sep + 2)));
-    } catch {
-      return;
-    }
-    const event: SaltEvent = { tag, data };
+    const job = this.retainMs > 0 && this.retainMax > 0 ? JOB_TAG.exec(tag)?.[0] : undefined;
+    const wanted = this.anyoneWants(tag);
+    if (!job && !wanted) return; // unrelated traffic: never decoded
+    // A copy: the scanner's buffer is reused (and bin values in the data
+    // would point into it).
+    const bytes = Buffer.from(body.subarray(sep + 2));
+    let event: SaltEvent | null | undefined;
+    if (wanted) event = decodeEvent(tag, bytes);
+    if (job) this.retain({ tag, bytes: event ? undefined : bytes, event, at: performance.now(), job });
+    if (!event) return;
     const seq = ++this.seq;
-    const keys = keysOf(tag);
-    if (retain) this.retain(event, seq, keys);
-    this.dispatch(event, seq, keys);
+    this.dispatch(event, seq, keysOf(tag));
   };
 
   private anyoneWants(tag: string): boolean {
@@ -366,10 +370,8 @@ export class EventBus extends EventEmitter {
     set.add(sub);
     this.liveSubscriptions++;
 
-    this.evictRetained(performance.now());
-    const kept = this.retainedByKey.get(key);
-    if (kept && kept.size > 0) {
-      const replay = [...kept].map((r) => r.event);
+    const replay = this.retainedMatching(key);
+    if (replay.length > 0) {
       sub.backlog = [];
       queueMicrotask(() => {
         for (const event of replay) if (sub.active) this.deliver(sub, event);
@@ -390,16 +392,33 @@ export class EventBus extends EventEmitter {
 
   // -- retention ---------------------------------------------------------
 
-  private retain(event: SaltEvent, seq: number, keys: string[]): void {
-    const now = performance.now();
-    const r: Retained = { event, seq, at: now, keys };
+  private retain(r: Retained): void {
     this.retained.push(r);
-    for (const key of keys) {
-      let set = this.retainedByKey.get(key);
-      if (!set) this.retainedByKey.set(key, (set = new Set()));
-      set.add(r);
+    const list = this.retainedByJob.get(r.job);
+    if (list) list.push(r);
+    else this.retainedByJob.set(r.job, [r]);
+    this.evictRetained(r.at);
+  }
+
+  /** Retained events a subscription to `key` gets, oldest first, decoded. */
+  private retainedMatching(key: string): SaltEvent[] {
+    this.evictRetained(performance.now());
+    if (this.retainedHead === this.retained.length) return [];
+    const matches = (tag: string) => tag === key || (key.endsWith('/') && tag.startsWith(key));
+    // A key inside one job (what clients subscribe to) looks at that job's
+    // events only; a wider one ('salt/job/') at all of them.
+    const job = JOB_TAG.exec(key)?.[0];
+    const candidates = job ? (this.retainedByJob.get(job) ?? []) : this.retained.slice(this.retainedHead);
+    const events: SaltEvent[] = [];
+    for (const r of candidates) {
+      if (!matches(r.tag)) continue;
+      if (r.event === undefined) {
+        r.event = decodeEvent(r.tag, r.bytes!);
+        r.bytes = undefined;
+      }
+      if (r.event) events.push(r.event);
     }
-    this.evictRetained(now);
+    return events;
   }
 
   private evictRetained(now: number): void {
@@ -408,15 +427,24 @@ export class EventBus extends EventEmitter {
       const r = this.retained[this.retainedHead];
       if (r.at > oldest && this.retained.length - this.retainedHead <= this.retainMax) break;
       this.retainedHead++;
-      for (const key of r.keys) {
-        const set = this.retainedByKey.get(key);
-        if (set?.delete(r) && set.size === 0) this.retainedByKey.delete(key);
-      }
+      // A job's events are retained in arrival order: r is its oldest.
+      const list = this.retainedByJob.get(r.job);
+      if (list && list[0] === r) list.shift();
+      if (list?.length === 0) this.retainedByJob.delete(r.job);
     }
     if (this.retainedHead > 0 && this.retainedHead * 2 >= this.retained.length) {
       this.retained.splice(0, this.retainedHead);
       this.retainedHead = 0;
     }
+  }
+}
+
+/** The event, or null when its data is not msgpack (it is then dropped). */
+function decodeEvent(tag: string, bytes: Buffer): SaltEvent | null {
+  try {
+    return { tag, data: decode(bytes) };
+  } catch {
+    return null;
   }
 }
 
