@@ -1,0 +1,33 @@
+/**
+ * The bench's master: the test master double in a process of its own, so
+ * its CPU is not the server's. Minions: `minion1` answers at once; `slow-00`
+ * to `slow-63` answer after 200 ms (the burst test).
+ */
+import { startMaster } from '../test/support/master.js';
+import { serveParent } from './ipc.js';
+import { SLOW_DELAY_MS, SLOW_MINIONS } from './loads.js';
+
+const master = await startMaster({
+  minions: [{ id: 'minion1' }, ...SLOW_MINIONS.map((id) => ({ id, delayMs: SLOW_DELAY_MS }))],
+  // Salt's own timeouts: a sync call ends when its minions answered, never by a timeout here.
+  config: { timeout: 5, gather_job_timeout: 5 },
+});
+
+serveParent(async (message) => {
+  switch (message.type) {
+    case 'clear':
+      // The double logs every request, event and job for tests to inspect:
+      // over a bench run that is a lot of memory and slower lookups.
+      master.clearLog();
+      master.jobs.clear();
+      return {};
+    case 'stop':
+      await master.close();
+      setImmediate(() => process.exit(0));
+      return {};
+    default:
+      throw new Error(`unknown request ${message.type}`);
+  }
+});
+process.on('disconnect', () => void master.close().then(() => process.exit(0)));
+process.send!({ type: 'ready', configPath: master.configPath });

@@ -1,0 +1,305 @@
+/**
+ * `npm run bench`: how much the API layer costs on top of the master.
+ *
+ * Three processes, so that each one's CPU is its own on a small machine:
+ * the test master double (bench/master-process.ts), the server
+ * (bench/server-process.ts: createHandler on node:http), and this one, the
+ * load generator, which also sends the "raw" loads straight through our
+ * transport (RequestChannel + EventBus, no HTTP, no dispatcher) to the same
+ * master.
+ *
+ * Prints one table and writes bench/results.json. Options:
+ *   --seconds N    measured time of each rate run (default 2.5)
+ *   --profile      run the server under --cpu-prof (profile written to a temp dir on exit)
+ *   --only LOAD    only the rate runs of LOAD (local_async, local or wheel): no leak run, no burst
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { ChildProcess } from 'node:child_process';
+import { loadMasterConfig } from '../lib/salt/config.js';
+import { RequestChannel, requestAddress } from '../lib/salt/request-channel.js';
+import { EventBus, eventBusOptions } from '../lib/salt/event-bus.js';
+import { ask, startChild, type Message } from './ipc.js';
+import { drive, httpPoster, keepAliveAgent, type RunResult } from './driver.js';
+import { LOADS, SLOW_DELAY_MS, SLOW_MINIONS, answerIsRight, lowstate, sendRaw, type LoadName, type RawTransport } from './loads.js';
+import type { ServerStats } from './server-process.js';
+
+const { values: flags } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '2.5' },
+    profile: { type: 'boolean', default: false },
+    only: { type: 'string' },
+  },
+});
+if (flags.only !== undefined && !(LOADS as string[]).includes(flags.only)) {
+  throw new Error(`--only takes one of ${LOADS.join(', ')}`);
+}
+const RATE_LOADS = flags.only ? [flags.only as LoadName] : LOADS;
+const FULL = flags.only === undefined;
+const MEASURE_MS = Number(flags.seconds) * 1000;
+const WARMUP_MS = 300;
+const CONCURRENCIES = [1, 16, 64];
+const LEAK_REQUESTS = 20_000;
+const LEAK_BASELINE = 100;
+const LEAK_CONCURRENCY = 16;
+const BURST_TRIES = 3;
+const BURST_LIMIT_MS = 2 * SLOW_DELAY_MS; // minions answer after 200 ms: all done within 400 ms
+const MB = 1024 * 1024;
+
+// ------------------------------------------------------------------ processes
+
+const { child: masterChild, ready: masterReady } = await startChild<Message & { configPath: string }>('./master-process.ts');
+const configPath = masterReady.configPath;
+const profileDir = flags.profile ? mkdtempSync(path.join(os.tmpdir(), 'salt-rest-wsgi-prof-')) : undefined;
+const { child: serverChild, ready: serverReady } = await startChild<Message & { port: number }>(
+  './server-process.ts',
+  [configPath],
+  profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+);
+const port = serverReady.port;
+
+const opts = loadMasterConfig(configPath);
+const raw: RawTransport = {
+  channel: new RequestChannel({ address: requestAddress(opts), timeoutMs: 5000 }),
+  bus: new EventBus(eventBusOptions(opts)),
+};
+raw.bus.on('error', () => {});
+raw.bus.start();
+await raw.bus.ready(5000);
+
+async function serverStats(): Promise<ServerStats> {
+  return (await ask<Message & { stats: ServerStats }>(serverChild, { type: 'stats' })).stats;
+}
+
+/** The double logs every request, event and job: emptied between runs so that it doesn't slow down. */
+async function clearMasterLog(): Promise<void> {
+  await ask(masterChild, { type: 'clear' });
+}
+
+/** An HTTP sender of `load` (to `tgt`, else minion1) on its own keep-alive agent. */
+function httpSender(concurrency: number) {
+  const agent = keepAliveAgent(concurrency);
+  const post = httpPoster(port, agent);
+  const send = async (load: LoadName, tgt?: string, body = JSON.stringify([lowstate(load, tgt)])) => {
+    const answer = await post(body);
+    return answer.status === 200 && answerIsRight(load, answer.body, tgt);
+  };
+  return { send, agent };
+}
+
+// ------------------------------------------------------------------ leak run (first, on a fresh server)
+
+interface Leak {
+  fresh: ServerStats;
+  afterFirst: ServerStats;
+  afterAll: ServerStats;
+  errors: number;
+}
+
+async function leakRun(): Promise<Leak> {
+  process.stderr.write(`leak run: ${LEAK_REQUESTS} requests (local_async, local, wheel in turn) at concurrency ${LEAK_CONCURRENCY}\n`);
+  const { send, agent } = httpSender(LEAK_CONCURRENCY);
+  const bodies = LOADS.map((load) => JSON.stringify([lowstate(load)]));
+  let turn = 0;
+  const sendNext = () => {
+    const i = turn++ % LOADS.length;
+    return send(LOADS[i], undefined, bodies[i]);
+  };
+  const fresh = await serverStats();
+  const first = await drive(LEAK_CONCURRENCY, sendNext, { total: LEAK_BASELINE });
+  const afterFirst = await serverStats();
+  let errors = first.errors;
+  for (let done = LEAK_BASELINE; done < LEAK_REQUESTS; done += 5000) {
+    await clearMasterLog();
+    errors += (await drive(LEAK_CONCURRENCY, sendNext, { total: Math.min(5000, LEAK_REQUESTS - done) })).errors;
+  }
+  const afterAll = await serverStats();
+  agent.destroy();
+  return { fresh, afterFirst, afterAll, errors };
+}
+
+// ------------------------------------------------------------------ rates
+
+interface RateRow {
+  load: LoadName;
+  concurrency: number;
+  http: RunResult;
+  raw: RunResult;
+  /** Server CPU time per HTTP request, µs. */
+  cpuMicros: number;
+}
+
+async function rateRun(load: LoadName, concurrency: number): Promise<RateRow> {
+  process.stderr.write(`${load} @${concurrency}\n`);
+  await clearMasterLog();
+  const { send, agent } = httpSender(concurrency);
+  const body = JSON.stringify([lowstate(load)]);
+  const sendHttp = () => send(load, undefined, body);
+  await drive(concurrency, sendHttp, { durationMs: WARMUP_MS });
+  const before = await serverStats();
+  const http = await drive(concurrency, sendHttp, { durationMs: MEASURE_MS });
+  const after = await serverStats();
+  agent.destroy();
+
+  await clearMasterLog();
+  const sendRawLoad = () => sendRaw(raw, load);
+  await drive(concurrency, sendRawLoad, { durationMs: WARMUP_MS });
+  const rawResult = await drive(concurrency, sendRawLoad, { durationMs: MEASURE_MS });
+  return { load, concurrency, http, raw: rawResult, cpuMicros: (after.cpuMicros - before.cpuMicros) / http.count };
+}
+
+// ------------------------------------------------------------------ burst of slow sync calls
+
+interface Burst {
+  /** From the first request sent to the last answer, ms. */
+  totalMs: number;
+  /** Answers that were not exactly their own minion's `{id: true}`. */
+  wrong: number;
+}
+
+async function burst(send: (tgt: string) => Promise<boolean>): Promise<Burst> {
+  let wrong = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    SLOW_MINIONS.map(async (tgt) => {
+      if (!(await send(tgt).catch(() => false))) wrong++;
+    }),
+  );
+  return { totalMs: performance.now() - t0, wrong };
+}
+
+async function burstRuns(): Promise<{ http: Burst[]; raw: Burst[] }> {
+  process.stderr.write(`burst: ${SLOW_MINIONS.length} concurrent sync local calls, minions answering after ${SLOW_DELAY_MS} ms\n`);
+  await clearMasterLog();
+  const { send, agent } = httpSender(SLOW_MINIONS.length);
+  const sendHttp = (tgt: string) => send('local', tgt);
+  // Once untimed to open the connections: the burst measures the API, not TCP handshakes.
+  await burst(sendHttp);
+  const httpBursts: Burst[] = [];
+  for (let i = 0; i < BURST_TRIES; i++) httpBursts.push(await burst(sendHttp));
+  agent.destroy();
+  const rawBursts: Burst[] = [];
+  for (let i = 0; i < BURST_TRIES; i++) rawBursts.push(await burst((tgt) => sendRaw(raw, 'local', tgt)));
+  return { http: httpBursts, raw: rawBursts };
+}
+
+// ------------------------------------------------------------------ run
+
+const leak = FULL ? await leakRun() : undefined;
+const rows: RateRow[] = [];
+for (const load of RATE_LOADS) for (const concurrency of CONCURRENCIES) rows.push(await rateRun(load, concurrency));
+const bursts = FULL ? await burstRuns() : undefined;
+
+// ------------------------------------------------------------------ report
+
+const lines: string[] = [];
+const pad = (text: string | number, width: number) => String(text).padStart(width);
+lines.push(
+  `${'load'.padEnd(12)}${pad('conc', 5)}${pad('http req/s', 12)}${pad('raw req/s', 11)}${pad('http/raw', 10)}` +
+    `${pad('http p50', 10)}${pad('http p99', 10)}${pad('raw p50', 9)}${pad('raw p99', 9)}${pad('cpu µs/req', 12)}${pad('errors', 8)}`,
+);
+for (const r of rows) {
+  lines.push(
+    `${r.load.padEnd(12)}${pad(r.concurrency, 5)}${pad(r.http.rate.toFixed(0), 12)}${pad(r.raw.rate.toFixed(0), 11)}` +
+      `${pad(`${((100 * r.http.rate) / r.raw.rate).toFixed(0)}%`, 10)}` +
+      `${pad(r.http.p50Ms.toFixed(2), 10)}${pad(r.http.p99Ms.toFixed(2), 10)}` +
+      `${pad(r.raw.p50Ms.toFixed(2), 9)}${pad(r.raw.p99Ms.toFixed(2), 9)}` +
+      `${pad(r.cpuMicros.toFixed(0), 12)}${pad(r.http.errors + r.raw.errors, 8)}`,
+  );
+}
+lines.push('(latencies in ms; cpu = the server process\'s CPU time, user + system, per HTTP request)');
+lines.push('');
+
+const fmtStats = (s: ServerStats) => `${s.fds} fds, RSS ${(s.rss / MB).toFixed(1)} MB`;
+if (leak) {
+  lines.push(
+    `server: fresh ${fmtStats(leak.fresh)}; after ${LEAK_BASELINE} requests ${fmtStats(leak.afterFirst)}; ` +
+      `after ${LEAK_REQUESTS} ${fmtStats(leak.afterAll)} (${leak.errors} errors)`,
+  );
+}
+if (bursts) {
+  const fmt = (b: Burst[]) => b.map((x) => `${x.totalMs.toFixed(0)} ms${x.wrong ? ` (${x.wrong} wrong)` : ''}`).join(', ');
+  lines.push(
+    `${SLOW_MINIONS.length} concurrent sync local, minions answering after ${SLOW_DELAY_MS} ms, first sent to last answered: ` +
+      `http ${fmt(bursts.http)}; raw ${fmt(bursts.raw)}`,
+  );
+}
+lines.push('');
+
+interface Check {
+  name: string;
+  text: string;
+  ok: boolean;
+}
+const checks: Check[] = [];
+const asyncRow = rows.find((r) => r.load === 'local_async' && r.concurrency === 16);
+if (asyncRow) {
+  const ratio = asyncRow.http.rate / asyncRow.raw.rate;
+  checks.push({ name: 'local_async http/raw @16', text: `${(ratio * 100).toFixed(0)}% (>= 80%)`, ok: ratio >= 0.8 });
+  checks.push({
+    name: 'server CPU per local_async request @16',
+    text: `${asyncRow.cpuMicros.toFixed(0)} µs (< 150 µs)`,
+    ok: asyncRow.cpuMicros < 150,
+  });
+}
+if (bursts) {
+  const worst = Math.max(...bursts.http.map((b) => b.totalMs));
+  const wrong = bursts.http.reduce((n, b) => n + b.wrong, 0);
+  checks.push({
+    name: `${SLOW_MINIONS.length} concurrent sync local, minions at ${SLOW_DELAY_MS} ms`,
+    text: `worst of ${BURST_TRIES}: ${worst.toFixed(0)} ms, ${wrong} wrong (<= ${BURST_LIMIT_MS} ms, none wrong)`,
+    ok: worst <= BURST_LIMIT_MS && wrong === 0,
+  });
+}
+if (leak) {
+  const fdGrowth = leak.afterAll.fds - leak.afterFirst.fds;
+  const rssGrowth = (leak.afterAll.rss - leak.afterFirst.rss) / MB;
+  checks.push({
+    name: `fds after ${LEAK_REQUESTS} requests`,
+    text: `${leak.afterAll.fds} vs ${leak.afterFirst.fds} after the first ${LEAK_BASELINE} (±2)`,
+    ok: Math.abs(fdGrowth) <= 2,
+  });
+  checks.push({ name: `RSS growth over ${LEAK_REQUESTS} requests`, text: `${rssGrowth.toFixed(1)} MB (< 20 MB)`, ok: rssGrowth < 20 });
+}
+const errors = rows.reduce((n, r) => n + r.http.errors + r.raw.errors, 0) + (leak?.errors ?? 0);
+checks.push({ name: 'wrong or failed answers in every run', text: `${errors} (none)`, ok: errors === 0 });
+for (const c of checks) lines.push(`${c.name}: ${c.text}: ${c.ok ? 'PASS' : 'FAIL'}`);
+
+process.stdout.write(`${lines.join('\n')}\n`);
+
+writeFileSync(
+  fileURLToPath(new URL('./results.json', import.meta.url)),
+  `${JSON.stringify(
+    {
+      date: new Date().toISOString(),
+      node: process.version,
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model,
+      measureMs: MEASURE_MS,
+      rates: rows,
+      leak,
+      burst: bursts && { limitMs: BURST_LIMIT_MS, ...bursts },
+      checks,
+    },
+    null,
+    2,
+  )}\n`,
+);
+
+// ------------------------------------------------------------------ stop
+
+raw.channel.close();
+raw.bus.close();
+await stopChild(serverChild);
+await stopChild(masterChild);
+if (profileDir) process.stderr.write(`server CPU profile in ${profileDir}\n`);
+process.exitCode = checks.every((c) => c.ok) ? 0 : 1;
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  await ask(child, { type: 'stop' }).catch(() => child.kill());
+  await exited;
+}
