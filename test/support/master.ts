@@ -303,10 +303,12 @@ export class SaltMasterDouble extends EventEmitter {
     for (const m of this.minions.values()) m.running.clear();
     this.router?.close();
     this.router = undefined;
-    for (const c of this.busClients) c.socket.destroy();
-    this.busClients.clear();
+    // Forget the bus server first: a subscriber reconnecting while it closes
+    // is turned away (close() would otherwise wait for it forever).
     const bus = this.bus;
     this.bus = undefined;
+    for (const c of this.busClients) c.socket.destroy();
+    this.busClients.clear();
     if (bus) await new Promise<void>((resolve) => bus.close(() => resolve()));
     if (this.ipcMode === 'ipc') await rm(this.eventPath, { force: true });
     await rm(this.workersIpcPath, { force: true });
@@ -364,6 +366,10 @@ export class SaltMasterDouble extends EventEmitter {
 
   private async listenBus(): Promise<void> {
     const server = net.createServer((socket) => {
+      if (this.bus !== server) {
+        socket.destroy(); // accepted while stop() closes this server
+        return;
+      }
       const client: BusClient = { socket, queue: Promise.resolve() };
       this.busClients.add(client);
       socket.on('error', () => {});
