@@ -9,12 +9,12 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createHandler, DEFAULT_MAX_BODY_BYTES, type RestWsgiHandler } from '../lib/handler.js';
 import { loadMasterConfig, type MasterOptions } from '../lib/salt/config.js';
-import { createLogger, formatAccess, isLogLevel, LOG_LEVELS, type Logger } from '../lib/log.js';
+import { createLogger, isLogFormat, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger } from '../lib/log.js';
 
 const NAME = 'salt-rest-wsgi';
 const DEFAULT_HOST = '127.0.0.1'; // rest_wsgi binds localhost: credentials travel in clear text
 
-const USAGE = `Usage: ${NAME} [-c|--config FILE] [--port N] [--host ADDR] [--log-level LEVEL]
+const USAGE = `Usage: ${NAME} [-c|--config FILE] [--port N] [--host ADDR] [--log-level LEVEL] [--log-format FORMAT] [--trust-proxy]
 
 Salt's rest_wsgi API: POST a JSON list of lowstate items, get {"return": [...]}.
 Settings come from the Salt master's config file, section rest_wsgi:
@@ -22,6 +22,7 @@ Settings come from the Salt master's config file, section rest_wsgi:
     port: 8001          # required (here or --port)
     host: 127.0.0.1     # default 127.0.0.1
     max_request_body_size: 1048576
+    trust_proxy: false  # true behind your proxy: log the client from X-Forwarded-For
 
 Options:
   -c, --config FILE    master config file, or a directory holding "master"
@@ -29,6 +30,9 @@ Options:
       --port N         port to listen on (overrides rest_wsgi: port)
       --host ADDR      address to listen on (overrides rest_wsgi: host)
       --log-level L    ${LOG_LEVELS.join(', ')} (default info)
+      --log-format F   text (default) or json (one JSON object a line)
+      --trust-proxy    the access log's client is the right-most X-Forwarded-For
+                       entry, the address your proxy saw (as rest_wsgi: trust_proxy)
   -h, --help           show this help
       --version        show the version
 `;
@@ -42,6 +46,8 @@ interface Settings {
   host: string;
   maxBodyBytes: number;
   logLevel: (typeof LOG_LEVELS)[number];
+  logFormat: LogFormat;
+  trustProxy: boolean;
 }
 
 function version(): string {
@@ -75,6 +81,8 @@ function settingsFrom(argv: string[]): Settings | 'help' | 'version' {
         port: { type: 'string' },
         host: { type: 'string' },
         'log-level': { type: 'string' },
+        'log-format': { type: 'string' },
+        'trust-proxy': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
       },
@@ -89,6 +97,8 @@ function settingsFrom(argv: string[]): Settings | 'help' | 'version' {
 
   const logLevel = values['log-level'] ?? 'info';
   if (!isLogLevel(logLevel)) throw new UsageError(`invalid --log-level ${JSON.stringify(logLevel)}: one of ${LOG_LEVELS.join(', ')}`);
+  const logFormat = values['log-format'] ?? 'text';
+  if (!isLogFormat(logFormat)) throw new UsageError(`invalid --log-format ${JSON.stringify(logFormat)}: one of ${LOG_FORMATS.join(', ')}`);
 
   // Salt's own commands take -c as the config directory (-c /etc/salt): accept that too.
   let configPath = values.config;
@@ -112,7 +122,12 @@ function settingsFrom(argv: string[]): Settings | 'help' | 'version' {
   if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 0) {
     throw new UsageError(`invalid rest_wsgi: max_request_body_size ${JSON.stringify(size)} in ${master.conf_file}`);
   }
-  return { configPath: configPath ?? master.conf_file, port, host, maxBodyBytes, logLevel };
+  const trust = section.trust_proxy;
+  if (trust !== undefined && trust !== null && typeof trust !== 'boolean') {
+    throw new UsageError(`invalid rest_wsgi: trust_proxy ${JSON.stringify(trust)} in ${master.conf_file}: true or false`);
+  }
+  const trustProxy = values['trust-proxy'] ?? trust ?? false;
+  return { configPath: configPath ?? master.conf_file, port, host, maxBodyBytes, logLevel, logFormat, trustProxy };
 }
 
 /** Whether the master runs, as salt/netapi/__init__.py `_is_master_running` tells it. */
@@ -121,39 +136,15 @@ function masterRunning(master: MasterOptions): boolean {
   return existsSync(join(master.sock_dir, file));
 }
 
-/** One access-log line per request, written when its connection is done with it. */
-function withAccessLog(handler: RestWsgiHandler, logger: Logger): http.RequestListener {
-  return (req, res) => {
-    const start = process.hrtime.bigint();
-    res.once('close', () => {
-      const finished = res.writableFinished;
-      const length = Number(res.getHeader('content-length') ?? 0);
-      logger.info(
-        formatAccess({
-          method: req.method ?? '?',
-          url: req.url ?? '/',
-          // 499, as nginx logs it: the client went away before the answer.
-          status: finished ? res.statusCode : 499,
-          bytes: finished && req.method !== 'HEAD' ? length : 0,
-          durationMs: Number(process.hrtime.bigint() - start) / 1e6,
-          client: req.socket.remoteAddress ?? '?',
-        }),
-      );
-    });
-    handler(req, res);
-  };
-}
-
 function serve(settings: Settings, handler: RestWsgiHandler, logger: Logger): void {
   const inFlight = new Set<http.ServerResponse>();
-  const logged = withAccessLog(handler, logger);
   let stopping = false;
 
   const onRequest: http.RequestListener = (req, res) => {
     inFlight.add(res);
     res.once('close', () => inFlight.delete(res));
     if (stopping) res.setHeader('Connection', 'close');
-    logged(req, res);
+    handler(req, res);
   };
   const server = http.createServer(onRequest);
   // A client that asks before uploading (curl does past 1 KiB) learns of a
@@ -232,8 +223,15 @@ function main(argv: string[]): void {
       process.stdout.write(`${NAME} ${version()}\n`);
       return;
     }
-    logger = createLogger({ level: settings.logLevel });
-    handler = createHandler({ config: settings.configPath, maxBodyBytes: settings.maxBodyBytes, logger });
+    const commandLogger = createLogger({ level: settings.logLevel, format: settings.logFormat });
+    logger = commandLogger;
+    handler = createHandler({
+      config: settings.configPath,
+      maxBodyBytes: settings.maxBodyBytes,
+      logger,
+      accessLog: (record) => commandLogger.access(record),
+      trustProxy: settings.trustProxy,
+    });
   } catch (err) {
     // Usage and config problems: one line, no stack.
     process.stderr.write(`${NAME}: ${(err as Error).message.split('\n', 1)[0]}\n`);

@@ -19,7 +19,8 @@ import {
   PayloadTooLargeError,
 } from './errors.js';
 import { parseJson, toJson } from './json.js';
-import { silentLogger, type Logger } from './log.js';
+import { formatAccess, silentLogger, type AccessRecord, type Logger } from './log.js';
+import { clientAddress, onAccess } from './access.js';
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
@@ -42,6 +43,18 @@ export interface HandlerOptions {
   requestTimeoutMs?: number;
   /** Take a body that is a single JSON object as a one-item list. Default true. */
   acceptSingleObject?: boolean;
+  /**
+   * One access record per request (method, path without query, status,
+   * bytes, duration, client; never a body or a header): `true` logs it as a
+   * line through `logger.info`, a function receives the record. Default off.
+   */
+  accessLog?: boolean | ((record: AccessRecord) => void);
+  /**
+   * Behind a proxy you run: the client address logged is the right-most
+   * `X-Forwarded-For` entry (the one that proxy appended) instead of the
+   * socket's peer. Only logging uses it. Default false.
+   */
+  trustProxy?: boolean;
 }
 
 export interface RestWsgiHandler {
@@ -73,16 +86,28 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
   }
   const logger = options.logger ?? silentLogger;
   const acceptSingleObject = options.acceptSingleObject ?? true;
+  const trustProxy = options.trustProxy ?? false;
+  const accessLog =
+    typeof options.accessLog === 'function'
+      ? options.accessLog
+      : options.accessLog
+        ? (record: AccessRecord) => logger.info(formatAccess(record))
+        : undefined;
   const netapi = new NetapiClient(master, { logger, requestTimeoutMs: options.requestTimeoutMs });
 
   async function handlePost(req: MaybeParsedRequest, res: ServerResponse, signal: AbortSignal): Promise<void> {
     if (!isJsonContentType(req.headers['content-type'])) throw new NotAcceptableError();
 
     let body: unknown;
-    if (req.body !== undefined && !Buffer.isBuffer(req.body) && typeof req.body !== 'string') {
-      body = req.body; // parsed by a body parser in front of us
+    // A body parser in front of us (express.json(), express.raw()) read the
+    // stream and left its result in req.body. One that skipped the request
+    // (express.urlencoded() on JSON) still sets req.body = {} but leaves the
+    // stream unread: then the stream is the body.
+    const parsed = req.readableEnded ? req.body : undefined;
+    if (parsed !== undefined && !Buffer.isBuffer(parsed) && typeof parsed !== 'string') {
+      body = parsed;
     } else {
-      const raw = req.body !== undefined ? Buffer.from(req.body as Buffer | string) : await readBody(req, res, maxBodyBytes);
+      const raw = parsed !== undefined ? Buffer.from(parsed as Buffer | string) : await readBody(req, res, maxBodyBytes);
       if (raw.length > maxBodyBytes) throw new PayloadTooLargeError();
       body = parseBody(raw);
     }
@@ -105,6 +130,7 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
   }
 
   const handler = ((req: IncomingMessage, res: ServerResponse) => {
+    if (accessLog) onAccess(req, res, trustProxy, accessLog);
     const abort = new AbortController();
     // The client hung up before the answer: stop waiting for the master.
     res.once('close', () => {
@@ -142,7 +168,7 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
         send(res, err.status, { return: err.message }, headers);
         return;
       }
-      logger.error(`unexpected error on ${req.method} from ${req.socket?.remoteAddress ?? '?'}: ${describe(err)}`);
+      logger.error(`unexpected error on ${req.method} from ${clientAddress(req, trustProxy)}: ${describe(err)}`);
       send(res, 500, { return: UNEXPECTED_ERROR_MESSAGE });
     });
   }) as RestWsgiHandler;

@@ -1,5 +1,5 @@
 /**
- * A tiny leveled logger: one plain line per message on stderr.
+ * A tiny leveled logger: one line per message on stderr, plain text or JSON.
  *
  * Its shape, `{debug, info, warn, error}` taking one string, is what the
  * handler and the dispatcher accept, so pino, console or a test's recorder
@@ -20,13 +20,32 @@ export function isLogLevel(value: unknown): value is LogLevel {
   return typeof value === 'string' && (LOG_LEVELS as readonly string[]).includes(value);
 }
 
+export const LOG_FORMATS = ['text', 'json'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
+export function isLogFormat(value: unknown): value is LogFormat {
+  return typeof value === 'string' && (LOG_FORMATS as readonly string[]).includes(value);
+}
+
 export interface LoggerOptions {
   /** Messages below this level are dropped. Default `info`. */
   level?: LogLevel;
   /** Where lines go. Default process.stderr. */
   stream?: { write(line: string): unknown };
-  /** Prefix each line with an ISO timestamp. Default true. */
+  /** Prefix each line with an ISO timestamp (`time` in JSON). Default true. */
   timestamps?: boolean;
+  /**
+   * `text`: `2026-11-22T18:50:37.123Z INFO  message`.
+   * `json`: `{"time":"2026-11-22T18:50:37.123Z","level":"info","msg":"message"}`,
+   * one object a line, for log collectors. Default `text`.
+   */
+  format?: LogFormat;
+}
+
+/** The command's logger: the handler's Logger plus structured access records. */
+export interface CommandLogger extends Logger {
+  /** One access-log entry at level info: a `formatAccess` line, or its fields in JSON. */
+  access(record: AccessRecord): void;
 }
 
 /**
@@ -43,19 +62,49 @@ export function oneLine(text: string): string {
   });
 }
 
-export function createLogger(options: LoggerOptions = {}): Logger {
+export function createLogger(options: LoggerOptions = {}): CommandLogger {
   const threshold = LOG_LEVELS.indexOf(options.level ?? 'info');
   const stream = options.stream ?? process.stderr;
   const timestamps = options.timestamps ?? true;
-  const at = (level: LogLevel) => {
-    if (LOG_LEVELS.indexOf(level) > threshold) return () => {};
-    const label = level.toUpperCase().padEnd(5);
-    return (msg: string) => {
+  const json = options.format === 'json';
+  const enabled = (level: LogLevel) => LOG_LEVELS.indexOf(level) <= threshold;
+  const write = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => {
+    if (json) {
+      const entry = { ...(timestamps ? { time: new Date().toISOString() } : {}), level, msg: String(msg), ...fields };
+      stream.write(`${jsonLine(entry)}\n`);
+    } else {
+      const label = level.toUpperCase().padEnd(5);
       const prefix = timestamps ? `${new Date().toISOString()} ${label}` : label;
       stream.write(`${prefix} ${oneLine(String(msg))}\n`);
-    };
+    }
   };
-  return { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
+  const at = (level: LogLevel) => (enabled(level) ? (msg: string) => write(level, msg) : () => {});
+  return {
+    error: at('error'),
+    warn: at('warn'),
+    info: at('info'),
+    debug: at('debug'),
+    access(record) {
+      if (!enabled('info')) return;
+      if (!json) return write('info', formatAccess(record));
+      write('info', 'access', {
+        method: record.method,
+        path: accessPath(record.url),
+        status: record.status,
+        bytes: record.bytes,
+        duration_ms: Math.round(record.durationMs * 10) / 10,
+        client: record.client,
+      });
+    },
+  };
+}
+
+/**
+ * JSON.stringify already escapes every control character; U+2028 and U+2029
+ * are escaped too, since some readers take them for line breaks.
+ */
+function jsonLine(value: unknown): string {
+  return JSON.stringify(value).replace(/[\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
 }
 
 /** A logger that drops everything (the handler's default when none is given). */
@@ -78,11 +127,16 @@ export interface AccessRecord {
  * Never a body, a header or a query string: those may hold passwords or tokens.
  */
 export function formatAccess(record: AccessRecord): string {
-  const path = record.url.split('?', 1)[0] || '/';
+  const path = accessPath(record.url);
   return (
     `access method=${logfmtValue(record.method)} path=${logfmtValue(path)} status=${record.status}` +
     ` bytes=${record.bytes} duration_ms=${record.durationMs.toFixed(1)} client=${logfmtValue(record.client)}`
   );
+}
+
+/** The path of a request URL, never its query string. */
+function accessPath(url: string): string {
+  return url.split('?', 1)[0] || '/';
 }
 
 function logfmtValue(value: string): string {
