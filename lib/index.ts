@@ -1,9 +1,15 @@
 /**
- * salt-rest-wsgi: Salt's rest_wsgi netapi as a node:http handler.
+ * salt-rest-wsgi: Salt's rest_wsgi netapi as a node:http handler, and the
+ * dispatcher behind it for use without HTTP.
  *
  *   import http from 'node:http';
  *   import { createHandler } from 'salt-rest-wsgi';
  *   http.createServer(createHandler({ config: '/etc/salt/master' })).listen(8001, '127.0.0.1');
+ *
+ *   import { NetapiClient, loadMasterConfig } from 'salt-rest-wsgi';
+ *   const netapi = new NetapiClient(loadMasterConfig());
+ *   await netapi.run({ client: 'local', tgt: '*', fun: 'test.ping', eauth: 'pam', username, password });
+ *   netapi.close();
  */
 export {
   createHandler,
@@ -14,7 +20,7 @@ export {
   type HandlerOptions,
   type RestWsgiHandler,
 } from './handler.js';
-export { NetapiClient, CLIENTS, type Lowstate, type NetapiClientOptions } from './netapi.js';
+export { NetapiClient, MasterError, CLIENTS, type ClientName, type Lowstate, type NetapiClientOptions } from './netapi.js';
 export { loadMasterConfig, applyMasterDefaults, ConfigError, type MasterOptions } from './salt/config.js';
 export {
   HttpError,
@@ -27,4 +33,15 @@ export {
   GatewayTimeoutError,
 } from './errors.js';
 export { toJson, parseJson, bytesToText } from './json.js';
-export { createLogger, silentLogger, formatAccess, type Logger, type LogLevel, type LoggerOptions, type AccessRecord } from './log.js';
+export {
+  createLogger,
+  silentLogger,
+  formatAccess,
+  type Logger,
+  type CommandLogger,
+  type LogLevel,
+  type LogFormat,
+  type LoggerOptions,
+  type AccessRecord,
+} from './log.js';
+export { clientAddress } from './access.js';
