@@ -51,6 +51,17 @@ export interface NetapiClientOptions {
   logger?: Logger;
 }
 
+/** NetapiClient.stats(). */
+export interface NetapiStats {
+  /** Requests sent to the master and not answered yet. */
+  pendingRequests: number;
+  /** Event bus subscriptions (one or two per synchronous job being waited for). */
+  busSubscriptions: number;
+  /** Synchronous waits watching for the bus to drop. */
+  busWatchers: number;
+  busConnected: boolean;
+}
+
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 export const DEFAULT_BUS_READY_TIMEOUT_MS = 2_000;
 /** How long the answer of "is the master running" is reused. */
@@ -166,6 +177,20 @@ export class NetapiClient {
     }
   }
 
+  /**
+   * What is held right now, for leak checks and monitoring: requests
+   * waiting for the master's reply, event bus subscriptions, synchronous
+   * waits watching the bus (each drops to 0 when nothing runs).
+   */
+  stats(): NetapiStats {
+    return {
+      pendingRequests: this.channel.pending,
+      busSubscriptions: this.bus.subscriptionCount,
+      busWatchers: this.bus.listenerCount('disconnect'),
+      busConnected: this.bus.connected,
+    };
+  }
+
   /** Release the request channel and the event bus. */
   close(): void {
     if (this.closed) return;
@@ -176,11 +201,13 @@ export class NetapiClient {
 
   /**
    * salt/netapi/__init__.py _is_master_running: the master's worker socket
-   * exists in sock_dir. Reused for a second: a burst of requests costs one stat.
+   * exists in sock_dir. A yes is reused for a second (a burst of requests
+   * costs one stat); a no is not, so the first request after the master
+   * comes back finds it.
    */
   private masterRunning(): boolean {
     const t = performance.now();
-    if (t - this.masterCheck.at < MASTER_CHECK_TTL_MS) return this.masterCheck.running;
+    if (this.masterCheck.running && t - this.masterCheck.at < MASTER_CHECK_TTL_MS) return true;
     const file = this.opts.transport === 'tcp' ? 'publish_pull.ipc' : 'workers.ipc';
     const running = existsSync(join(String(this.opts.sock_dir), file));
     this.masterCheck = { at: t, running };

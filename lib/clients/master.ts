@@ -108,6 +108,14 @@ export function abortError(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
 }
 
+/**
+ * The one log line of a job whose request went away: nobody will read its
+ * result, but it keeps running on the master (its jid finds it there).
+ */
+export function logAbandoned(ctx: ClientContext, jid: string): void {
+  ctx.logger.info(`stopped waiting for job ${jid}: the request went away; the job keeps running on the master`);
+}
+
 /** Throw if `signal` aborted: checked before publishing a job nobody waits for any more. */
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw abortError(signal);

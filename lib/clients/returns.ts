@@ -17,7 +17,7 @@
  */
 import type { SaltEvent } from '../salt/event-bus.js';
 import { isPlainObject } from './args.js';
-import { abortError, busLostError, watchWait, type ClientContext } from './master.js';
+import { abortError, busLostError, logAbandoned, watchWait, type ClientContext } from './master.js';
 
 /** One minion's return as get_iter_returns yields it (`{"ret", "out", "retcode", "jid"}`). */
 export interface MinionReturn {
@@ -72,6 +72,8 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
     let unsubscribeFindJob: (() => void) | undefined;
 
     if (signal?.aborted) {
+      // It went away while the publish was on its way: the job runs all the same.
+      logAbandoned(ctx, jid);
       reject(abortError(signal));
       return;
     }
@@ -86,7 +88,7 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
       signal,
       () => fail(busLostError(`the returns of job ${jid}`)),
       () => {
-        ctx.logger.info(`stopped waiting for job ${jid}: the request went away; the job keeps running on the master`);
+        logAbandoned(ctx, jid);
         fail(abortError(signal!));
       },
     );

@@ -10,9 +10,9 @@
  * maps it onto the signature itself (salt/client/mixins.py: low). Only when
  * there are positional arguments does the load say `{"arg", "kwarg"}`.
  */
-import { parseInput } from './args.js';
+import { defineKey, parseInput } from './args.js';
 import { argList, extraKeys, kwargDict, seconds, truthy, type Lowstate } from './fields.js';
-import { abortError, busLostError, busReady, request, throwIfAborted, watchWait, MasterError, type ClientContext } from './master.js';
+import { abortError, busLostError, busReady, logAbandoned, request, throwIfAborted, watchWait, MasterError, type ClientContext } from './master.js';
 import { GatewayTimeoutError } from '../errors.js';
 import type { SaltEvent } from '../salt/event-bus.js';
 
@@ -36,11 +36,11 @@ const NOT_KEYWORDS = ['fun', 'arg', 'kwarg', 'client', 'user', 'key', ...CREDENT
 export function runnerCall(low: Lowstate, sync: boolean): RunnerCall {
   const parsed = parseInput(argList(low));
   const kwargs: Record<string, unknown> = { ...parsed.kwargs };
-  Object.assign(kwargs, kwargDict(low) ?? {});
+  // Not Object.assign: it assigns, and a `__proto__` keyword would set the
+  // prototype of kwargs ('arg' in kwargs would then see the attacker's keys).
+  for (const [key, value] of Object.entries(kwargDict(low) ?? {})) defineKey(kwargs, key, value);
   const skip = new Set(sync ? [...NOT_KEYWORDS, 'timeout', 'full_return'] : NOT_KEYWORDS);
-  for (const [key, value] of Object.entries(extraKeys(low, skip))) {
-    Object.defineProperty(kwargs, key, { value, enumerable: true, writable: true, configurable: true });
-  }
+  for (const [key, value] of Object.entries(extraKeys(low, skip))) defineKey(kwargs, key, value);
 
   const load: Record<string, unknown> = { cmd: 'runner', fun: low.fun };
   // The master reads {"arg", "kwarg"} as the call's own arguments only when both are there.
@@ -97,6 +97,8 @@ export function waitForEvent(
 ): Promise<SaltEvent> {
   return new Promise<SaltEvent>((resolve, reject) => {
     if (signal?.aborted) {
+      // It went away while the runner job was being started: it runs all the same.
+      logAbandoned(ctx, jid);
       reject(abortError(signal));
       return;
     }
@@ -124,7 +126,7 @@ export function waitForEvent(
       () => settle(() => reject(busLostError(`job ${jid}`))),
       () =>
         settle(() => {
-          ctx.logger.info(`stopped waiting for job ${jid}: the request went away; the job keeps running on the master`);
+          logAbandoned(ctx, jid);
           reject(abortError(signal!));
         }),
     );
