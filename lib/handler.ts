@@ -8,8 +8,9 @@
  * `{"return": [result, ...]}`. Every refusal is `{"return": "<message>"}`
  * with the status of CONTRACT.md. Like rest_wsgi, the URL path is ignored.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { NetapiClient } from './netapi.js';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { totalmem } from 'node:os';
+import { NetapiClient, type NetapiStats } from './netapi.js';
 import { loadMasterConfig, applyMasterDefaults, type MasterOptions } from './salt/config.js';
 import {
   HttpError,
@@ -17,6 +18,7 @@ import {
   MethodNotAllowedError,
   NotAcceptableError,
   PayloadTooLargeError,
+  ServiceUnavailableError,
 } from './errors.js';
 import { parseJson, toJson } from './json.js';
 import { formatAccess, silentLogger, type AccessRecord, type Logger } from './log.js';
@@ -28,6 +30,34 @@ export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 export const GET_MESSAGE = "They found me. I don't know how, but they found me. Run for it, Marty!";
 
 export const UNEXPECTED_ERROR_MESSAGE = 'An unexpected error occurred';
+
+/** The 503 answer past `maxInFlight` (with `Retry-After: 1`). */
+export const TOO_BUSY_MESSAGE = 'Too many requests in flight';
+/** The 408 answer of a body that doesn't arrive in time. */
+export const BODY_TIMEOUT_MESSAGE = '408: Request Timeout';
+
+export const DEFAULT_BODY_TIMEOUT_MS = 30_000;
+export const DEFAULT_BODY_IDLE_TIMEOUT_MS = 10_000;
+
+/**
+ * JSON nested deeper than this is refused (400) before anything looks at it:
+ * Salt's msgpack packs at most 511 levels, and our own packing and checks
+ * recurse. No Salt command comes near it.
+ */
+export const MAX_JSON_DEPTH = 512;
+
+/**
+ * The default cap on requests in flight, from the machine's memory. A
+ * request holds at most its body and the parsed copy of it (a few times
+ * maxBodyBytes); a synchronous one then mostly waits for the master (a
+ * socket, a timer, a subscription: a few KB, no CPU). One request per 8
+ * body-sized slices of RAM, between 64 and 4096: 1024 on an 8 GiB machine
+ * with the 1 MiB default body.
+ */
+export function defaultMaxInFlight(maxBodyBytes = DEFAULT_MAX_BODY_BYTES): number {
+  const perRequest = 8 * Math.max(maxBodyBytes, 64 * 1024);
+  return Math.min(4096, Math.max(64, Math.floor(totalmem() / perRequest)));
+}
 
 export interface HandlerOptions {
   /**
@@ -55,6 +85,22 @@ export interface HandlerOptions {
    * socket's peer. Only logging uses it. Default false.
    */
   trustProxy?: boolean;
+  /**
+   * POST requests handled at once, at most; past it a request gets 503
+   * `Too many requests in flight` with `Retry-After: 1` at once, its body
+   * unread. Default defaultMaxInFlight(maxBodyBytes), from the machine's memory.
+   */
+  maxInFlight?: number;
+  /** The whole body must arrive within this, ms, from the headers; else 408. Default 30 s. */
+  bodyTimeoutMs?: number;
+  /** No more than this may pass between two pieces of the body, ms; else 408. Default 10 s. */
+  bodyIdleTimeoutMs?: number;
+}
+
+/** RestWsgiHandler.stats(): what the handler holds right now. */
+export interface HandlerStats extends NetapiStats {
+  /** POST requests being handled. */
+  inFlight: number;
 }
 
 export interface RestWsgiHandler {
@@ -65,6 +111,8 @@ export interface RestWsgiHandler {
   readonly netapi: NetapiClient;
   /** The master options in use, Salt's defaults applied. */
   readonly master: MasterOptions;
+  /** Requests in flight and what they hold of the dispatcher (each back to 0 when idle). */
+  stats(): HandlerStats;
 }
 
 /** Express's `express.json()` and similar leave the parsed body on the request. */
@@ -73,6 +121,21 @@ type MaybeParsedRequest = IncomingMessage & { body?: unknown };
 /** The request went away before it was answered: nothing to send. */
 class ClientGoneError extends Error {
   override name = 'ClientGoneError';
+}
+
+/** 503 past maxInFlight. */
+class TooBusyError extends ServiceUnavailableError {
+  constructor() {
+    super(TOO_BUSY_MESSAGE);
+  }
+}
+
+/** 408: the body did not arrive in time. */
+class BodyTimeoutError extends HttpError {
+  override name = 'BodyTimeoutError';
+  constructor() {
+    super(408, BODY_TIMEOUT_MESSAGE);
+  }
 }
 
 export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
@@ -84,6 +147,15 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
   if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 0) {
     throw new RangeError(`maxBodyBytes must be a non-negative integer, got ${maxBodyBytes}`);
   }
+  const maxInFlight = options.maxInFlight ?? defaultMaxInFlight(maxBodyBytes);
+  if (!Number.isInteger(maxInFlight) || maxInFlight < 1) {
+    throw new RangeError(`maxInFlight must be a positive integer, got ${maxInFlight}`);
+  }
+  const bodyTimeouts = {
+    totalMs: positiveMs(options.bodyTimeoutMs, DEFAULT_BODY_TIMEOUT_MS, 'bodyTimeoutMs'),
+    idleMs: positiveMs(options.bodyIdleTimeoutMs, DEFAULT_BODY_IDLE_TIMEOUT_MS, 'bodyIdleTimeoutMs'),
+  };
+  let inFlight = 0;
   const logger = options.logger ?? silentLogger;
   const acceptSingleObject = options.acceptSingleObject ?? true;
   const trustProxy = options.trustProxy ?? false;
@@ -106,10 +178,13 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
     const parsed = req.readableEnded ? req.body : undefined;
     if (parsed !== undefined && !Buffer.isBuffer(parsed) && typeof parsed !== 'string') {
       body = parsed;
+      if (deeperThan(body, MAX_JSON_DEPTH)) throw new BadRequestError(TOO_DEEP_MESSAGE);
     } else {
-      const raw = parsed !== undefined ? Buffer.from(parsed as Buffer | string) : await readBody(req, res, maxBodyBytes);
+      const raw = parsed !== undefined ? Buffer.from(parsed as Buffer | string) : await readBody(req, res, maxBodyBytes, bodyTimeouts);
       if (raw.length > maxBodyBytes) throw new PayloadTooLargeError();
       body = parseBody(raw);
+      // Nesting that deep needs two bytes a level.
+      if (raw.length > 2 * MAX_JSON_DEPTH && deeperThan(body, MAX_JSON_DEPTH)) throw new BadRequestError(TOO_DEEP_MESSAGE);
     }
 
     let lowstates: unknown[];
@@ -144,7 +219,12 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
         work = Promise.resolve().then(() => send(res, 200, { return: GET_MESSAGE }));
         break;
       case 'POST':
-        work = handlePost(req, res, abort.signal);
+        if (inFlight >= maxInFlight) {
+          work = Promise.reject(new TooBusyError());
+          break;
+        }
+        inFlight++;
+        work = handlePost(req, res, abort.signal).finally(() => inFlight--);
         break;
       default:
         work = Promise.reject(new MethodNotAllowedError());
@@ -164,7 +244,11 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
         if (err instanceof MethodNotAllowedError) headers.Allow = 'GET, HEAD, POST';
         // The unread rest of the body is discarded, not buffered; closing the
         // connection saves reading the rest of an oversized upload.
-        if (err instanceof PayloadTooLargeError) headers.Connection = 'close';
+        if (err instanceof PayloadTooLargeError || err instanceof BodyTimeoutError) headers.Connection = 'close';
+        if (err instanceof TooBusyError) {
+          headers['Retry-After'] = '1';
+          headers.Connection = 'close'; // shed the connection too, and leave its body unread
+        }
         send(res, err.status, { return: err.message }, headers);
         return;
       }
@@ -177,8 +261,75 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
     netapi: { value: netapi, enumerable: true },
     master: { value: master, enumerable: true },
     close: { value: () => netapi.close(), enumerable: true },
+    stats: { value: (): HandlerStats => ({ inFlight, ...netapi.stats() }), enumerable: true },
   });
   return handler;
+}
+
+function positiveMs(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !(value > 0) || !Number.isFinite(value)) throw new RangeError(`${name} must be a positive number of ms, got ${value}`);
+  return value;
+}
+
+/** Timeouts of node:http servers, applied by applyServerTimeouts(). */
+export interface ServerTimeouts {
+  /** The request line and headers must arrive within this, ms (a slowloris client sends them a byte at a time). Default 10 s. */
+  headersTimeoutMs?: number;
+  /**
+   * The whole request, headers and body, must arrive within this, ms. Default
+   * 45 s: past the handler's body timeouts, which answer first (JSON 408).
+   * It ends when the request is read: waiting for the master is not limited by it.
+   */
+  requestTimeoutMs?: number;
+  /** An idle keep-alive connection is closed after this, ms. Default 5 s. */
+  keepAliveTimeoutMs?: number;
+}
+
+export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
+export const DEFAULT_SERVER_REQUEST_TIMEOUT_MS = 45_000;
+export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 5_000;
+
+/**
+ * Set a node:http server's timeouts so that slow clients can't hold it:
+ * headers, whole request, idle keep-alive. Call before listen(). Node's
+ * defaults (60 s for headers, 300 s for a request) are checked only every
+ * 30 s; this checks every second (or sooner for short timeouts).
+ */
+export function applyServerTimeouts(server: Server, timeouts: ServerTimeouts = {}): Server {
+  const headersMs = positiveMs(timeouts.headersTimeoutMs, DEFAULT_HEADERS_TIMEOUT_MS, 'headersTimeoutMs');
+  const requestMs = positiveMs(timeouts.requestTimeoutMs, DEFAULT_SERVER_REQUEST_TIMEOUT_MS, 'requestTimeoutMs');
+  server.headersTimeout = headersMs;
+  server.requestTimeout = Math.max(requestMs, headersMs); // Node wants headers ≤ request
+  server.keepAliveTimeout = positiveMs(timeouts.keepAliveTimeoutMs, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, 'keepAliveTimeoutMs');
+  // Read when the server starts listening (Node 20; not in its typings).
+  (server as Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval = Math.max(
+    10,
+    Math.min(1000, Math.floor(headersMs / 4)),
+  );
+  return server;
+}
+
+const TOO_DEEP_MESSAGE = `400: JSON nested deeper than ${MAX_JSON_DEPTH} levels`;
+
+/** Whether arrays and objects in `value` nest deeper than `max` (without recursion: the input may be 100,000 deep). */
+function deeperThan(value: unknown, max: number): boolean {
+  if (value === null || typeof value !== 'object') return false;
+  const stack: object[] = [value];
+  const depths: number[] = [1];
+  while (stack.length > 0) {
+    const item = stack.pop()!;
+    const depth = depths.pop()!;
+    if (depth > max) return true;
+    const children: unknown[] = Array.isArray(item) ? item : Object.values(item);
+    for (const child of children) {
+      if (child !== null && typeof child === 'object') {
+        stack.push(child);
+        depths.push(depth + 1);
+      }
+    }
+  }
+  return false;
 }
 
 /** `application/json`, any case, any parameters (`; charset=utf-8`). */
@@ -203,9 +354,11 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
  * The body as bytes, reading at most `limit` of them: a declared
  * Content-Length over the limit is refused before reading, and a stream
  * passing the limit stops being collected at once (what still arrives is
- * discarded by Node, never kept).
+ * discarded by Node, never kept). A body that takes longer than
+ * `timeouts.totalMs`, or pauses longer than `timeouts.idleMs`, is a 408: a
+ * client trickling its body can't hold the request.
  */
-function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Promise<Buffer> {
+function readBody(req: IncomingMessage, res: ServerResponse, limit: number, timeouts: { totalMs: number; idleMs: number }): Promise<Buffer> {
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > limit) return Promise.reject(new PayloadTooLargeError());
   if (req.readableEnded) return Promise.reject(new BadRequestError('Request body already read'));
@@ -214,12 +367,22 @@ function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Pro
     const chunks: Buffer[] = [];
     let size = 0;
     const cleanup = () => {
+      clearTimeout(deadline);
+      clearTimeout(idle);
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onGone);
       res.off('close', onGone);
     };
+    const onTimeout = () => {
+      cleanup();
+      chunks.length = 0;
+      reject(new BodyTimeoutError());
+    };
+    const deadline = setTimeout(onTimeout, timeouts.totalMs);
+    const idle = setTimeout(onTimeout, timeouts.idleMs);
     const onData = (chunk: Buffer) => {
+      idle.refresh();
       size += chunk.length;
       if (size > limit) {
         cleanup();
@@ -269,10 +432,14 @@ function parseBody(raw: Buffer): unknown {
  * the body may hold a password.
  */
 function jsonErrorMessage(err: unknown): string {
+  // Our exact-integer reader recursing on a 100,000-deep body.
+  if (err instanceof RangeError) return `JSON nested deeper than ${MAX_JSON_DEPTH} levels`;
   const message = err instanceof Error ? err.message : String(err);
-  const firstLine = message.split('\n', 1)[0];
-  const trimmed = firstLine.replace(/, ".*"(\.\.\.)? is not valid JSON$/, ' in JSON');
-  return trimmed.length > 200 ? `${trimmed.slice(0, 200)}...` : trimmed;
+  // The excerpt follows the token and may span lines: keep only what is before it.
+  const token = /^Unexpected token '[\s\S]{1,2}'(?=, )/.exec(message);
+  if (token) return `${token[0]} in JSON`;
+  // V8's other messages quote nothing of the input; anything else is not shown.
+  return /^[^"\n]{1,200}$/.test(message) ? message : 'Invalid JSON';
 }
 
 function describe(err: unknown): string {
