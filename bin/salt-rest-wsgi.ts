@@ -7,12 +7,26 @@ import http from 'node:http';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createHandler, DEFAULT_MAX_BODY_BYTES, type RestWsgiHandler } from '../lib/handler.js';
+import {
+  applyServerTimeouts,
+  createHandler,
+  defaultMaxInFlight,
+  DEFAULT_BODY_IDLE_TIMEOUT_MS,
+  DEFAULT_BODY_TIMEOUT_MS,
+  DEFAULT_HEADERS_TIMEOUT_MS,
+  DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
+  DEFAULT_MAX_BODY_BYTES,
+  type RestWsgiHandler,
+} from '../lib/handler.js';
 import { loadMasterConfig, type MasterOptions } from '../lib/salt/config.js';
 import { createLogger, isLogFormat, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger } from '../lib/log.js';
 
 const NAME = 'salt-rest-wsgi';
 const DEFAULT_HOST = '127.0.0.1'; // rest_wsgi binds localhost: credentials travel in clear text
+/** Under systemd's usual stop timeouts (the README's unit: 30 s), so that we exit on our own first. */
+const DEFAULT_SHUTDOWN_TIMEOUT_S = 25;
+/** After the shutdown deadline, how long the requests cut short have to send their 503/504. */
+const SHUTDOWN_GRACE_MS = 1000;
 
 const USAGE = `Usage: ${NAME} [-c|--config FILE] [--port N] [--host ADDR] [--log-level LEVEL] [--log-format FORMAT] [--trust-proxy]
 
@@ -23,6 +37,9 @@ Settings come from the Salt master's config file, section rest_wsgi:
     host: 127.0.0.1     # default 127.0.0.1
     max_request_body_size: 1048576
     trust_proxy: false  # true behind your proxy: log the client from X-Forwarded-For
+    max_in_flight: N    # POSTs handled at once, then 503 (default from the machine's memory)
+    shutdown_timeout: ${DEFAULT_SHUTDOWN_TIMEOUT_S}  # seconds; also headers_timeout, body_timeout,
+                        # body_idle_timeout, keepalive_timeout (seconds)
 
 Options:
   -c, --config FILE    master config file, or a directory holding "master"
@@ -33,6 +50,11 @@ Options:
       --log-format F   text (default) or json (one JSON object a line)
       --trust-proxy    the access log's client is the right-most X-Forwarded-For
                        entry, the address your proxy saw (as rest_wsgi: trust_proxy)
+      --max-in-flight N
+                       POST requests handled at once; more get 503 (as rest_wsgi: max_in_flight)
+      --shutdown-timeout S
+                       on SIGTERM/SIGINT, wait up to S seconds for running requests
+                       (default ${DEFAULT_SHUTDOWN_TIMEOUT_S}; as rest_wsgi: shutdown_timeout)
   -h, --help           show this help
       --version        show the version
 `;
@@ -48,6 +70,12 @@ interface Settings {
   logLevel: (typeof LOG_LEVELS)[number];
   logFormat: LogFormat;
   trustProxy: boolean;
+  maxInFlight: number;
+  shutdownTimeoutMs: number;
+  headersTimeoutMs: number;
+  bodyTimeoutMs: number;
+  bodyIdleTimeoutMs: number;
+  keepAliveTimeoutMs: number;
 }
 
 function version(): string {
@@ -71,6 +99,16 @@ function parsePort(value: unknown, where: string): number {
   return port;
 }
 
+/** A positive number of seconds (fractions allowed) from a flag or `rest_wsgi:`, as ms. */
+function secondsSetting(value: unknown, fallbackMs: number, where: string): number {
+  if (value === undefined || value === null) return fallbackMs;
+  const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isFinite(n) || n <= 0) {
+    throw new UsageError(`invalid ${where} ${JSON.stringify(value)}: expected a positive number of seconds`);
+  }
+  return n * 1000;
+}
+
 function settingsFrom(argv: string[]): Settings | 'help' | 'version' {
   let values;
   try {
@@ -83,6 +121,8 @@ function settingsFrom(argv: string[]): Settings | 'help' | 'version' {
         'log-level': { type: 'string' },
         'log-format': { type: 'string' },
         'trust-proxy': { type: 'boolean' },
+        'max-in-flight': { type: 'string' },
+        'shutdown-timeout': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
       },
@@ -127,7 +167,33 @@ function settingsFrom(argv: string[]): Settings | 'help' | 'version' {
     throw new UsageError(`invalid rest_wsgi: trust_proxy ${JSON.stringify(trust)} in ${master.conf_file}: true or false`);
   }
   const trustProxy = values['trust-proxy'] ?? trust ?? false;
-  return { configPath: configPath ?? master.conf_file, port, host, maxBodyBytes, logLevel, logFormat, trustProxy };
+
+  const inConfig = (key: string) => `rest_wsgi: ${key} in ${master.conf_file}`;
+  const cap = values['max-in-flight'] ?? section.max_in_flight;
+  const maxInFlight = cap === undefined || cap === null ? defaultMaxInFlight(maxBodyBytes) : Number(cap);
+  if (!Number.isInteger(maxInFlight) || maxInFlight < 1 || (typeof cap === 'string' && !/^\s*\d+\s*$/.test(cap))) {
+    const where = values['max-in-flight'] !== undefined ? '--max-in-flight' : inConfig('max_in_flight');
+    throw new UsageError(`invalid ${where} ${JSON.stringify(cap)}: expected a positive integer`);
+  }
+  const shutdownTimeoutMs =
+    values['shutdown-timeout'] !== undefined
+      ? secondsSetting(values['shutdown-timeout'], 0, '--shutdown-timeout')
+      : secondsSetting(section.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT_S * 1000, inConfig('shutdown_timeout'));
+  return {
+    configPath: configPath ?? master.conf_file,
+    port,
+    host,
+    maxBodyBytes,
+    logLevel,
+    logFormat,
+    trustProxy,
+    maxInFlight,
+    shutdownTimeoutMs,
+    headersTimeoutMs: secondsSetting(section.headers_timeout, DEFAULT_HEADERS_TIMEOUT_MS, inConfig('headers_timeout')),
+    bodyTimeoutMs: secondsSetting(section.body_timeout, DEFAULT_BODY_TIMEOUT_MS, inConfig('body_timeout')),
+    bodyIdleTimeoutMs: secondsSetting(section.body_idle_timeout, DEFAULT_BODY_IDLE_TIMEOUT_MS, inConfig('body_idle_timeout')),
+    keepAliveTimeoutMs: secondsSetting(section.keepalive_timeout, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, inConfig('keepalive_timeout')),
+  };
 }
 
 /** Whether the master runs, as salt/netapi/__init__.py `_is_master_running` tells it. */
@@ -147,6 +213,13 @@ function serve(settings: Settings, handler: RestWsgiHandler, logger: Logger): vo
     handler(req, res);
   };
   const server = http.createServer(onRequest);
+  // Slow clients can't hold connections: headers, then the whole request,
+  // must come in time (the handler's body timeouts answer first, in JSON).
+  applyServerTimeouts(server, {
+    headersTimeoutMs: settings.headersTimeoutMs,
+    requestTimeoutMs: settings.headersTimeoutMs + settings.bodyTimeoutMs + 5000,
+    keepAliveTimeoutMs: settings.keepAliveTimeoutMs,
+  });
   // A client that asks before uploading (curl does past 1 KiB) learns of a
   // 413 without sending the body.
   server.on('checkContinue', (req, res) => {
@@ -195,13 +268,28 @@ function serve(settings: Settings, handler: RestWsgiHandler, logger: Logger): vo
       process.exit(1);
     }
     stopping = true;
-    logger.info(`${signal}: stopping${inFlight.size ? ` after ${inFlight.size} running request(s)` : ''}`);
+    const seconds = settings.shutdownTimeoutMs / 1000;
+    logger.info(`${signal}: stopping${inFlight.size ? ` after ${inFlight.size} running request(s) (at most ${seconds} s)` : ''}`);
     // Answers still to come tell their clients not to send more on the connection.
     for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
+    // Past the deadline, the requests still waiting are cut short: closing the
+    // master connections ends them with a 503 or 504 (their jobs go on on the
+    // master), which they still send; then every connection is closed.
+    const deadline = setTimeout(() => {
+      logger.warn(`shutdown timeout (${seconds} s): ending ${inFlight.size} running request(s); their jobs go on on the master`);
+      handler.close();
+      setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS).unref();
+    }, settings.shutdownTimeoutMs).unref();
     server.close(() => {
+      clearTimeout(deadline);
+      // The ZeroMQ socket and the event bus connection: once they are closed
+      // nothing is left, and the process exits by itself with status 0.
       handler.close();
       logger.info('stopped');
-      process.exit(0);
+      setTimeout(() => {
+        logger.warn('still holding handles after stopping: exiting anyway');
+        process.exit(0);
+      }, 2000).unref();
     });
     server.closeIdleConnections();
   };
@@ -231,6 +319,9 @@ function main(argv: string[]): void {
       logger,
       accessLog: (record) => commandLogger.access(record),
       trustProxy: settings.trustProxy,
+      maxInFlight: settings.maxInFlight,
+      bodyTimeoutMs: settings.bodyTimeoutMs,
+      bodyIdleTimeoutMs: settings.bodyIdleTimeoutMs,
     });
   } catch (err) {
     // Usage and config problems: one line, no stack.

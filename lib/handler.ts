@@ -33,6 +33,8 @@ export const UNEXPECTED_ERROR_MESSAGE = 'An unexpected error occurred';
 
 /** The 503 answer past `maxInFlight` (with `Retry-After: 1`). */
 export const TOO_BUSY_MESSAGE = 'Too many requests in flight';
+/** The 503 answer of requests cut short, or arriving, once close() was called. */
+export const SHUTTING_DOWN_MESSAGE = 'The server is shutting down';
 /** The 408 answer of a body that doesn't arrive in time. */
 export const BODY_TIMEOUT_MESSAGE = '408: Request Timeout';
 
@@ -105,7 +107,7 @@ export interface HandlerStats extends NetapiStats {
 
 export interface RestWsgiHandler {
   (req: IncomingMessage, res: ServerResponse): void;
-  /** Release the dispatcher's sockets. Requests still running fail. */
+  /** Release the dispatcher's sockets. Requests still running fail (503 `The server is shutting down`, or 504 naming their job). */
   close(): void;
   /** The dispatcher (for tests and embedding). */
   readonly netapi: NetapiClient;
@@ -156,6 +158,7 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
     idleMs: positiveMs(options.bodyIdleTimeoutMs, DEFAULT_BODY_IDLE_TIMEOUT_MS, 'bodyIdleTimeoutMs'),
   };
   let inFlight = 0;
+  let closed = false;
   const logger = options.logger ?? silentLogger;
   const acceptSingleObject = options.acceptSingleObject ?? true;
   const trustProxy = options.trustProxy ?? false;
@@ -249,7 +252,9 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
           headers['Retry-After'] = '1';
           headers.Connection = 'close'; // shed the connection too, and leave its body unread
         }
-        send(res, err.status, { return: err.message }, headers);
+        // Not "Salt Master is not available": it is us going away.
+        const message = closed && err instanceof ServiceUnavailableError && !(err instanceof TooBusyError) ? SHUTTING_DOWN_MESSAGE : err.message;
+        send(res, err.status, { return: message }, headers);
         return;
       }
       logger.error(`unexpected error on ${req.method} from ${clientAddress(req, trustProxy)}: ${describe(err)}`);
@@ -260,7 +265,13 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
   Object.defineProperties(handler, {
     netapi: { value: netapi, enumerable: true },
     master: { value: master, enumerable: true },
-    close: { value: () => netapi.close(), enumerable: true },
+    close: {
+      value: () => {
+        closed = true;
+        netapi.close();
+      },
+      enumerable: true,
+    },
     stats: { value: (): HandlerStats => ({ inFlight, ...netapi.stats() }), enumerable: true },
   });
   return handler;
