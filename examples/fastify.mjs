@@ -1,0 +1,25 @@
+import Fastify from 'fastify';
+import { createHandler } from 'salt-rest-wsgi';
+
+const app = Fastify({ logger: true });
+const handler = createHandler({ logger: app.log }); // pino fits as the logger
+app.addHook('onClose', async () => handler.close());
+
+// Every path under /salt goes to the handler as Node's own request and
+// response; no Fastify body parsing there, the handler reads the body.
+app.register(
+  async (salt) => {
+    salt.removeAllContentTypeParsers();
+    salt.addContentTypeParser('*', (request, body, done) => done(null));
+    const forward = (request, reply) => {
+      reply.hijack();
+      handler(request.raw, reply.raw);
+    };
+    salt.all('/', forward);
+    salt.all('/*', forward);
+  },
+  { prefix: '/salt' },
+);
+
+await app.listen({ port: Number(process.env.PORT ?? 8001), host: '127.0.0.1' });
+process.once('SIGTERM', () => app.close());
