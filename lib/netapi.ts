@@ -45,7 +45,7 @@ export type ClientName = (typeof CLIENTS)[number];
 export interface NetapiClientOptions {
   /** Request timeout towards the master for one request/reply, ms. Default 30 s. */
   requestTimeoutMs?: number;
-  /** How long a synchronous call waits for a disconnected event bus before 503, ms. Default 2 s. */
+  /** How long a synchronous call waits for a disconnected event bus before 503, ms. Default 2 s (or requestTimeoutMs if shorter). */
   busReadyTimeoutMs?: number;
   /** Logger for job-level messages (never given secrets). */
   logger?: Logger;
@@ -95,7 +95,9 @@ export class NetapiClient {
       bus: this.bus,
       logger,
       requestTimeoutMs,
-      busReadyTimeoutMs: options.busReadyTimeoutMs ?? DEFAULT_BUS_READY_TIMEOUT_MS,
+      // Never longer than a request to the master may take: a request while
+      // the master is down ends within the request timeout.
+      busReadyTimeoutMs: options.busReadyTimeoutMs ?? Math.min(DEFAULT_BUS_READY_TIMEOUT_MS, requestTimeoutMs),
       user: saltUser(),
     };
   }

@@ -1,0 +1,139 @@
+/**
+ * HTTP helpers for the reliability tests: a plain request, a raw socket
+ * that writes by hand (slow clients, broken bytes), a server on port 0
+ * running a handler, a logger that records, and a count of live timers.
+ */
+import http from 'node:http';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from '../../lib/log.js';
+
+export interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  text: string;
+  json: unknown;
+}
+
+export interface RequestSpec {
+  method?: string;
+  path?: string;
+  headers?: Record<string, string | number>;
+  /** A string or Buffer is sent as is; anything else as JSON. */
+  body?: unknown;
+  agent?: http.Agent | false;
+  /** Abort the request with this signal (the client going away). */
+  signal?: AbortSignal;
+}
+
+/** One HTTP request (POST of JSON unless told otherwise); resolves with the whole answer. */
+export function request(port: number, spec: RequestSpec = {}): Promise<Reply> {
+  const method = spec.method ?? 'POST';
+  const body =
+    spec.body === undefined ? undefined : typeof spec.body === 'string' || Buffer.isBuffer(spec.body) ? spec.body : JSON.stringify(spec.body);
+  const headers: Record<string, string | number> = { ...(method === 'POST' ? { 'content-type': 'application/json' } : {}), ...spec.headers };
+  if (body !== undefined && !('content-length' in headers)) headers['content-length'] = Buffer.byteLength(body);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: '127.0.0.1', port, method, path: spec.path ?? '/', headers, agent: spec.agent ?? false, signal: spec.signal },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let json: unknown;
+          try {
+            json = text ? JSON.parse(text) : undefined;
+          } catch {
+            json = undefined;
+          }
+          resolve({ status: res.statusCode!, headers: res.headers, text, json });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** A raw TCP connection: write bytes when you like, read all that comes back until it closes. */
+export interface RawClient {
+  socket: net.Socket;
+  write(data: string | Buffer): void;
+  /** Everything received, once the server closed the connection. */
+  closed: Promise<string>;
+  /** Received so far. */
+  received(): string;
+}
+
+export function rawClient(port: number): Promise<RawClient> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let text = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => (text += d));
+    const closed = new Promise<string>((done) => socket.once('close', () => done(text)));
+    socket.once('error', () => {}); // a reset shows as 'close'
+    socket.once('connect', () =>
+      resolve({
+        socket,
+        write: (data) => {
+          if (!socket.destroyed) socket.write(data);
+        },
+        closed,
+        received: () => text,
+      }),
+    );
+    socket.once('error', reject);
+  });
+}
+
+/** The JSON body of a raw HTTP/1.1 answer, and its status. */
+export function parseRawResponse(raw: string): { status: number; headers: string; body: string } {
+  const end = raw.indexOf('\r\n\r\n');
+  const head = end < 0 ? raw : raw.slice(0, end);
+  const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0);
+  return { status, headers: head, body: end < 0 ? '' : raw.slice(end + 4) };
+}
+
+export async function serve(listener: http.RequestListener, configure?: (server: http.Server) => void): Promise<{ server: http.Server; port: number; close(): Promise<void> }> {
+  const server = http.createServer(listener);
+  configure?.(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    server,
+    port: (server.address() as AddressInfo).port,
+    async close() {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+export interface LogLine {
+  level: keyof Logger;
+  msg: string;
+}
+
+export function recordingLogger(): { logger: Logger; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const at = (level: keyof Logger) => (msg: string) => void lines.push({ level, msg });
+  return { lines, logger: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') } };
+}
+
+/** Live timers (setTimeout/setInterval) of this process, as Node counts its handles. */
+export function liveTimers(): number {
+  return process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Poll `check` until it returns true (or fail after `ms`). */
+export async function until(check: () => boolean, ms = 2000, what = 'condition'): Promise<void> {
+  const end = performance.now() + ms;
+  while (!check()) {
+    if (performance.now() > end) throw new Error(`${what} not reached within ${ms} ms`);
+    await sleep(5);
+  }
+}
