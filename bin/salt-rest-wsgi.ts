@@ -100,11 +100,11 @@ function parsePort(value: unknown, where: string): number {
 }
 
 /** A positive number of seconds (fractions allowed) from a flag or `rest_wsgi:`, as ms. */
-function secondsSetting(value: unknown, fallbackMs: number, where: string): number {
+function secondsSetting(value: unknown, fallbackMs: number, name: string, file?: string): number {
   if (value === undefined || value === null) return fallbackMs;
   const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
   if (typeof n !== 'number' || !Number.isFinite(n) || n <= 0) {
-    throw new UsageError(`invalid ${where} ${JSON.stringify(value)}: expected a positive number of seconds`);
+    throw new UsageError(`invalid ${name} ${JSON.stringify(value)}${file ? ` in ${file}` : ''}: expected a positive number of seconds`);
   }
   return n * 1000;
 }
@@ -168,17 +168,18 @@ function settingsFrom(argv: string[]): Settings | 'help' | 'version' {
   }
   const trustProxy = values['trust-proxy'] ?? trust ?? false;
 
-  const inConfig = (key: string) => `rest_wsgi: ${key} in ${master.conf_file}`;
+  const file = master.conf_file;
   const cap = values['max-in-flight'] ?? section.max_in_flight;
   const maxInFlight = cap === undefined || cap === null ? defaultMaxInFlight(maxBodyBytes) : Number(cap);
   if (!Number.isInteger(maxInFlight) || maxInFlight < 1 || (typeof cap === 'string' && !/^\s*\d+\s*$/.test(cap))) {
-    const where = values['max-in-flight'] !== undefined ? '--max-in-flight' : inConfig('max_in_flight');
-    throw new UsageError(`invalid ${where} ${JSON.stringify(cap)}: expected a positive integer`);
+    const where =
+      values['max-in-flight'] !== undefined ? `--max-in-flight ${JSON.stringify(cap)}` : `rest_wsgi: max_in_flight ${JSON.stringify(cap)} in ${file}`;
+    throw new UsageError(`invalid ${where}: expected a positive integer`);
   }
   const shutdownTimeoutMs =
     values['shutdown-timeout'] !== undefined
       ? secondsSetting(values['shutdown-timeout'], 0, '--shutdown-timeout')
-      : secondsSetting(section.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT_S * 1000, inConfig('shutdown_timeout'));
+      : secondsSetting(section.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT_S * 1000, 'rest_wsgi: shutdown_timeout', file);
   return {
     configPath: configPath ?? master.conf_file,
     port,
@@ -189,10 +190,10 @@ function settingsFrom(argv: string[]): Settings | 'help' | 'version' {
     trustProxy,
     maxInFlight,
     shutdownTimeoutMs,
-    headersTimeoutMs: secondsSetting(section.headers_timeout, DEFAULT_HEADERS_TIMEOUT_MS, inConfig('headers_timeout')),
-    bodyTimeoutMs: secondsSetting(section.body_timeout, DEFAULT_BODY_TIMEOUT_MS, inConfig('body_timeout')),
-    bodyIdleTimeoutMs: secondsSetting(section.body_idle_timeout, DEFAULT_BODY_IDLE_TIMEOUT_MS, inConfig('body_idle_timeout')),
-    keepAliveTimeoutMs: secondsSetting(section.keepalive_timeout, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, inConfig('keepalive_timeout')),
+    headersTimeoutMs: secondsSetting(section.headers_timeout, DEFAULT_HEADERS_TIMEOUT_MS, 'rest_wsgi: headers_timeout', file),
+    bodyTimeoutMs: secondsSetting(section.body_timeout, DEFAULT_BODY_TIMEOUT_MS, 'rest_wsgi: body_timeout', file),
+    bodyIdleTimeoutMs: secondsSetting(section.body_idle_timeout, DEFAULT_BODY_IDLE_TIMEOUT_MS, 'rest_wsgi: body_idle_timeout', file),
+    keepAliveTimeoutMs: secondsSetting(section.keepalive_timeout, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, 'rest_wsgi: keepalive_timeout', file),
   };
 }
 

@@ -1,0 +1,74 @@
+/**
+ * The salt-rest-wsgi command as a child process (from source, through tsx,
+ * as `npm test` runs TypeScript): its stderr collected, waited on by
+ * pattern, killed at the end of the test if still running.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const BIN = join(repoRoot, 'bin', 'salt-rest-wsgi.ts');
+
+export interface Command {
+  child: ChildProcess;
+  port: number;
+  /** Everything written to stderr so far. */
+  stderr(): string;
+  /** Resolves with the first match of `re` in stderr (rejects after `ms`, or if the process exits first). */
+  waitFor(re: RegExp, ms?: number): Promise<RegExpMatchArray>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Start the command with `args` and wait until it listens (its port from the "listening on" line). */
+export async function startCommand(t: { after(fn: () => unknown): void }, args: string[], env: Record<string, string | undefined> = {}): Promise<Command> {
+  const child = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], {
+    cwd: repoRoot,
+    env: { ...process.env, SALT_MASTER_CONFIG: undefined, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  let err = '';
+  const waiters = new Set<() => void>();
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    err += d;
+    for (const w of waiters) w();
+  });
+  child.stdout!.resume();
+  const exited = once(child, 'exit').then(([code, signal]) => ({ code, signal })) as Command['exited'];
+  const waitFor = (re: RegExp, ms = 10_000) =>
+    new Promise<RegExpMatchArray>((resolve, reject) => {
+      const check = () => {
+        const m = err.match(re);
+        if (m) {
+          done();
+          resolve(m);
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`no ${re} in stderr within ${ms} ms:\n${err}`));
+      }, ms);
+      const gone = () => {
+        // Let the last stderr data in first.
+        setImmediate(() => {
+          check();
+          done();
+          reject(new Error(`exited before ${re}:\n${err}`));
+        });
+      };
+      const done = () => {
+        clearTimeout(timer);
+        waiters.delete(check);
+        child.off('exit', gone);
+      };
+      waiters.add(check);
+      child.once('exit', gone);
+      check();
+    });
+  const [, , port] = await waitFor(/listening on http:\/\/([^ ]+):(\d+)\//);
+  return { child, port: Number(port), stderr: () => err, waitFor, exited };
+}
