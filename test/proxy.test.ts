@@ -1,0 +1,350 @@
+/**
+ * Behind a TLS-terminating proxy: the command runs behind a real nginx
+ * (Debian's package; .ci/run installs it) configured with the README's
+ * Deployment block and a throwaway self-signed certificate, and real HTTPS
+ * requests go through it. nginx reaches the server from 127.0.0.2 and the
+ * client connects from 127.0.0.3, so the access log tells the proxy's
+ * address from the client's: the client's with --trust-proxy, the proxy's
+ * without. Also the command's JSON log lines and its proxy-related options.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import https from 'node:https';
+import net from 'node:net';
+import { tmpdir, userInfo } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startMaster, type SaltMasterDouble } from './support/master.js';
+import { selfSignedCert } from './support/tls.js';
+import { createLogger } from '../lib/log.js';
+
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
+const BIN = join(repoRoot, 'bin', 'salt-rest-wsgi.ts');
+const PASSWORD = 'hunter2-not-in-logs';
+const USERS = { saltdev: { password: PASSWORD, permissions: ['.*', '@runner'] } };
+const CRED = { eauth: 'pam', username: 'saltdev', password: PASSWORD };
+const PROXY_ADDRESS = '127.0.0.2';
+const CLIENT_ADDRESS = '127.0.0.3';
+
+type After = { after(fn: () => unknown): void };
+
+/** nginx on PATH or in /usr/sbin (not on every user's PATH), else undefined. */
+function findNginx(): string | undefined {
+  for (const candidate of ['nginx', '/usr/sbin/nginx']) {
+    if (spawnSync(candidate, ['-v'], { stdio: 'ignore' }).status === 0) return candidate;
+  }
+  return undefined;
+}
+
+interface Command {
+  child: ChildProcess;
+  port: number;
+  stderr(): string;
+  waitFor(re: RegExp, ms?: number): Promise<void>;
+  stop(): Promise<number | null>;
+}
+
+/** The command from source, as bin.test.ts runs it; its port from the "listening on" line (text or JSON). */
+async function startCommand(t: After, args: string[]): Promise<Command> {
+  const child = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], {
+    cwd: repoRoot,
+    env: { ...process.env, SALT_MASTER_CONFIG: undefined },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  let err = '';
+  const waiters = new Set<() => void>();
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    err += d;
+    for (const w of waiters) w();
+  });
+  const waitFor = (re: RegExp, ms = 10_000) =>
+    new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (!re.test(err)) return;
+        done();
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`no ${re} in stderr within ${ms} ms:\n${err}`));
+      }, ms);
+      const done = () => {
+        clearTimeout(timer);
+        waiters.delete(check);
+      };
+      waiters.add(check);
+      check();
+    });
+  await waitFor(/listening on http:\/\/127\.0\.0\.1:\d+\//);
+  const port = Number(err.match(/listening on http:\/\/127\.0\.0\.1:(\d+)\//)![1]);
+  return {
+    child,
+    port,
+    stderr: () => err,
+    waitFor,
+    async stop() {
+      child.kill('SIGTERM');
+      const [code] = await once(child, 'exit');
+      return code as number | null;
+    },
+  };
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** The README's Deployment nginx block, with this test's port, certificate and upstream. */
+async function readmeServerBlock(port: number, certPath: string, keyPath: string, upstreamPort: number): Promise<string> {
+  const readme = await readFile(join(repoRoot, 'README.md'), 'utf8');
+  const deployment = readme.slice(readme.indexOf('\n## Deployment\n'));
+  const block = deployment.match(/```nginx\n(server \{[\s\S]*?\n\})\n```/);
+  assert.ok(block, 'the README Deployment section has an nginx server block');
+  let conf = block[1];
+  const replace = (from: string, to: string) => {
+    assert.equal(conf.split(from).length, 2, `the README nginx block has "${from}" once`);
+    conf = conf.replace(from, to);
+  };
+  replace('listen 443 ssl;', `listen 127.0.0.1:${port} ssl;`);
+  replace('/etc/ssl/certs/salt.example.com.pem', certPath);
+  replace('/etc/ssl/private/salt.example.com.key', keyPath);
+  // The proxy connects from its own address, so the logs can tell it from the client.
+  replace('proxy_pass http://127.0.0.1:8001;', `proxy_pass http://127.0.0.1:${upstreamPort};\n        proxy_bind ${PROXY_ADDRESS};`);
+  assert.match(conf, /proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;/);
+  return conf;
+}
+
+/**
+ * nginx in the foreground with everything (pid, logs, temp files) in `dir`,
+ * one TLS server per upstream; the ports it listens on once it accepts
+ * connections. A port taken between choosing and binding: try new ones.
+ */
+async function startNginx(t: After, nginx: string, dir: string, upstreams: number[], cert: { certPath: string; keyPath: string }): Promise<number[]> {
+  for (let attempt = 1; ; attempt++) {
+    const ports = await Promise.all(upstreams.map(() => freePort()));
+    const servers = await Promise.all(upstreams.map((up, i) => readmeServerBlock(ports[i], cert.certPath, cert.keyPath, up)));
+    const temp = (name: string) => `${name}_temp_path ${join(dir, `${name}-temp`)};`;
+    const conf = [
+      'daemon off;',
+      'master_process on;',
+      'worker_processes 1;',
+      // As root nginx would run its worker as nobody, who can't enter the mkdtemp dir.
+      ...(process.getuid?.() === 0 ? [`user ${userInfo().username};`] : []),
+      `pid ${join(dir, 'nginx.pid')};`,
+      `error_log ${join(dir, 'error.log')} info;`,
+      'events { worker_connections 64; }',
+      'http {',
+      `    access_log ${join(dir, 'access.log')};`,
+      `    ${temp('client_body')} ${temp('proxy')} ${temp('fastcgi')} ${temp('uwsgi')} ${temp('scgi')}`,
+      ...servers,
+      '}',
+      '',
+    ].join('\n');
+    const confPath = join(dir, 'nginx.conf');
+    await writeFile(confPath, conf);
+    const child = spawn(nginx, ['-p', dir, '-c', confPath, '-e', join(dir, 'error.log')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const exited = once(child, 'exit');
+    t.after(async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGQUIT'); // graceful stop
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    });
+    const ready = await Promise.race([
+      Promise.all(ports.map((port) => connectable(port, 10_000))).then(() => true),
+      exited.then(() => false),
+    ]);
+    if (ready) return ports;
+    const log = `${err}${await readFile(join(dir, 'error.log'), 'utf8').catch(() => '')}`;
+    if (!/Address already in use/.test(log) || attempt === 3) throw new Error(`nginx did not start:\n${log}`);
+  }
+}
+
+/** Resolves once a TCP connection to the port succeeds (retrying), rejects after `ms`. */
+async function connectable(port: number, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > end) throw new Error(`nothing listening on ${port} after ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+}
+
+/** Real HTTPS: the certificate checked against the test's own CA, from the client address. */
+function httpsRequest(port: number, ca: Buffer, body?: unknown, headers: Record<string, string> = {}): Promise<Reply> {
+  const data = body === undefined ? undefined : JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method: data === undefined ? 'GET' : 'POST',
+        path: '/salt',
+        localAddress: CLIENT_ADDRESS,
+        ca,
+        agent: false,
+        headers: { ...(data === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) }), ...headers },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (d: string) => (text += d));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, text }));
+      },
+    );
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+test('behind nginx over TLS: real HTTPS requests; the access log names the client with --trust-proxy, the proxy without', async (t) => {
+  const nginx = findNginx();
+  if (!nginx) {
+    if (process.env.CI) assert.fail('nginx is not installed: .ci/run installs it (apt-get install nginx)');
+    t.skip('nginx is not installed (apt-get install nginx): the proxy test needs it; CI installs it');
+    return;
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'salt-rest-wsgi-nginx-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const cert = selfSignedCert(dir);
+
+  const master: SaltMasterDouble = await startMaster({ users: USERS });
+  t.after(() => master.close());
+  const trusting = await startCommand(t, ['-c', master.configPath, '--port', '0', '--trust-proxy', '--log-format', 'json']);
+  const plain = await startCommand(t, ['-c', master.configPath, '--port', '0']);
+  const [viaTrusting, viaPlain] = await startNginx(t, nginx, dir, [trusting.port, plain.port], cert);
+
+  // The client writes its own X-Forwarded-For: nginx appends the address it
+  // saw, and only that right-most entry is believed.
+  const spoof = { 'x-forwarded-for': '198.51.100.9' };
+  const run = [{ ...CRED, client: 'runner', fun: 'test.arg', arg: ['through nginx'], kwarg: { n: 1 } }];
+  const expected = '{"return":[{"args":["through nginx"],"kwargs":{"n":1}}]}';
+
+  const ok = await httpsRequest(viaTrusting, cert.cert, run, spoof);
+  assert.equal(ok.status, 200, ok.text);
+  assert.equal(ok.headers['content-type'], 'application/json');
+  assert.equal(ok.text, expected);
+  const refused = await httpsRequest(viaTrusting, cert.cert, [{ ...CRED, password: 'wrong', client: 'runner', fun: 'test.arg' }]);
+  assert.equal(refused.status, 401);
+  assert.equal(refused.text, '{"return":"Authentication failure of type \\"eauth\\" occurred for user saltdev."}');
+  const get = await httpsRequest(viaPlain, cert.cert);
+  assert.equal(get.status, 200);
+  const plainOk = await httpsRequest(viaPlain, cert.cert, run, spoof);
+  assert.equal(plainOk.text, expected);
+  // Plain HTTP to the TLS port is refused by nginx: nothing reaches the server in clear.
+  const clear = await fetch(`http://127.0.0.1:${viaTrusting}/salt`).then((r) => r.status);
+  assert.equal(clear, 400);
+
+  await trusting.waitFor(/"status":401/);
+  await plain.waitFor(/access method=POST .* status=200 /);
+  assert.equal(await trusting.stop(), 0);
+  assert.equal(await plain.stop(), 0);
+
+  // --log-format json: every line one JSON object; access entries with their fields.
+  const entries = trusting
+    .stderr()
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+  for (const entry of entries) {
+    assert.match(String(entry.time), /^\d{4}-\d\d-\d\dT/);
+    assert.ok(['debug', 'info', 'warn', 'error'].includes(entry.level as string));
+    assert.equal(typeof entry.msg, 'string');
+  }
+  const access = entries.filter((e) => e.msg === 'access');
+  assert.deepEqual(
+    access.map(({ method, path, status, client }) => ({ method, path, status, client })),
+    [
+      { method: 'POST', path: '/salt', status: 200, client: CLIENT_ADDRESS },
+      { method: 'POST', path: '/salt', status: 401, client: CLIENT_ADDRESS },
+    ],
+  );
+  assert.equal(access[0].bytes, Buffer.byteLength(expected));
+  assert.equal(typeof access[0].duration_ms, 'number');
+
+  // Without --trust-proxy: the address the connection came from, nginx's.
+  const plainAccess = plain
+    .stderr()
+    .split('\n')
+    .filter((l) => l.includes(' access '));
+  assert.equal(plainAccess.length, 2, plain.stderr());
+  for (const line of plainAccess) assert.match(line, new RegExp(` client=${PROXY_ADDRESS.replace(/\./g, '\\.')}$`));
+
+  // nginx's own log saw the same client.
+  assert.match(await readFile(join(dir, 'access.log'), 'utf8'), new RegExp(`^${CLIENT_ADDRESS.replace(/\./g, '\\.')} `, 'm'));
+  for (const log of [trusting.stderr(), plain.stderr()]) {
+    assert.ok(!log.includes(PASSWORD) && !log.includes('198.51.100.9'), log);
+  }
+});
+
+test('the command refuses a bad --log-format or rest_wsgi: trust_proxy with one line, exit 2', async (t) => {
+  // Not `yes`: the master config is YAML 1.1, as Salt reads it, where yes is true.
+  const master = await startMaster({ users: USERS, config: { rest_wsgi: { port: 0, trust_proxy: 'sometimes' } } });
+  t.after(() => master.close());
+  const runs = await Promise.all(
+    [
+      ['-c', master.configPath, '--log-format', 'xml', '--port', '0'],
+      ['-c', master.configPath],
+    ].map(async (args) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], { cwd: repoRoot, stdio: ['ignore', 'ignore', 'pipe'] });
+      // Should it start serving after all, the test fails instead of waiting.
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      let err = '';
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+      const [code] = await once(child, 'close');
+      clearTimeout(timer);
+      return { code, err };
+    }),
+  );
+  assert.deepEqual(runs[0], { code: 2, err: 'salt-rest-wsgi: invalid --log-format "xml": one of text, json\n' });
+  assert.deepEqual(runs[1], { code: 2, err: `salt-rest-wsgi: invalid rest_wsgi: trust_proxy "sometimes" in ${master.configPath}: true or false\n` });
+});
+
+test('JSON log lines: level filter, one line whatever the message holds, access fields without the query', () => {
+  const written: string[] = [];
+  const logger = createLogger({ level: 'info', format: 'json', stream: { write: (line: string) => written.push(line) }, timestamps: false });
+  logger.debug('dropped');
+  logger.warn('two\nlines \u2028 and "quotes"');
+  logger.access({ method: 'POST', url: '/salt?token=abc', status: 200, bytes: 56, durationMs: 1.26, client: '127.0.0.3' });
+  assert.equal(written.length, 2);
+  for (const line of written) {
+    assert.ok(line.endsWith('\n'));
+    assert.equal(line.slice(0, -1).split(/[\n\r\u2028\u2029]/).length, 1, line);
+  }
+  assert.deepEqual(JSON.parse(written[0]), { level: 'warn', msg: 'two\nlines \u2028 and "quotes"' });
+  assert.deepEqual(JSON.parse(written[1]), {
+    level: 'info',
+    msg: 'access',
+    method: 'POST',
+    path: '/salt',
+    status: 200,
+    bytes: 56,
+    duration_ms: 1.3,
+    client: '127.0.0.3',
+  });
+});
