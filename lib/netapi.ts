@@ -18,6 +18,7 @@ import { RequestChannel, requestAddress } from './salt/request-channel.js';
 import { EventBus, eventBusOptions } from './salt/event-bus.js';
 import { AuthenticationError, BadRequestError, ServiceUnavailableError } from './errors.js';
 import { isPlainObject } from './clients/args.js';
+import { toJson } from './json.js';
 import { truthy, type Lowstate } from './clients/fields.js';
 import type { ClientContext, Logger } from './clients/master.js';
 import { checkLocal, localCall, runLocal, runLocalAsync, runLocalSubset, subsetOf } from './clients/local.js';
@@ -222,7 +223,8 @@ function pythonText(value: unknown): string {
   if (value === undefined || value === null) return 'None';
   if (value === true) return 'True';
   if (value === false) return 'False';
-  const text = typeof value === 'string' ? value : JSON.stringify(value) ?? String(value);
+  // toJson, not JSON.stringify: the value may hold a BigInt (a long integer in the body).
+  const text = typeof value === 'string' ? value : toJson(value);
   return text.length > 100 ? `${text.slice(0, 100)}...` : text;
 }
 

@@ -13,6 +13,7 @@
  * targeted minion as `local` does, which is what CONTRACT.md asks.
  */
 import { BadRequestError } from '../errors.js';
+import { toJson } from '../json.js';
 import { isPlainObject } from './args.js';
 import { seconds, truthy, type Lowstate } from './fields.js';
 import { findJob, localCall, publish, type LocalCall } from './local.js';
@@ -60,8 +61,13 @@ export function batchCall(low: Lowstate, opts: Record<string, unknown>): BatchCa
  * under one minion rounds up to one; otherwise it rounds down.
  */
 export function batchSize(batch: unknown, minionCount: number): number {
-  const invalid = () =>
-    new BadRequestError(`Invalid batch: ${JSON.stringify(batch)}; it must be a count such as "3" or a percentage such as "10%"`);
+  const invalid = () => {
+    // toJson: it may hold a BigInt; cut short: it may be huge.
+    const shown = toJson(batch);
+    return new BadRequestError(
+      `Invalid batch: ${shown.length > 100 ? `${shown.slice(0, 100)}...` : shown}; it must be a count such as "3" or a percentage such as "10%"`,
+    );
+  };
   if (typeof batch === 'string' && batch.includes('%')) {
     const text = batch.replace(/^%+|%+$/g, '').trim(); // Python's strip("%")
     const pct = /^\d+(\.\d*)?$|^\.\d+$/.test(text) ? Number(text) : NaN;
