@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { setPriority, tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startMaster } from './support/master.js';
@@ -35,6 +35,16 @@ interface Run {
 async function run(cmd: string, args: string[], cwd: string, env: Record<string, string> = {}): Promise<Run> {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('npm_') && k !== 'INIT_CWD'));
   const child = spawn(cmd, args, { cwd, env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // The build and the install are CPU-heavy; at low priority (inherited by
+  // what they start) they leave the CPU to the timing-sensitive test files
+  // that run at the same time.
+  if (child.pid !== undefined) {
+    try {
+      setPriority(child.pid, 15);
+    } catch {
+      // already gone, or not allowed: only slower neighbours
+    }
+  }
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
