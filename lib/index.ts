@@ -17,10 +17,15 @@ export {
   DEFAULT_MAX_BODY_BYTES,
   GET_MESSAGE,
   UNEXPECTED_ERROR_MESSAGE,
+  applyServerTimeouts,
+  defaultMaxInFlight,
+  MAX_JSON_DEPTH,
   type HandlerOptions,
+  type HandlerStats,
   type RestWsgiHandler,
+  type ServerTimeouts,
 } from './handler.js';
-export { NetapiClient, MasterError, CLIENTS, type ClientName, type Lowstate, type NetapiClientOptions } from './netapi.js';
+export { NetapiClient, MasterError, CLIENTS, type ClientName, type Lowstate, type NetapiClientOptions, type NetapiStats } from './netapi.js';
 export { loadMasterConfig, applyMasterDefaults, ConfigError, type MasterOptions } from './salt/config.js';
 export {
   HttpError,
