@@ -188,7 +188,7 @@ function messageOf(answer: Answer): string {
   } catch {
     // not JSON: keep the text
   }
-  return text.replace(/\d{20}/g, '<jid>').slice(0, 120);
+  return text.replace(/\d{20}/g, '<jid>').slice(0, 180);
 }
 
 async function runSoak(minutes: number, concurrency: number, periodMs: number): Promise<number> {
@@ -364,6 +364,8 @@ async function runSoak(minutes: number, concurrency: number, periodMs: number): 
   out.push(`|${header.map(() => '---').join('|')}|`);
   for (const row of rows) out.push(`| ${row.join(' | ')} |`);
   out.push(`| total | ${totals.requests} | ${totals.ok} | ${totals.badInput} | ${totals.outage} | ${totals.unexplained} | | | |`);
+  out.push('');
+  out.push(`Master restarts: ${table.reduce((n, m) => n + m.restarts, 0)}`);
   out.push('');
   out.push('Answers other than 200, by kind:');
   for (const [key, { count, explained }] of [...kinds].sort((a, b) => b[1].count - a[1].count)) {
