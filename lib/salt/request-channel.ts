@@ -6,11 +6,29 @@
  * and a REP worker hands back whatever envelope came before the empty
  * delimiter frame, so one DEALER can carry any number of requests at once:
  * send `[id, '', load]`, get `[id, '', reply]` back in completion order
- * (PROTOCOL.md §1). One socket, one receive loop, a Map of pending ids.
+ * (PROTOCOL.md §1). One connection, a Map of pending ids.
+ *
+ * The DEALER side of ZeroMQ's protocol is spoken here over a node:net
+ * socket (./zmtp.ts says why). As with a ZeroMQ DEALER set `immediate`,
+ * requests wait in our own queue while there is no connection, and a request
+ * that times out before it is written is dropped: it never reaches a
+ * restarted master after we gave up on it.
  */
-import { Dealer } from 'zeromq';
+import net from 'node:net';
 import type { MasterOptions } from './config.js';
 import { decode, encode } from './codec.js';
+import {
+  FrameReader,
+  GREETING_SIZE,
+  ZmtpError,
+  checkGreeting,
+  command,
+  encodeMessage,
+  greeting,
+  parseCommand,
+  parseMetadata,
+  readyCommand,
+} from './zmtp.js';
 
 export class RequestTimeoutError extends Error {
   override name = 'RequestTimeoutError';
@@ -24,24 +42,18 @@ export interface RequestChannelOptions {
   address: string;
   /** Default per-request timeout. */
   timeoutMs?: number;
-  /** How often ZeroMQ retries the connection while the master is away (default 100 ms). */
+  /** How often the connection is retried while the master is away (default 100 ms). */
   reconnectMs?: number;
 }
 
 /** Salt's default `timeout` (5 s) when the caller gives none. */
 const DEFAULT_TIMEOUT_MS = 5000;
 
-/**
- * How long one attempt to hand a message to ZeroMQ may wait (ZMQ_SNDTIMEO),
- * at most. zeromq's send() waits while the message can't be queued (master
- * down, or the high-water mark reached); waiting in slices, the last one
- * ending at the request's deadline, lets a request that timed out be dropped
- * instead of reaching the master late.
- */
-const SEND_SLICE_MS = 50;
+/** A peer that accepts the connection but doesn't finish the handshake within this is dropped (libzmq: 30 s). */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
 
-/** Messages ZeroMQ may queue for the master before send() has to wait. */
-const SEND_HIGH_WATER_MARK = 10_000;
+/** Socket types a DEALER may talk to (ZMTP 3: 28/REQREP). */
+const PEER_TYPES = new Set(['ROUTER', 'DEALER', 'REP']);
 
 const EMPTY = Buffer.alloc(0);
 
@@ -54,30 +66,40 @@ export function requestAddress(opts: MasterOptions): string {
   return `tcp://${host}:${opts.ret_port}`;
 }
 
+/** net.connect options of a `tcp://host:port` or `ipc:///path` address. */
+function connectOptions(address: string): net.NetConnectOpts {
+  if (address.startsWith('ipc://')) return { path: address.slice('ipc://'.length) };
+  const m = /^tcp:\/\/(?:\[([^\]]+)\]|([^:/]+)):(\d+)$/.exec(address);
+  if (!m) throw new TypeError(`RequestChannel needs tcp://host:port or ipc://path, got ${JSON.stringify(address)}`);
+  return { host: m[1] ?? m[2], port: Number(m[3]) };
+}
+
 interface Pending {
   resolve: (reply: unknown) => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
   timeoutMs: number;
-  /** performance.now() when it times out. */
-  deadline: number;
-  /** The message, until ZeroMQ has taken it. */
-  frames: Buffer[] | undefined;
 }
+
+type ConnectionState = 'down' | 'connecting' | 'greeting' | 'handshake' | 'ready';
 
 /** Many requests in flight on one connection; replies matched by correlation id. */
 export class RequestChannel {
   readonly address: string;
   private readonly timeoutMs: number;
   private readonly reconnectMs: number;
-  private socket: Dealer;
+  private readonly connectTo: net.NetConnectOpts;
   private readonly pendingById = new Map<number, Pending>();
-  /** Ids waiting for their turn to be handed to ZeroMQ (send() allows one waiting call). */
-  private readonly outbox: number[] = [];
-  private outboxHead = 0;
-  private sending = false;
-  /** The socket's current ZMQ_SNDTIMEO. */
-  private sendWait = SEND_SLICE_MS;
+  /** Encoded requests not yet written, in order (a Map: a timed-out one leaves it in O(1)). */
+  private readonly unsent = new Map<number, Buffer>();
+  private socket: net.Socket | undefined;
+  private state: ConnectionState = 'down';
+  private readonly reader: FrameReader;
+  private greetingBytes: Buffer[] = [];
+  private greetingSize = 0;
+  private flushScheduled = false;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private handshakeTimer: NodeJS.Timeout | undefined;
   private lastId = 0;
   private closed = false;
 
@@ -86,10 +108,12 @@ export class RequestChannel {
       throw new TypeError(`RequestChannel needs a tcp:// or ipc:// address, got ${JSON.stringify(options?.address)}`);
     }
     this.address = options.address;
+    this.connectTo = connectOptions(options.address);
     this.timeoutMs = positive(options.timeoutMs, DEFAULT_TIMEOUT_MS);
     this.reconnectMs = positive(options.reconnectMs, 100);
     this.expire = this.expire.bind(this);
-    this.socket = this.openSocket();
+    this.reader = new FrameReader({ message: (frames) => this.onReply(frames), command: (body) => this.onCommand(body) });
+    this.connect();
   }
 
   /** Send `{enc: 'clear', load, version: 2}`; resolve with the decoded reply, whatever it is (clients interpret it). Rejects with RequestTimeoutError after the timeout, ChannelClosedError once closed. */
@@ -107,10 +131,9 @@ export class RequestChannel {
     const ms = positive(timeoutMs, this.timeoutMs);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(this.expire, ms, id);
-      const deadline = performance.now() + ms;
-      this.pendingById.set(id, { resolve, reject, timer, timeoutMs: ms, deadline, frames: [idFrame, EMPTY, payload] });
-      this.outbox.push(id);
-      void this.pump();
+      this.pendingById.set(id, { resolve, reject, timer, timeoutMs: ms });
+      this.unsent.set(id, encodeMessage([idFrame, EMPTY, payload]));
+      this.scheduleFlush();
     });
   }
 
@@ -119,7 +142,7 @@ export class RequestChannel {
     return this.pendingById.size;
   }
 
-  /** Reject everything pending and release every socket. */
+  /** Reject everything pending and release the connection. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -129,51 +152,125 @@ export class RequestChannel {
       p.reject(err);
     }
     this.pendingById.clear();
-    this.outbox.length = 0;
-    this.outboxHead = 0;
-    this.socket.close();
+    this.unsent.clear();
+    clearTimeout(this.reconnectTimer);
+    this.dropConnection();
   }
 
-  private openSocket(): Dealer {
-    const socket = new Dealer({
-      linger: 0, // never hold the process (or a dead master's queue) on close
-      // Queue only to a live connection: while the master is down, send()
-      // waits (and the request times out) instead of piling up requests
-      // that a restarted master would then run long after we gave up.
-      immediate: true,
-      reconnectInterval: this.reconnectMs,
-      reconnectMaxInterval: 0,
-      sendHighWaterMark: SEND_HIGH_WATER_MARK,
-      sendTimeout: SEND_SLICE_MS,
-      ipv6: this.address.startsWith('tcp://['),
+  // -- connection --------------------------------------------------------
+
+  private connect(): void {
+    this.reconnectTimer = undefined;
+    if (this.closed) return;
+    const socket = net.connect(this.connectTo);
+    this.socket = socket;
+    this.state = 'connecting';
+    this.greetingBytes = [];
+    this.greetingSize = 0;
+    this.reader.reset();
+    socket.setNoDelay(true);
+    socket.on('connect', () => {
+      if (socket !== this.socket) return;
+      this.state = 'greeting';
+      // Our side of the handshake at once; the peer's comes in 'data'.
+      socket.write(Buffer.concat([greeting(), readyCommand('DEALER')]));
+      this.handshakeTimer = setTimeout(() => this.dropConnection(), HANDSHAKE_TIMEOUT_MS);
     });
-    socket.connect(this.address);
-    void this.receiveLoop(socket);
-    return socket;
+    socket.on('data', (chunk: Buffer) => {
+      if (socket !== this.socket) return;
+      try {
+        this.onData(chunk);
+      } catch (err) {
+        if (!(err instanceof ZmtpError)) throw err;
+        this.dropConnection(); // not a master we can talk to: try again later
+      }
+    });
+    // A write to a dropped connection waits in Node until 'drain' (never, here) or fails: either way 'close' follows.
+    socket.on('drain', () => {
+      if (socket === this.socket) this.flush();
+    });
+    socket.on('error', () => {
+      // 'close' follows; a refused connection just means the master isn't (back) up yet.
+    });
+    socket.on('close', () => {
+      if (socket !== this.socket) return;
+      this.dropConnection();
+    });
   }
 
-  private async receiveLoop(socket: Dealer): Promise<void> {
-    for (;;) {
-      let frames: Buffer[];
-      try {
-        frames = await socket.receive();
-      } catch {
-        if (this.closed || socket !== this.socket) return;
-        // Not expected from a DEALER without a receive timeout: start over on
-        // a fresh socket rather than leave the channel deaf. Requests in
-        // flight on the old one time out.
-        setTimeout(() => this.replaceSocket(socket), this.reconnectMs).unref();
-        return;
-      }
-      this.onReply(frames);
+  /** Forget the connection (requests written to it wait for their timeout) and retry later. */
+  private dropConnection(): void {
+    clearTimeout(this.handshakeTimer);
+    const socket = this.socket;
+    this.socket = undefined;
+    this.state = 'down';
+    socket?.destroy();
+    if (!this.closed && !this.reconnectTimer) this.reconnectTimer = setTimeout(() => this.connect(), this.reconnectMs);
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.state === 'greeting') {
+      this.greetingBytes.push(chunk);
+      this.greetingSize += chunk.length;
+      if (this.greetingSize < GREETING_SIZE) return;
+      const bytes = Buffer.concat(this.greetingBytes, this.greetingSize);
+      this.greetingBytes = [];
+      checkGreeting(bytes);
+      this.state = 'handshake';
+      if (bytes.length === GREETING_SIZE) return;
+      chunk = bytes.subarray(GREETING_SIZE);
+    }
+    this.reader.push(chunk);
+  }
+
+  private onCommand(body: Buffer): void {
+    const { name, data } = parseCommand(body);
+    if (name === 'READY' && this.state === 'handshake') {
+      const peerType = parseMetadata(data).get('socket-type');
+      if (peerType !== undefined && !PEER_TYPES.has(peerType)) throw new ZmtpError(`A DEALER can't talk to a ${peerType}`);
+      clearTimeout(this.handshakeTimer);
+      this.state = 'ready';
+      this.flush();
+    } else if (name === 'ERROR') {
+      throw new ZmtpError(`The peer refused the connection: ${data.toString('latin1', 1, 1 + (data[0] ?? 0))}`);
+    } else if (name === 'PING') {
+      // ZMTP 3.1 heartbeat: PONG carries the ping's context back.
+      this.socket?.write(command('PONG', data.subarray(2)));
     }
   }
 
-  private replaceSocket(old: Dealer): void {
-    if (this.closed || old !== this.socket) return;
-    this.socket = this.openSocket();
-    this.sendWait = SEND_SLICE_MS;
-    old.close();
+  // -- requests ----------------------------------------------------------
+
+  /**
+   * Write what is queued once the current turn of the event loop is done:
+   * requests made in the same turn (HTTP requests read together) go out in
+   * one write.
+   */
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.state !== 'ready') return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  /** Write queued requests until the socket's buffer is full ('drain' resumes). */
+  private flush(): void {
+    const socket = this.socket;
+    if (this.state !== 'ready' || !socket || this.unsent.size === 0) return;
+    const batch: Buffer[] = [];
+    let bytes = 0;
+    for (const [id, message] of this.unsent) {
+      this.unsent.delete(id);
+      batch.push(message);
+      bytes += message.length;
+      // Stop at the socket's own high-water mark: what waits here can still
+      // time out unsent; what Node buffers goes out whatever happens.
+      if (bytes + socket.writableLength >= socket.writableHighWaterMark) break;
+    }
+    const more = socket.write(batch.length === 1 ? batch[0] : Buffer.concat(batch, bytes));
+    if (more && this.unsent.size > 0) this.scheduleFlush();
   }
 
   private onReply(frames: Buffer[]): void {
@@ -198,62 +295,8 @@ export class RequestChannel {
     const p = this.pendingById.get(id);
     if (!p) return;
     this.pendingById.delete(id);
+    this.unsent.delete(id);
     p.reject(new RequestTimeoutError(`No reply from the Salt master at ${this.address} within ${p.timeoutMs} ms`));
-  }
-
-  /** Hand queued messages to ZeroMQ in order, one waiting send at a time. */
-  private async pump(): Promise<void> {
-    if (this.sending) return;
-    this.sending = true;
-    try {
-      while (this.outboxHead < this.outbox.length && !this.closed) {
-        const id = this.outbox[this.outboxHead++];
-        if (this.outboxHead >= 1024 && this.outboxHead * 2 >= this.outbox.length) {
-          // Under steady load the queue may never drain: drop the sent part now and then.
-          this.outbox.splice(0, this.outboxHead);
-          this.outboxHead = 0;
-        }
-        const p = this.pendingById.get(id);
-        if (!p?.frames) continue; // timed out before its turn
-        for (;;) {
-          try {
-            // Never let a send outlast its request: a message ZeroMQ takes
-            // after we gave up would still run on the master.
-            this.limitSendWait(p.deadline - performance.now());
-            await this.socket.send(p.frames);
-            break;
-          } catch (err) {
-            if (this.closed || !this.pendingById.has(id)) break; // gave up meanwhile: drop it
-            if ((err as { code?: string }).code === 'EAGAIN') continue; // not queued within the slice: try again
-            this.fail(id, err as Error);
-            break;
-          }
-        }
-        p.frames = undefined;
-      }
-    } finally {
-      this.sending = false;
-      if (this.outboxHead >= this.outbox.length) {
-        this.outbox.length = 0;
-        this.outboxHead = 0;
-      }
-    }
-  }
-
-  private limitSendWait(remainingMs: number): void {
-    const wait = Math.max(1, Math.min(SEND_SLICE_MS, Math.floor(remainingMs)));
-    if (wait !== this.sendWait) {
-      this.socket.sendTimeout = wait;
-      this.sendWait = wait;
-    }
-  }
-
-  private fail(id: number, err: Error): void {
-    const p = this.pendingById.get(id);
-    if (!p) return;
-    this.pendingById.delete(id);
-    clearTimeout(p.timer);
-    p.reject(err);
   }
 
   /** A 32-bit correlation id not in use (wraps around; skips ids still pending). */
