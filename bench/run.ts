@@ -57,7 +57,8 @@ const profileDir = flags.profile ? mkdtempSync(path.join(os.tmpdir(), 'salt-rest
 const { child: serverChild, ready: serverReady } = await startChild<Message & { port: number }>(
   './server-process.ts',
   [configPath],
-  profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+  // --expose-gc: the leak run's figures are taken after a full collection (never during rate runs).
+  ['--expose-gc', ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])],
 );
 const port = serverReady.port;
 
@@ -70,8 +71,9 @@ raw.bus.on('error', () => {});
 raw.bus.start();
 await raw.bus.ready(5000);
 
-async function serverStats(): Promise<ServerStats> {
-  return (await ask<Message & { stats: ServerStats }>(serverChild, { type: 'stats' })).stats;
+/** `collect`: after a full garbage collection (memory figures, never around a CPU measurement). */
+async function serverStats(collect = false): Promise<ServerStats> {
+  return (await ask<Message & { stats: ServerStats }>(serverChild, { type: 'stats', collect })).stats;
 }
 
 /** The double logs every request, event and job: emptied between runs so that it doesn't slow down. */
@@ -90,15 +92,19 @@ function httpSender(concurrency: number) {
   return { send, agent };
 }
 
-// ------------------------------------------------------------------ leak run (first, on a fresh server)
+// ------------------------------------------------------------------ leak run
 
 interface Leak {
-  fresh: ServerStats;
   afterFirst: ServerStats;
   afterAll: ServerStats;
   errors: number;
 }
 
+/**
+ * After the rate runs, on a server that has reached its working size (V8
+ * grows its young generation from 1 to 32 MB under load: growth, but once,
+ * not per request); memory figures after a full garbage collection.
+ */
 async function leakRun(): Promise<Leak> {
   process.stderr.write(`leak run: ${LEAK_REQUESTS} requests (local_async, local, wheel in turn) at concurrency ${LEAK_CONCURRENCY}\n`);
   const { send, agent } = httpSender(LEAK_CONCURRENCY);
@@ -108,17 +114,16 @@ async function leakRun(): Promise<Leak> {
     const i = turn++ % LOADS.length;
     return send(LOADS[i], undefined, bodies[i]);
   };
-  const fresh = await serverStats();
   const first = await drive(LEAK_CONCURRENCY, sendNext, { total: LEAK_BASELINE });
-  const afterFirst = await serverStats();
+  const afterFirst = await serverStats(true);
   let errors = first.errors;
   for (let done = LEAK_BASELINE; done < LEAK_REQUESTS; done += 5000) {
     await clearMasterLog();
     errors += (await drive(LEAK_CONCURRENCY, sendNext, { total: Math.min(5000, LEAK_REQUESTS - done) })).errors;
   }
-  const afterAll = await serverStats();
+  const afterAll = await serverStats(true);
   agent.destroy();
-  return { fresh, afterFirst, afterAll, errors };
+  return { afterFirst, afterAll, errors };
 }
 
 // ------------------------------------------------------------------ rates
@@ -188,10 +193,11 @@ async function burstRuns(): Promise<{ http: Burst[]; raw: Burst[] }> {
 
 // ------------------------------------------------------------------ run
 
-const leak = FULL ? await leakRun() : undefined;
+const fresh = await serverStats(true);
 const rows: RateRow[] = [];
 for (const load of RATE_LOADS) for (const concurrency of CONCURRENCIES) rows.push(await rateRun(load, concurrency));
 const bursts = FULL ? await burstRuns() : undefined;
+const leak = FULL ? await leakRun() : undefined;
 
 // ------------------------------------------------------------------ report
 
@@ -213,11 +219,12 @@ for (const r of rows) {
 lines.push('(latencies in ms; cpu = the server process\'s CPU time, user + system, per HTTP request)');
 lines.push('');
 
-const fmtStats = (s: ServerStats) => `${s.fds} fds, RSS ${(s.rss / MB).toFixed(1)} MB`;
+const fmtStats = (s: ServerStats) => `${s.fds} fds, RSS ${(s.rss / MB).toFixed(1)} MB (heap ${(s.heapUsed / MB).toFixed(1)} MB)`;
+lines.push(`server when started: ${fmtStats(fresh)}`);
 if (leak) {
   lines.push(
-    `server: fresh ${fmtStats(leak.fresh)}; after ${LEAK_BASELINE} requests ${fmtStats(leak.afterFirst)}; ` +
-      `after ${LEAK_REQUESTS} ${fmtStats(leak.afterAll)} (${leak.errors} errors)`,
+    `leak run, after its first ${LEAK_BASELINE} requests: ${fmtStats(leak.afterFirst)}; after ${LEAK_REQUESTS}: ` +
+      `${fmtStats(leak.afterAll)}; ${leak.errors} errors (memory after a full GC)`,
   );
 }
 if (bursts) {
@@ -280,6 +287,7 @@ writeFileSync(
       cpuModel: os.cpus()[0]?.model,
       measureMs: MEASURE_MS,
       rates: rows,
+      fresh,
       leak,
       burst: bursts && { limitMs: BURST_LIMIT_MS, ...bursts },
       checks,

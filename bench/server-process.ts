@@ -5,6 +5,7 @@
  */
 import http from 'node:http';
 import { readdirSync } from 'node:fs';
+import v8 from 'node:v8';
 import type { AddressInfo } from 'node:net';
 import { createHandler } from '../lib/handler.js';
 import { serveParent } from './ipc.js';
@@ -20,15 +21,24 @@ export interface ServerStats {
   fds: number;
   rss: number;
   heapUsed: number;
+  /** V8's heap spaces, committed bytes by name (new_space grows with the allocation rate). */
+  heapSpaces: Record<string, number>;
 }
 
-function stats(): ServerStats {
+/** `collect`: first a full garbage collection (needs --expose-gc), so that RSS is what the process keeps, not garbage not yet collected. */
+function stats(collect = false): ServerStats {
+  if (collect) {
+    const gc = (globalThis as { gc?: () => void }).gc;
+    if (!gc) throw new Error('stats after a garbage collection need node --expose-gc');
+    gc();
+  }
   const cpu = process.cpuUsage();
   return {
     cpuMicros: cpu.user + cpu.system,
     fds: readdirSync('/proc/self/fd').length - 1, // minus the one readdir itself holds open
     rss: process.memoryUsage.rss(),
     heapUsed: process.memoryUsage().heapUsed,
+    heapSpaces: Object.fromEntries(v8.getHeapSpaceStatistics().map((space) => [space.space_name, space.physical_space_size])),
   };
 }
 
@@ -43,7 +53,7 @@ function stop(): void {
 serveParent((message) => {
   switch (message.type) {
     case 'stats':
-      return { stats: stats() };
+      return { stats: stats(message.collect === true) };
     case 'stop':
       stop();
       return {};
