@@ -14,7 +14,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import { startMaster, type SaltMasterDouble, type MasterDoubleOptions } from './support/master.js';
 import { createHandler, type RestWsgiHandler } from '../lib/handler.js';
 import { everyClient } from './support/lowstates.js';
-import { liveTimers, recordingLogger, request, serve, sleep, until, type LogLine, type Reply } from './support/http.js';
+import { liveTimers, openHandles, recordingLogger, request, serve, sleep, until, type LogLine, type Reply } from './support/http.js';
 
 const PASSWORD = 'outage-test-password';
 const USERS = { saltdev: { password: PASSWORD, permissions: ['.*', '@runner', '@wheel', '@jobs'] } };
@@ -51,12 +51,23 @@ async function setup(t: { after(fn: () => unknown): void }, options: MasterDoubl
 }
 
 /** Nothing held: no request in flight, none waiting for the master, no subscription or watcher on the bus. */
-async function assertNothingHeld(handler: RestWsgiHandler, timersBefore: number): Promise<void> {
+async function assertNothingHeld(handler: RestWsgiHandler, before: Baseline): Promise<void> {
   await until(() => {
     const s = handler.stats();
     return s.inFlight === 0 && s.pendingRequests === 0 && s.busSubscriptions === 0 && s.busWatchers === 0;
   }, 2000, 'nothing held');
-  await until(() => liveTimers() <= timersBefore, 2000, `live timers back to ${timersBefore} (now ${liveTimers()})`);
+  await until(() => liveTimers() <= before.timers, 2000, `live timers back to ${before.timers} (now ${liveTimers()})`);
+  await until(() => openHandles() <= before.handles, 2000, `open handles back to ${before.handles} (now ${process.getActiveResourcesInfo().join(', ')})`);
+}
+
+interface Baseline {
+  timers: number;
+  handles: number;
+}
+
+/** Timers and handles open now (the master double's and ours, idle). */
+function baseline(): Baseline {
+  return { timers: liveTimers(), handles: openHandles() };
 }
 
 async function timed<T>(work: Promise<T>): Promise<{ value: T; ms: number }> {
@@ -67,8 +78,10 @@ async function timed<T>(work: Promise<T>): Promise<{ value: T; ms: number }> {
 
 test('master down at start: 503 at once for every client; the next requests after it starts succeed, no server restart', async (t) => {
   const env = await setup(t);
+  assert.equal((await env.post([everyClient(CRED)[0][1]])).status, 200);
+  const timersBefore = baseline(); // with the master up: it will be again at the end
   await env.master.stop();
-  const timersBefore = liveTimers();
+  await sleep(1100); // past the second a "running" answer is reused
 
   for (const [client, low] of everyClient(CRED)) {
     const { value: reply, ms } = await timed(env.post([low]));
@@ -91,7 +104,7 @@ test('master dead but its socket files left behind: 503 within the request timeo
   await env.master.stop();
   // A crashed master leaves workers.ipc: the server believes it runs, and nothing answers.
   await writeFile(env.master.workersIpcPath, '');
-  const timersBefore = liveTimers();
+  const timersBefore = baseline();
 
   const replies = await Promise.all(everyClient(CRED).map(([, low]) => timed(env.post([low]))));
   for (const [i, { value: reply, ms }] of replies.entries()) {
@@ -114,7 +127,7 @@ test('master restarted while requests wait: 504 or 503 with a clear message with
   const { master, handler } = env;
   // One request first, so that lazily made things exist before counting timers.
   assert.equal((await env.post([{ ...CRED, client: 'local', tgt: 'minion1', fun: 'test.ping' }])).status, 200);
-  const timersBefore = liveTimers();
+  const timersBefore = baseline();
 
   // A sync local job waiting for a minion, a sync runner job waiting for its
   // end, and a wheel call waiting for the master's reply.
@@ -165,7 +178,7 @@ test('restarts in a row under load: every request ends (200, 503 or 504) and not
   const env = await setup(t, { minions: [{ id: 'minion1' }, { id: 'slow1', delayMs: 150 }] });
   const { master, handler } = env;
   assert.equal((await env.post([{ ...CRED, client: 'local', tgt: 'minion1', fun: 'test.ping' }])).status, 200);
-  const timersBefore = liveTimers();
+  const timersBefore = baseline();
 
   const statuses = new Map<number, number>();
   let stop = false;
@@ -216,7 +229,7 @@ test('a client that leaves mid-request: its waits and timers go at once, one log
   const env = await setup(t, { minions: [{ id: 'minion1' }, { id: 'slow1', delayMs: 400 }] });
   const { master, handler, lines } = env;
   assert.equal((await env.post([{ ...CRED, client: 'local', tgt: 'minion1', fun: 'test.ping' }])).status, 200);
-  const timersBefore = liveTimers();
+  const timersBefore = baseline();
 
   const jid = nextJid(master);
   const client = new AbortController();
@@ -245,7 +258,7 @@ test('a client that leaves mid-request: its waits and timers go at once, one log
 test('a client that leaves while its job is being published: one log line with the jid once the master answers', async (t) => {
   const env = await setup(t, { minions: [{ id: 'minion1' }] });
   const { master, handler, lines } = env;
-  const timersBefore = liveTimers();
+  const timersBefore = baseline();
   master.replyDelayMs = 200;
   const jid = nextJid(master);
   const client = new AbortController();
@@ -266,7 +279,7 @@ test('a client that leaves while its job is being published: one log line with t
 test('a runner request that leaves: released at once, one line with the jid, the runner job finishes on the master', async (t) => {
   const env = await setup(t);
   const { master, handler, lines } = env;
-  const timersBefore = liveTimers();
+  const timersBefore = baseline();
   const started = master.nextRequest('runner');
   const client = new AbortController();
   const gone = env.post([{ ...CRED, client: 'runner', fun: 'test.sleep', s_time: 6 }], client.signal).catch((err: Error) => err); // 300 ms

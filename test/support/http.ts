@@ -127,6 +127,11 @@ export function liveTimers(): number {
   return process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
 }
 
+/** Everything that keeps this process alive (sockets, servers, timers, pending I/O), as Node counts it. */
+export function openHandles(): number {
+  return process.getActiveResourcesInfo().length;
+}
+
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Poll `check` until it returns true (or fail after `ms`). */
