@@ -29,6 +29,7 @@ const DEFAULT_SHUTDOWN_TIMEOUT_S = 25;
 const SHUTDOWN_GRACE_MS = 1000;
 
 const USAGE = `Usage: ${NAME} [-c|--config FILE] [--port N] [--host ADDR] [--log-level LEVEL] [--log-format FORMAT] [--trust-proxy]
+                      [--max-in-flight N] [--shutdown-timeout S]
 
 Salt's rest_wsgi API: POST a JSON list of lowstate items, get {"return": [...]}.
 Settings come from the Salt master's config file, section rest_wsgi:
@@ -37,9 +38,10 @@ Settings come from the Salt master's config file, section rest_wsgi:
     host: 127.0.0.1     # default 127.0.0.1
     max_request_body_size: 1048576
     trust_proxy: false  # true behind your proxy: log the client from X-Forwarded-For
-    max_in_flight: N    # POSTs handled at once, then 503 (default from the machine's memory)
-    shutdown_timeout: ${DEFAULT_SHUTDOWN_TIMEOUT_S}  # seconds; also headers_timeout, body_timeout,
-                        # body_idle_timeout, keepalive_timeout (seconds)
+    max_in_flight: 1024 # POSTs handled at once, then 503 (default: from the machine's memory)
+    shutdown_timeout: ${DEFAULT_SHUTDOWN_TIMEOUT_S}  # seconds to finish running requests on SIGTERM
+    headers_timeout: ${DEFAULT_HEADERS_TIMEOUT_MS / 1000}   # seconds; also body_timeout (${DEFAULT_BODY_TIMEOUT_MS / 1000}), body_idle_timeout (${DEFAULT_BODY_IDLE_TIMEOUT_MS / 1000}),
+                        # keepalive_timeout (${DEFAULT_KEEP_ALIVE_TIMEOUT_MS / 1000})
 
 Options:
   -c, --config FILE    master config file, or a directory holding "master"
