@@ -84,7 +84,11 @@ export function truthy(value: unknown): boolean {
 export function extraKeys(low: Lowstate, skip: ReadonlySet<string>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(low)) {
-    if (!skip.has(key)) Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+    if (skip.has(key)) continue;
+    // `__proto__` stays data (assigning it would set the prototype); other
+    // keys are assigned, which keeps the object fast to read and to pack.
+    if (key === '__proto__') Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+    else out[key] = value;
   }
   return out;
 }

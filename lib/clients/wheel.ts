@@ -9,8 +9,10 @@
 import { extraKeys, type Lowstate } from './fields.js';
 import { request, MasterError, type ClientContext } from './master.js';
 
+const NOT_PASSED_ON = new Set(['client', 'fun', 'cmd']);
+
 function wheelLoad(low: Lowstate): Record<string, unknown> {
-  return { cmd: 'wheel', fun: low.fun, ...extraKeys(low, new Set(['client', 'fun', 'cmd'])) };
+  return { cmd: 'wheel', fun: low.fun, ...extraKeys(low, NOT_PASSED_ON) };
 }
 
 /** WheelClient.cmd_sync: the master's `{"tag", "data": {..., "return", "success"}}`. */
