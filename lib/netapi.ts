@@ -21,9 +21,9 @@ import { isPlainObject } from './clients/args.js';
 import { toJson } from './json.js';
 import { truthy, type Lowstate } from './clients/fields.js';
 import type { ClientContext, Logger } from './clients/master.js';
-import { checkLocal, localCall, runLocal, runLocalAsync, runLocalSubset, subsetOf } from './clients/local.js';
-import { batchCall, runBatch } from './clients/batch.js';
-import { runRunner, runRunnerAsync, runnerCall } from './clients/runner.js';
+import { localCall, runLocal, runLocalAsync, runLocalSubset, subsetOf, type LocalCall } from './clients/local.js';
+import { batchCall, runBatch, type BatchCall } from './clients/batch.js';
+import { runRunner, runRunnerAsync, runnerCall, type RunnerCall } from './clients/runner.js';
 import { runWheel, runWheelAsync } from './clients/wheel.js';
 
 export type { Lowstate } from './clients/fields.js';
@@ -109,6 +109,12 @@ export class NetapiClient {
    * the HttpError subclass of CONTRACT.md. `index` names the item in messages.
    */
   check(low: unknown, index?: number): asserts low is Lowstate {
+    this.checkItem(low, index);
+    this.read(low);
+  }
+
+  /** check() without reading the client's fields. */
+  private checkItem(low: unknown, index?: number): asserts low is Lowstate {
     if (!isPlainObject(low)) {
       throw new BadRequestError(index === undefined ? 'A lowstate item must be an object' : `Lowstate item ${index} must be an object`);
     }
@@ -136,41 +142,48 @@ export class NetapiClient {
     if (client === 'ssh') throw new BadRequestError(SSH_NOT_SUPPORTED);
     if (low.fun === undefined || low.fun === null || low.fun === '') throw new BadRequestError("Missing 'fun'");
     if (typeof low.fun !== 'string') throw new BadRequestError("'fun' must be a string");
+  }
 
-    switch (client as ClientName) {
+  /** The fields the item's client uses, read once; throws (400) for a field of the wrong shape. */
+  private read(low: Lowstate): LocalCall | BatchCall | RunnerCall | undefined {
+    const client = low.client as ClientName;
+    switch (client) {
       case 'local':
       case 'local_async':
-      case 'local_subset':
-        checkLocal(low);
-        break;
+      case 'local_subset': {
+        const call = localCall(low);
+        if (client === 'local_subset') subsetOf(low);
+        return call;
+      }
       case 'local_batch':
-        batchCall(low, this.opts);
-        break;
+        return batchCall(low, this.opts);
       case 'runner':
       case 'runner_async':
-        runnerCall(low, client === 'runner');
-        break;
+        return runnerCall(low, client === 'runner');
+      default:
+        return undefined;
     }
   }
 
   /** check() then run the item; `signal` aborts waiting (the job keeps running on the master). */
   async run(low: unknown, signal?: AbortSignal): Promise<unknown> {
-    this.check(low);
+    this.checkItem(low);
+    const call = this.read(low);
     if (this.closed) throw new ServiceUnavailableError();
     const ctx = this.ctx;
     switch (low.client as ClientName) {
       case 'local':
-        return runLocal(ctx, localCall(low), signal);
+        return runLocal(ctx, call as LocalCall, signal);
       case 'local_async':
-        return runLocalAsync(ctx, localCall(low));
+        return runLocalAsync(ctx, call as LocalCall);
       case 'local_subset':
-        return runLocalSubset(ctx, localCall(low), subsetOf(low), signal);
+        return runLocalSubset(ctx, call as LocalCall, subsetOf(low), signal);
       case 'local_batch':
-        return runBatch(ctx, batchCall(low, this.opts), signal);
+        return runBatch(ctx, call as BatchCall, signal);
       case 'runner':
-        return runRunner(ctx, runnerCall(low, true), signal);
+        return runRunner(ctx, call as RunnerCall, signal);
       case 'runner_async':
-        return runRunnerAsync(ctx, runnerCall(low, false));
+        return runRunnerAsync(ctx, call as RunnerCall);
       case 'wheel':
         return runWheel(ctx, low);
       case 'wheel_async':

@@ -75,11 +75,6 @@ export function localCall(low: Lowstate): LocalCall {
   };
 }
 
-export function checkLocal(low: Lowstate): void {
-  localCall(low);
-  if (low.client === 'local_subset') positiveInteger(low, 'subset', 3);
-}
-
 /**
  * LocalClient.pub + _check_pub_data: the master's `{jid, minions}`, or null
  * when nothing was published (no minion matched, no jid assigned).
