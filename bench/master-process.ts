@@ -21,6 +21,10 @@ serveParent(async (message) => {
       master.clearLog();
       master.jobs.clear();
       return {};
+    case 'cpu': {
+      const cpu = process.cpuUsage();
+      return { cpuMicros: cpu.user + cpu.system };
+    }
     case 'stop':
       await master.close();
       setImmediate(() => process.exit(0));

@@ -4,9 +4,11 @@
  * Three processes, so that each one's CPU is its own on a small machine:
  * the test master double (bench/master-process.ts), the server
  * (bench/server-process.ts: createHandler on node:http), and this one, the
- * load generator, which also sends the "raw" loads straight through our
- * transport (RequestChannel + EventBus, no HTTP, no dispatcher) to the same
- * master.
+ * load generator (HTTP/1.1 keep-alive, one connection per caller; see
+ * HttpClient in driver.ts), which also sends the "raw" loads straight
+ * through our transport (RequestChannel + EventBus, no HTTP, no dispatcher)
+ * to the same master. The table's second part shows each process's CPU per
+ * request: on two cores, the three compete.
  *
  * Prints one table and writes bench/results.json. Options:
  *   --seconds N    measured time of each rate run (default 2.5)
@@ -23,7 +25,7 @@ import { loadMasterConfig } from '../lib/salt/config.js';
 import { RequestChannel, requestAddress } from '../lib/salt/request-channel.js';
 import { EventBus, eventBusOptions } from '../lib/salt/event-bus.js';
 import { ask, startChild, type Message } from './ipc.js';
-import { drive, httpPoster, keepAliveAgent, type RunResult } from './driver.js';
+import { HttpClient, drive, type RunResult } from './driver.js';
 import { LOADS, SLOW_DELAY_MS, SLOW_MINIONS, answerIsRight, lowstate, sendRaw, type LoadName, type RawTransport } from './loads.js';
 import type { ServerStats } from './server-process.js';
 
@@ -79,20 +81,41 @@ async function serverStats(collect = false): Promise<ServerStats> {
   return (await ask<Message & { stats: ServerStats }>(serverChild, { type: 'stats', collect })).stats;
 }
 
+/** CPU time (user + system, µs) of the three processes. */
+interface CpuTimes {
+  server: number;
+  master: number;
+  client: number;
+}
+
+async function cpuTimes(): Promise<CpuTimes> {
+  const [server, master] = await Promise.all([serverStats(), ask<Message & { cpuMicros: number }>(masterChild, { type: 'cpu' })]);
+  const own = process.cpuUsage();
+  return { server: server.cpuMicros, master: master.cpuMicros, client: own.user + own.system };
+}
+
+/** CPU per request of each process between two readings, µs. */
+function perRequest(before: CpuTimes, after: CpuTimes, count: number): CpuTimes {
+  return {
+    server: (after.server - before.server) / count,
+    master: (after.master - before.master) / count,
+    client: (after.client - before.client) / count,
+  };
+}
+
 /** The double logs every request, event and job: emptied between runs so that it doesn't slow down. */
 async function clearMasterLog(): Promise<void> {
   await ask(masterChild, { type: 'clear' });
 }
 
-/** An HTTP sender of `load` (to `tgt`, else minion1) on its own keep-alive agent. */
-function httpSender(concurrency: number) {
-  const agent = keepAliveAgent(concurrency);
-  const post = httpPoster(port, agent);
-  const send = async (load: LoadName, tgt?: string, body = JSON.stringify([lowstate(load, tgt)])) => {
-    const answer = await post(body);
+/** An HTTP sender of `load` (to `tgt`, else minion1) for `caller`, on keep-alive connections of its own. */
+function httpSender() {
+  const client = new HttpClient(port);
+  const send = async (caller: number, load: LoadName, tgt?: string, body = JSON.stringify([lowstate(load, tgt)])) => {
+    const answer = await client.post(caller, body);
     return answer.status === 200 && answerIsRight(load, answer.body, tgt);
   };
-  return { send, agent };
+  return { send, client };
 }
 
 // ------------------------------------------------------------------ leak run
@@ -110,12 +133,12 @@ interface Leak {
  */
 async function leakRun(): Promise<Leak> {
   process.stderr.write(`leak run: ${LEAK_REQUESTS} requests (local_async, local, wheel in turn) at concurrency ${LEAK_CONCURRENCY}\n`);
-  const { send, agent } = httpSender(LEAK_CONCURRENCY);
+  const { send, client } = httpSender();
   const bodies = LOADS.map((load) => JSON.stringify([lowstate(load)]));
   let turn = 0;
-  const sendNext = () => {
+  const sendNext = (caller: number) => {
     const i = turn++ % LOADS.length;
-    return send(LOADS[i], undefined, bodies[i]);
+    return send(caller, LOADS[i], undefined, bodies[i]);
   };
   const first = await drive(LEAK_CONCURRENCY, sendNext, { total: LEAK_BASELINE });
   const afterFirst = await serverStats(true);
@@ -125,7 +148,7 @@ async function leakRun(): Promise<Leak> {
     errors += (await drive(LEAK_CONCURRENCY, sendNext, { total: Math.min(5000, LEAK_REQUESTS - done) })).errors;
   }
   const afterAll = await serverStats(true);
-  agent.destroy();
+  client.close();
   return { afterFirst, afterAll, errors };
 }
 
@@ -138,25 +161,39 @@ interface RateRow {
   raw: RunResult;
   /** Server CPU time per HTTP request, µs. */
   cpuMicros: number;
+  /** CPU per request of every process, µs: over HTTP, and raw (where the server only reads the bus). */
+  httpCpu: CpuTimes;
+  rawCpu: CpuTimes;
 }
 
 async function rateRun(load: LoadName, concurrency: number): Promise<RateRow> {
   process.stderr.write(`${load} @${concurrency}\n`);
   await clearMasterLog();
-  const { send, agent } = httpSender(concurrency);
+  const { send, client } = httpSender();
   const body = JSON.stringify([lowstate(load)]);
-  const sendHttp = () => send(load, undefined, body);
+  const sendHttp = (caller: number) => send(caller, load, undefined, body);
   await drive(concurrency, sendHttp, { durationMs: WARMUP_MS });
-  const before = await serverStats();
+  const before = await cpuTimes();
   const http = await drive(concurrency, sendHttp, { durationMs: MEASURE_MS });
-  const after = await serverStats();
-  agent.destroy();
+  const after = await cpuTimes();
+  client.close();
 
   await clearMasterLog();
   const sendRawLoad = () => sendRaw(raw, load);
   await drive(concurrency, sendRawLoad, { durationMs: WARMUP_MS });
+  const rawBefore = await cpuTimes();
   const rawResult = await drive(concurrency, sendRawLoad, { durationMs: MEASURE_MS });
-  return { load, concurrency, http, raw: rawResult, cpuMicros: (after.cpuMicros - before.cpuMicros) / http.count };
+  const rawAfter = await cpuTimes();
+  const httpCpu = perRequest(before, after, http.count);
+  return {
+    load,
+    concurrency,
+    http,
+    raw: rawResult,
+    cpuMicros: httpCpu.server,
+    httpCpu,
+    rawCpu: perRequest(rawBefore, rawAfter, rawResult.count),
+  };
 }
 
 // ------------------------------------------------------------------ burst of slow sync calls
@@ -168,12 +205,12 @@ interface Burst {
   wrong: number;
 }
 
-async function burst(send: (tgt: string) => Promise<boolean>): Promise<Burst> {
+async function burst(send: (caller: number, tgt: string) => Promise<boolean>): Promise<Burst> {
   let wrong = 0;
   const t0 = performance.now();
   await Promise.all(
-    SLOW_MINIONS.map(async (tgt) => {
-      if (!(await send(tgt).catch(() => false))) wrong++;
+    SLOW_MINIONS.map(async (tgt, caller) => {
+      if (!(await send(caller, tgt).catch(() => false))) wrong++;
     }),
   );
   return { totalMs: performance.now() - t0, wrong };
@@ -182,15 +219,15 @@ async function burst(send: (tgt: string) => Promise<boolean>): Promise<Burst> {
 async function burstRuns(): Promise<{ http: Burst[]; raw: Burst[] }> {
   process.stderr.write(`burst: ${SLOW_MINIONS.length} concurrent sync local calls, minions answering after ${SLOW_DELAY_MS} ms\n`);
   await clearMasterLog();
-  const { send, agent } = httpSender(SLOW_MINIONS.length);
-  const sendHttp = (tgt: string) => send('local', tgt);
+  const { send, client } = httpSender();
+  const sendHttp = (caller: number, tgt: string) => send(caller, 'local', tgt);
   // Once untimed to open the connections: the burst measures the API, not TCP handshakes.
   await burst(sendHttp);
   const httpBursts: Burst[] = [];
   for (let i = 0; i < BURST_TRIES; i++) httpBursts.push(await burst(sendHttp));
-  agent.destroy();
+  client.close();
   const rawBursts: Burst[] = [];
-  for (let i = 0; i < BURST_TRIES; i++) rawBursts.push(await burst((tgt) => sendRaw(raw, 'local', tgt)));
+  for (let i = 0; i < BURST_TRIES; i++) rawBursts.push(await burst((_caller, tgt) => sendRaw(raw, 'local', tgt)));
   return { http: httpBursts, raw: rawBursts };
 }
 
@@ -198,10 +235,10 @@ async function burstRuns(): Promise<{ http: Burst[]; raw: Burst[] }> {
 
 async function jitWarmup(): Promise<void> {
   process.stderr.write(`warm-up: ${JIT_WARMUP_MS / 1000} s of the three loads in turn at concurrency 16, over HTTP then raw\n`);
-  const { send, agent } = httpSender(16);
+  const { send, client } = httpSender();
   let turn = 0;
-  await drive(16, () => send(LOADS[turn++ % LOADS.length]), { durationMs: (JIT_WARMUP_MS * 2) / 3 });
-  agent.destroy();
+  await drive(16, (caller) => send(caller, LOADS[turn++ % LOADS.length]), { durationMs: (JIT_WARMUP_MS * 2) / 3 });
+  client.close();
   await drive(16, () => sendRaw(raw, LOADS[turn++ % LOADS.length]), { durationMs: JIT_WARMUP_MS / 3 });
   await clearMasterLog();
 }
@@ -231,6 +268,21 @@ for (const r of rows) {
   );
 }
 lines.push('(latencies in ms; cpu = the server process\'s CPU time, user + system, per HTTP request)');
+lines.push('');
+lines.push(`CPU µs per request of each process, and cores busy (this machine has ${os.cpus().length}):`);
+lines.push(
+  `${'load'.padEnd(12)}${pad('conc', 5)}${pad('http: server', 14)}${pad('master', 8)}${pad('client', 8)}${pad('cores', 7)}` +
+    `${pad('raw: server', 13)}${pad('master', 8)}${pad('client', 8)}${pad('cores', 7)}`,
+);
+const cores = (cpu: CpuTimes, result: RunResult) => ((cpu.server + cpu.master + cpu.client) * result.count) / (result.durationMs * 1000);
+for (const r of rows) {
+  lines.push(
+    `${r.load.padEnd(12)}${pad(r.concurrency, 5)}${pad(r.httpCpu.server.toFixed(0), 14)}${pad(r.httpCpu.master.toFixed(0), 8)}` +
+      `${pad(r.httpCpu.client.toFixed(0), 8)}${pad(cores(r.httpCpu, r.http).toFixed(2), 7)}` +
+      `${pad(r.rawCpu.server.toFixed(0), 13)}${pad(r.rawCpu.master.toFixed(0), 8)}${pad(r.rawCpu.client.toFixed(0), 8)}` +
+      `${pad(cores(r.rawCpu, r.raw).toFixed(2), 7)}`,
+  );
+}
 lines.push('');
 
 const fmtStats = (s: ServerStats) => `${s.fds} fds, RSS ${(s.rss / MB).toFixed(1)} MB (heap ${(s.heapUsed / MB).toFixed(1)} MB)`;
