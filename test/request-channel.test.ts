@@ -6,7 +6,7 @@ import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { applyMasterDefaults } from '../lib/salt/config.js';
 import { EventBus, eventBusOptions } from '../lib/salt/event-bus.js';
-import { ChannelClosedError, RequestChannel, RequestTimeoutError, requestAddress } from '../lib/salt/request-channel.js';
+import { ChannelClosedError, ConnectionLostError, RequestChannel, RequestTimeoutError, requestAddress } from '../lib/salt/request-channel.js';
 import { startEventPublisher, startReqServerPeer, startRouterPeer, type RoutedRequest } from './support/peers.js';
 import { reqserver } from './support/wire.js';
 
@@ -221,5 +221,29 @@ describe('master restart', () => {
     const event = bus.waitFor('salt/job/1/ret/m', 1000);
     await publisher.publish('salt/job/1/ret/m', { back: true });
     assert.deepEqual((await event).data, { back: true });
+  });
+});
+
+describe('connection lost with requests written', () => {
+  it('fails them at once with ConnectionLostError instead of waiting out their timeout, then works on the new connection', async (t) => {
+    let got!: () => void;
+    const received = new Promise<void>((resolve) => (got = resolve));
+    let peer = await startRouterPeer(() => got()); // takes the request, never answers
+    const address = peer.address;
+    t.after(() => peer.close());
+    const ch = new RequestChannel({ address, timeoutMs: 10_000, reconnectMs: 50 });
+    t.after(() => ch.close());
+
+    const started = performance.now();
+    const lost = ch.send({ n: 1 });
+    await received;
+    assert.equal(ch.pending, 1);
+    peer.close(); // the master dies holding the request
+    await assert.rejects(lost, ConnectionLostError);
+    assert.ok(performance.now() - started < 5_000, 'rejected long before the 10 s timeout');
+    assert.equal(ch.pending, 0);
+
+    peer = await startRouterPeer((r) => r.reply({ up: r.payload.load.n }), address);
+    assert.deepEqual(await ch.send({ n: 2 }, 3000), { up: 2 });
   });
 });

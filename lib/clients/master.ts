@@ -72,7 +72,9 @@ export async function request(ctx: ClientContext, load: Record<string, unknown>,
     reply = await ctx.channel.send(load, ctx.requestTimeoutMs);
   } catch (err) {
     const name = (err as Error)?.name;
-    if (name === 'RequestTimeoutError' || name === 'ChannelClosedError') throw new ServiceUnavailableError();
+    if (name === 'RequestTimeoutError' || name === 'ConnectionLostError' || name === 'ChannelClosedError') {
+      throw new ServiceUnavailableError();
+    }
     throw err;
   }
   // The master's transport answers a load it could not handle with a bare

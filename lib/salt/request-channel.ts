@@ -33,6 +33,15 @@ import {
 export class RequestTimeoutError extends Error {
   override name = 'RequestTimeoutError';
 }
+/**
+ * The connection dropped after the request was written and before its reply
+ * came: the master (a restart, a crash) can't answer it on a new connection,
+ * since its ROUTER routes replies by connection. Failing it at once beats
+ * waiting out the timeout; whether the master acted on it is unknown.
+ */
+export class ConnectionLostError extends Error {
+  override name = 'ConnectionLostError';
+}
 export class ChannelClosedError extends Error {
   override name = 'ChannelClosedError';
 }
@@ -92,6 +101,8 @@ export class RequestChannel {
   private readonly pendingById = new Map<number, Pending>();
   /** Encoded requests not yet written, in order (a Map: a timed-out one leaves it in O(1)). */
   private readonly unsent = new Map<number, Buffer>();
+  /** Requests written to the current connection and not yet answered. */
+  private readonly written = new Set<number>();
   private socket: net.Socket | undefined;
   private state: ConnectionState = 'down';
   private readonly reader: FrameReader;
@@ -198,13 +209,24 @@ export class RequestChannel {
     });
   }
 
-  /** Forget the connection (requests written to it wait for their timeout) and retry later. */
+  /** Forget the connection, fail the requests written to it (no reply can come), and retry later. */
   private dropConnection(): void {
     clearTimeout(this.handshakeTimer);
     const socket = this.socket;
     this.socket = undefined;
     this.state = 'down';
     socket?.destroy();
+    if (this.written.size > 0) {
+      const err = new ConnectionLostError(`The connection to the Salt master at ${this.address} dropped before it replied`);
+      for (const id of this.written) {
+        const p = this.pendingById.get(id);
+        if (!p) continue;
+        this.pendingById.delete(id);
+        clearTimeout(p.timer);
+        p.reject(err);
+      }
+      this.written.clear();
+    }
     if (!this.closed && !this.reconnectTimer) this.reconnectTimer = setTimeout(() => this.connect(), this.reconnectMs);
   }
 
@@ -263,6 +285,7 @@ export class RequestChannel {
     let bytes = 0;
     for (const [id, message] of this.unsent) {
       this.unsent.delete(id);
+      this.written.add(id);
       batch.push(message);
       bytes += message.length;
       // Stop at the socket's own high-water mark: what waits here can still
@@ -280,6 +303,7 @@ export class RequestChannel {
     const p = this.pendingById.get(id);
     if (!p) return; // a late reply to a request that timed out
     this.pendingById.delete(id);
+    this.written.delete(id);
     clearTimeout(p.timer);
     let reply: unknown;
     try {
@@ -296,6 +320,7 @@ export class RequestChannel {
     if (!p) return;
     this.pendingById.delete(id);
     this.unsent.delete(id);
+    this.written.delete(id);
     p.reject(new RequestTimeoutError(`No reply from the Salt master at ${this.address} within ${p.timeoutMs} ms`));
   }
 
