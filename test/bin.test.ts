@@ -4,83 +4,22 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { startMaster, type SaltMasterDouble } from './support/master.js';
+import { BIN, repoRoot, startCommand } from './support/command.js';
 import { createLogger, formatAccess } from '../lib/log.js';
 
 const PASSWORD = 'hunter2-not-in-logs';
 const USERS = { saltdev: { password: PASSWORD, permissions: ['.*', '@runner', '@wheel'] } };
 const CRED = { eauth: 'pam', username: 'saltdev', password: PASSWORD };
 
-const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
-const BIN = join(repoRoot, 'bin', 'salt-rest-wsgi.ts');
-
-interface Run {
-  child: ChildProcess;
-  /** Everything written to stderr so far. */
-  stderr(): string;
-  /** Resolves with the first match of `re` in stderr (rejects after `ms`). */
-  waitFor(re: RegExp, ms?: number): Promise<RegExpMatchArray>;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-/** The command from source through tsx, as `npm test` runs TypeScript. */
-function start(args: string[], env: Record<string, string | undefined> = {}): Run {
-  const child = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], {
-    cwd: repoRoot,
-    env: { ...process.env, SALT_MASTER_CONFIG: undefined, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let err = '';
-  let out = '';
-  const waiters = new Set<() => void>();
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-    err += d;
-    for (const w of waiters) w();
-  });
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  const exited = once(child, 'exit').then(([code, signal]) => ({ code, signal })) as Run['exited'];
-  return {
-    child,
-    stderr: () => err,
-    exited,
-    waitFor(re, ms = 10_000) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          const m = err.match(re);
-          if (m) {
-            done();
-            resolve(m);
-          }
-        };
-        const timer = setTimeout(() => {
-          done();
-          reject(new Error(`no ${re} in stderr within ${ms} ms:\n${err}`));
-        }, ms);
-        const gone = () => {
-          done();
-          reject(new Error(`exited before ${re}:\n${err}\n${out}`));
-        };
-        const done = () => {
-          clearTimeout(timer);
-          waiters.delete(check);
-          child.off('exit', gone);
-        };
-        waiters.add(check);
-        child.once('exit', gone);
-        check();
-      });
-    },
-  };
-}
 
 /** Run to completion: exit code, stdout, stderr. */
 async function runToEnd(args: string[], env: Record<string, string | undefined> = {}) {
@@ -184,12 +123,8 @@ async function masterWithApi(t: { after(fn: () => unknown): void }, config: Reco
 
 /** Start the command; its port from the "listening on" line; killed at the end if still running. */
 async function startServing(t: { after(fn: () => unknown): void }, args: string[], env: Record<string, string | undefined> = {}) {
-  const run = start(args, env);
-  t.after(() => {
-    if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill('SIGKILL');
-  });
-  const [, host, port] = await run.waitFor(/listening on http:\/\/([^ ]+):(\d+)\//);
-  return { run, host, port: Number(port) };
+  const run = await startCommand(t, args, env);
+  return { run, host: run.host, port: run.port };
 }
 
 test('serves the master config\'s rest_wsgi port, logs each request, stops on SIGTERM with exit 0', async (t) => {

@@ -13,6 +13,8 @@ export const BIN = join(repoRoot, 'bin', 'salt-rest-wsgi.ts');
 
 export interface Command {
   child: ChildProcess;
+  /** Address and port from the "listening on" line. */
+  host: string;
   port: number;
   /** Everything written to stderr so far. */
   stderr(): string;
@@ -69,6 +71,6 @@ export async function startCommand(t: { after(fn: () => unknown): void }, args: 
       child.once('exit', gone);
       check();
     });
-  const [, , port] = await waitFor(/listening on http:\/\/([^ ]+):(\d+)\//);
-  return { child, port: Number(port), stderr: () => err, waitFor, exited };
+  const [, host, port] = await waitFor(/listening on http:\/\/([^ ]+):(\d+)\//);
+  return { child, host, port: Number(port), stderr: () => err, waitFor, exited };
 }
