@@ -9,20 +9,18 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import net from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { startMaster, type SaltMasterDouble } from './support/master.js';
+import { BIN, repoRoot, startCommand, type Command } from './support/command.js';
 import { selfSignedCert } from './support/tls.js';
 import { createLogger } from '../lib/log.js';
 
-const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
-const BIN = join(repoRoot, 'bin', 'salt-rest-wsgi.ts');
 const PASSWORD = 'hunter2-not-in-logs';
 const USERS = { saltdev: { password: PASSWORD, permissions: ['.*', '@runner'] } };
 const CRED = { eauth: 'pam', username: 'saltdev', password: PASSWORD };
@@ -39,61 +37,10 @@ function findNginx(): string | undefined {
   return undefined;
 }
 
-interface Command {
-  child: ChildProcess;
-  port: number;
-  stderr(): string;
-  waitFor(re: RegExp, ms?: number): Promise<void>;
-  stop(): Promise<number | null>;
-}
-
-/** The command from source, as bin.test.ts runs it; its port from the "listening on" line (text or JSON). */
-async function startCommand(t: After, args: string[]): Promise<Command> {
-  const child = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], {
-    cwd: repoRoot,
-    env: { ...process.env, SALT_MASTER_CONFIG: undefined },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  let err = '';
-  const waiters = new Set<() => void>();
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-    err += d;
-    for (const w of waiters) w();
-  });
-  const waitFor = (re: RegExp, ms = 10_000) =>
-    new Promise<void>((resolve, reject) => {
-      const check = () => {
-        if (!re.test(err)) return;
-        done();
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error(`no ${re} in stderr within ${ms} ms:\n${err}`));
-      }, ms);
-      const done = () => {
-        clearTimeout(timer);
-        waiters.delete(check);
-      };
-      waiters.add(check);
-      check();
-    });
-  await waitFor(/listening on http:\/\/127\.0\.0\.1:\d+\//);
-  const port = Number(err.match(/listening on http:\/\/127\.0\.0\.1:(\d+)\//)![1]);
-  return {
-    child,
-    port,
-    stderr: () => err,
-    waitFor,
-    async stop() {
-      child.kill('SIGTERM');
-      const [code] = await once(child, 'exit');
-      return code as number | null;
-    },
-  };
+/** SIGTERM, then the exit code. */
+async function stop(command: Command): Promise<number | null> {
+  command.child.kill('SIGTERM');
+  return (await command.exited).code;
 }
 
 async function freePort(): Promise<number> {
@@ -262,8 +209,8 @@ test('behind nginx over TLS: real HTTPS requests; the access log names the clien
 
   await trusting.waitFor(/"status":401/);
   await plain.waitFor(/access method=POST .* status=200 /);
-  assert.equal(await trusting.stop(), 0);
-  assert.equal(await plain.stop(), 0);
+  assert.equal(await stop(trusting), 0);
+  assert.equal(await stop(plain), 0);
 
   // --log-format json: every line one JSON object; access entries with their fields.
   const entries = trusting
