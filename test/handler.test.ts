@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { startMaster, type SaltMasterDouble, type MasterDoubleOptions } from './support/master.js';
 import { createHandler, GET_MESSAGE, type HandlerOptions, type RestWsgiHandler } from '../lib/handler.js';
 import type { Logger } from '../lib/log.js';
+import { request, type Reply } from './support/http.js';
 
 const PASSWORD = 'hunter2-not-in-logs';
 const USERS = {
@@ -19,47 +20,6 @@ const USERS = {
 const CRED = { eauth: 'pam', username: 'saltdev', password: PASSWORD };
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  text: string;
-  json: unknown;
-}
-
-interface RequestSpec {
-  method?: string;
-  path?: string;
-  headers?: Record<string, string | number>;
-  /** A string or Buffer is sent as is; anything else as JSON. */
-  body?: unknown;
-}
-
-function request(port: number, spec: RequestSpec = {}): Promise<Reply> {
-  const method = spec.method ?? 'POST';
-  const body =
-    spec.body === undefined ? undefined : typeof spec.body === 'string' || Buffer.isBuffer(spec.body) ? spec.body : JSON.stringify(spec.body);
-  const headers: Record<string, string | number> = { ...(method === 'POST' && !spec.headers ? JSON_HEADERS : {}), ...spec.headers };
-  // Node's client sends no length for a DELETE or OPTIONS body: say it, as curl does.
-  if (body !== undefined && !('content-length' in headers)) headers['content-length'] = Buffer.byteLength(body);
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path: spec.path ?? '/', headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json: unknown;
-        try {
-          json = text ? JSON.parse(text) : undefined;
-        } catch {
-          json = undefined;
-        }
-        resolve({ status: res.statusCode!, headers: res.headers, text, json });
-      });
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
 
 /** Status, JSON content type, byte-exact Content-Length, and the body. */
 function assertReply(reply: Reply, status: number, body: unknown): void {

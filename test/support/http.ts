@@ -31,7 +31,8 @@ export function request(port: number, spec: RequestSpec = {}): Promise<Reply> {
   const method = spec.method ?? 'POST';
   const body =
     spec.body === undefined ? undefined : typeof spec.body === 'string' || Buffer.isBuffer(spec.body) ? spec.body : JSON.stringify(spec.body);
-  const headers: Record<string, string | number> = { ...(method === 'POST' ? { 'content-type': 'application/json' } : {}), ...spec.headers };
+  // A POST is JSON unless the test gives its own headers (which may leave the type out on purpose).
+  const headers: Record<string, string | number> = { ...(method === 'POST' && !spec.headers ? { 'content-type': 'application/json' } : {}), ...spec.headers };
   if (body !== undefined && !('content-length' in headers)) headers['content-length'] = Buffer.byteLength(body);
   return new Promise((resolve, reject) => {
     const req = http.request(
