@@ -6,9 +6,9 @@
  */
 import { describe, test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { startMaster, type SaltMasterDouble, type MinionCall } from './support/master.js';
-import { NetapiClient } from '../lib/netapi.js';
-import { loadMasterConfig } from '../lib/salt/config.js';
+import { type SaltMasterDouble, type MinionCall } from './support/master.js';
+import { startMasterAndNetapi } from './support/netapi.js';
+import type { NetapiClient } from '../lib/netapi.js';
 import { BadRequestError } from '../lib/errors.js';
 import { batchSize } from '../lib/clients/batch.js';
 import type { EventBus } from '../lib/salt/event-bus.js';
@@ -54,13 +54,11 @@ describe('local_batch against 4 minions and a dead one', () => {
   let master: SaltMasterDouble;
   let netapi: NetapiClient;
   before(async () => {
-    master = await startMaster({
+    ({ master, netapi } = await startMasterAndNetapi({
       users: USERS,
       minions: [...FOUR.map((id) => ({ id })), { id: 'ghost1', silent: true }],
       config: { timeout: 0.2, gather_job_timeout: 0.2 },
-    });
-    netapi = new NetapiClient(loadMasterConfig(master.configPath));
-    await master.waitForBusClients(1);
+    }));
   });
   after(async () => {
     netapi.close();
@@ -182,7 +180,7 @@ describe('local_batch against 4 minions and a dead one', () => {
 
 describe('local_batch: a minion that answers the ping, then not the job', () => {
   test('is false once its batch gives up (as local gives silent minions)', async (t) => {
-    const master = await startMaster({
+    const { master, netapi, close } = await startMasterAndNetapi({
       users: USERS,
       minions: [
         { id: 'm1' },
@@ -199,12 +197,7 @@ describe('local_batch: a minion that answers the ping, then not the job', () => 
       ],
       config: { timeout: 0.15, gather_job_timeout: 0.15 },
     });
-    const netapi = new NetapiClient(loadMasterConfig(master.configPath));
-    t.after(async () => {
-      netapi.close();
-      await master.close();
-    });
-    await master.waitForBusClients(1);
+    t.after(close);
     const ret = (await netapi.run({ client: 'local_batch', tgt: '*', fun: 'test.echo', arg: ['x'], batch: '2', ...CRED })) as unknown[];
     assert.equal(ret.length, 2);
     assert.deepEqual(ret[0], { m1: 'x' });
@@ -225,12 +218,8 @@ describe('local_batch: batch sizes and checks', () => {
   });
 
   test('a batch that is not a positive count or percentage is a 400 before anything runs', async (t) => {
-    const master = await startMaster({ users: USERS });
-    const netapi = new NetapiClient(loadMasterConfig(master.configPath));
-    t.after(async () => {
-      netapi.close();
-      await master.close();
-    });
+    const { master, netapi, close } = await startMasterAndNetapi({ users: USERS });
+    t.after(close);
     for (const batch of ['0', 'abc', '0%', '-1', 1.5, '', true]) {
       assert.throws(
         () => netapi.check({ client: 'local_batch', tgt: '*', fun: 'test.ping', batch, ...CRED }),

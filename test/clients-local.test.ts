@@ -7,7 +7,8 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { userInfo } from 'node:os';
-import { startMaster, type SaltMasterDouble, type MasterDoubleOptions } from './support/master.js';
+import { type SaltMasterDouble, type MasterDoubleOptions } from './support/master.js';
+import { startMasterAndNetapi, type MasterAndNetapi } from './support/netapi.js';
 import { NetapiClient } from '../lib/netapi.js';
 import { loadMasterConfig } from '../lib/salt/config.js';
 import { AuthenticationError } from '../lib/errors.js';
@@ -20,11 +21,8 @@ const USERS = {
 };
 const CRED = { eauth: 'pam', username: 'saltdev', password: PASSWORD };
 
-async function setup(options: MasterDoubleOptions = {}): Promise<{ master: SaltMasterDouble; netapi: NetapiClient }> {
-  const master = await startMaster({ users: USERS, ...options });
-  const netapi = new NetapiClient(loadMasterConfig(master.configPath));
-  await master.waitForBusClients(1);
-  return { master, netapi };
+function setup(options: MasterDoubleOptions = {}): Promise<MasterAndNetapi> {
+  return startMasterAndNetapi({ users: USERS, ...options });
 }
 
 async function teardown(env: { master: SaltMasterDouble; netapi: NetapiClient } | undefined): Promise<void> {

@@ -5,9 +5,9 @@
  */
 import { describe, test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { startMaster, type SaltMasterDouble } from './support/master.js';
+import { type SaltMasterDouble } from './support/master.js';
+import { startMasterAndNetapi } from './support/netapi.js';
 import { NetapiClient } from '../lib/netapi.js';
-import { loadMasterConfig } from '../lib/salt/config.js';
 import { AuthenticationError, GatewayTimeoutError } from '../lib/errors.js';
 import { parseInput, yamlifyArg, conditionInput, isJid } from '../lib/clients/args.js';
 import type { EventBus } from '../lib/salt/event-bus.js';
@@ -27,9 +27,7 @@ describe('runner and wheel', () => {
   let master: SaltMasterDouble;
   let netapi: NetapiClient;
   before(async () => {
-    master = await startMaster({ users: USERS, sleepScale: 0.05 });
-    netapi = new NetapiClient(loadMasterConfig(master.configPath));
-    await master.waitForBusClients(1);
+    ({ master, netapi } = await startMasterAndNetapi({ users: USERS, sleepScale: 0.05 }));
   });
   after(async () => {
     netapi.close();

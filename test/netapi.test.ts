@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
 import { startMaster, type SaltMasterDouble } from './support/master.js';
+import { startMasterAndNetapi } from './support/netapi.js';
 import { NetapiClient, SSH_NOT_SUPPORTED } from '../lib/netapi.js';
 import { loadMasterConfig, applyMasterDefaults, type MasterOptions } from '../lib/salt/config.js';
 import { AuthenticationError, BadRequestError, GatewayTimeoutError, HttpError, ServiceUnavailableError } from '../lib/errors.js';
@@ -60,9 +61,7 @@ describe('checks, in the order of NetapiClient.run', () => {
   let master: SaltMasterDouble;
   let netapi: NetapiClient;
   before(async () => {
-    master = await startMaster({ users: USERS, config: { netapi_enable_clients: ['local', 'local_batch', 'local_subset', 'runner', 'wheel', 'ssh'] } });
-    netapi = new NetapiClient(loadMasterConfig(master.configPath));
-    await master.waitForBusClients(1);
+    ({ master, netapi } = await startMasterAndNetapi({ users: USERS, config: { netapi_enable_clients: ['local', 'local_batch', 'local_subset', 'runner', 'wheel', 'ssh'] } }));
   });
   after(async () => {
     netapi.close();

@@ -10,9 +10,9 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { isDeepStrictEqual } from 'node:util';
-import { startMaster, type SaltMasterDouble } from './support/master.js';
-import { NetapiClient } from '../lib/netapi.js';
-import { loadMasterConfig } from '../lib/salt/config.js';
+import { type SaltMasterDouble } from './support/master.js';
+import { startMasterAndNetapi } from './support/netapi.js';
+import type { NetapiClient } from '../lib/netapi.js';
 import { AuthenticationError, BadRequestError } from '../lib/errors.js';
 
 // Salt's fixtures: salt_minion and salt_sub_minion, and auth_creds for the `auto` backend.
@@ -25,13 +25,11 @@ describe("Salt's tests/pytests/integration/netapi/test_client.py", () => {
   let client: NetapiClient;
 
   before(async () => {
-    master = await startMaster({
+    ({ master, netapi: client } = await startMasterAndNetapi({
       minions: [{ id: SALT_MINION }, { id: SALT_SUB_MINION }],
       users: { saltdev_api: { password: 'saltdev', permissions: ['.*', '@runner', '@wheel', '@jobs'] } },
       config: { netapi_enable_clients: [] },
-    });
-    client = new NetapiClient(loadMasterConfig(master.configPath));
-    await master.waitForBusClients(1);
+    }));
   });
   after(async () => {
     client.close();
