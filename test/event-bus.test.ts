@@ -260,6 +260,7 @@ describe('EventBus over a unix socket', () => {
 describe('retention', () => {
   it('replays job events that arrived before the subscription, then live ones, each once', async (t) => {
     const { bus, publisher } = await connectedBus(t);
+    bus.hold();
     await publisher.write(Buffer.concat([eventFrame('salt/job/42/new', { n: 1 }), eventFrame('salt/job/42/ret/a', { n: 2 }), eventFrame('minion/refresh/a', {})]));
     await until(() => bus.retainedCount === 2);
     const got: number[] = [];
@@ -274,6 +275,7 @@ describe('retention', () => {
 
   it('replays in order when a subscription is made while events are being dispatched', async (t) => {
     const { bus, publisher } = await connectedBus(t);
+    bus.hold();
     const got: string[] = [];
     bus.subscribe('salt/run/1/new', () => {
       bus.subscribe('salt/run/1/', (e) => got.push(e.tag));
@@ -287,6 +289,7 @@ describe('retention', () => {
 
   it('a waitFor made after the return arrived still gets it', async (t) => {
     const { bus, publisher } = await connectedBus(t);
+    bus.hold();
     await publisher.publish('salt/run/77/ret', { return: 'early' });
     await until(() => bus.retainedCount === 1);
     assert.deepEqual((await bus.waitFor('salt/run/77/ret', 500)).data, { return: 'early' });
@@ -295,6 +298,7 @@ describe('retention', () => {
 
   it('forgets job events after retainMs', async (t) => {
     const { bus, publisher } = await connectedBus(t, { retainMs: 50 });
+    bus.hold();
     await publisher.publish('salt/wheel/3/ret', {});
     await until(() => bus.retainedCount === 1);
     await sleep(80);
@@ -304,6 +308,7 @@ describe('retention', () => {
 
   it('keeps at most retainMax job events, the newest', async (t) => {
     const { bus, publisher } = await connectedBus(t, { retainMax: 3 });
+    bus.hold();
     await publisher.write(Buffer.concat([1, 2, 3, 4, 5].map((n) => eventFrame(`salt/job/7/ret/m${n}`, { n }))));
     await until(() => bus.retainedCount === 3);
     await sleep(20);
@@ -316,9 +321,52 @@ describe('retention', () => {
 
   it('keeps nothing with retainMs 0', async (t) => {
     const { bus, publisher } = await connectedBus(t, { retainMs: 0 });
+    bus.hold();
     await publisher.publish('salt/job/8/ret/m', {});
     await sleep(30);
     assert.equal(bus.retainedCount, 0);
+  });
+
+  it('keeps nothing while nobody holds the bus, and forgets all once the last holder lets go', async (t) => {
+    const { bus, publisher } = await connectedBus(t, { idleReadMs: 0 });
+    await publisher.publish('salt/job/1/ret/m', {});
+    await sleep(30);
+    assert.equal(bus.retainedCount, 0);
+    const releaseA = bus.hold();
+    const releaseB = bus.hold();
+    await publisher.publish('salt/job/2/ret/m', {});
+    await until(() => bus.retainedCount === 1);
+    releaseA();
+    releaseA(); // a second call does nothing
+    assert.equal(bus.retainedCount, 1);
+    releaseB();
+    assert.equal(bus.retainedCount, 0);
+    await assert.rejects(bus.waitFor('salt/job/2/ret/m', 50), TimeoutError);
+  });
+});
+
+describe('reading while nobody listens', () => {
+  it('pauses between batches, and a new subscriber gets what is still unread', async (t) => {
+    // A long interval: after the first read the bus stays paused for the test.
+    const { bus, publisher } = await connectedBus(t, { idleReadMs: 60_000 });
+    await publisher.publish('salt/job/1/ret/m', { n: 1 });
+    await sleep(30); // read, and dropped: nobody subscribed, nobody holding
+    await publisher.publish('salt/job/2/ret/m', { n: 2 });
+    await sleep(30); // not read: the bus is paused
+    const got = await bus.waitFor('salt/job/2/ret/m', 1000);
+    assert.deepEqual(got.data, { n: 2 });
+    await assert.rejects(bus.waitFor('salt/job/1/ret/m', 50), TimeoutError);
+  });
+
+  it('reads again after idleReadMs, and a master that went away is noticed then', async (t) => {
+    const { bus, publisher } = await connectedBus(t, { idleReadMs: 100 });
+    await publisher.publish('salt/job/1/ret/m', {});
+    await sleep(30);
+    const disconnected = new Promise<number>((resolve) => bus.once('disconnect', () => resolve(performance.now())));
+    const closedAt = performance.now();
+    await publisher.close();
+    const at = await disconnected;
+    assert.ok(at - closedAt < 1000, `noticed after ${Math.round(at - closedAt)} ms`);
   });
 });
 

@@ -17,7 +17,7 @@ import { toJson } from '../json.js';
 import { isPlainObject } from './args.js';
 import { seconds, truthy, type Lowstate } from './fields.js';
 import { findJob, localCall, publish, type LocalCall } from './local.js';
-import { busReady, throwIfAborted, type ClientContext } from './master.js';
+import { withBus, type ClientContext } from './master.js';
 import { collectReturns, type MinionReturn } from './returns.js';
 import type { SaltEvent } from '../salt/event-bus.js';
 
@@ -85,15 +85,16 @@ function now(): number {
 }
 
 /** Run a `local_batch` item: the list of `{minion: ret}` in arrival order. */
-export async function runBatch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal): Promise<unknown[]> {
+export function runBatch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal): Promise<unknown[]> {
+  return withBus(ctx, signal, () => batch(ctx, call, signal));
+}
+
+async function batch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal): Promise<unknown[]> {
   const { local } = call;
   const timeout = local.timeout ?? Number(ctx.opts.timeout);
   const gatherJobTimeout = local.gatherJobTimeout ?? Number(ctx.opts.gather_job_timeout);
 
   // Batch.__gather_minions: who answers a test.ping now.
-  throwIfAborted(signal);
-  await busReady(ctx);
-  throwIfAborted(signal);
   const ping = await publish(ctx, { ...local.pub, fun: 'test.ping', arg: [], ret: '', jid: '', kwargs: call.credentials });
   if (!ping) return [];
   const presence = await collectReturns(ctx, {

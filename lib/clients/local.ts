@@ -4,7 +4,7 @@
  */
 import { conditionInput, defineKey, isPlainObject } from './args.js';
 import { argList, extraKeys, kwargDict, positiveInteger, seconds, stringField, target, targetType, truthy, type Lowstate } from './fields.js';
-import { busReady, request, throwIfAborted, type ClientContext } from './master.js';
+import { request, withBus, type ClientContext } from './master.js';
 import { collectReturns, type MinionReturn } from './returns.js';
 
 /** What a publish carries (LocalClient._prep_pub). */
@@ -141,18 +141,15 @@ function noResponse(jid: string): MinionReturn {
  * LocalClient.cmd: publish, wait as get_iter_returns does, then map each
  * targeted minion that never answered to `false`. Nothing matched: `{}`.
  */
-export async function runLocal(ctx: ClientContext, call: LocalCall, signal?: AbortSignal): Promise<Record<string, unknown>> {
-  // Subscribe before publishing: never publish a job whose returns can't be heard.
-  throwIfAborted(signal);
-  await busReady(ctx);
-  throwIfAborted(signal);
-  const pub = await publish(ctx, call.pub);
-  if (!pub) return {};
-  return gatherReturns(ctx, call, pub, signal);
+export function runLocal(ctx: ClientContext, call: LocalCall, signal?: AbortSignal): Promise<Record<string, unknown>> {
+  return withBus(ctx, signal, async () => {
+    const pub = await publish(ctx, call.pub);
+    return pub ? gatherReturns(ctx, call, pub, signal) : {};
+  });
 }
 
 /** The waiting half of LocalClient.cmd, for a job already published. */
-export async function gatherReturns(ctx: ClientContext, call: LocalCall, pub: PubData, signal?: AbortSignal): Promise<Record<string, unknown>> {
+async function gatherReturns(ctx: ClientContext, call: LocalCall, pub: PubData, signal?: AbortSignal): Promise<Record<string, unknown>> {
   const { returns, minions, missing } = await collectReturns(ctx, {
     jid: pub.jid,
     minions: pub.minions,

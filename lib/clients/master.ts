@@ -98,6 +98,24 @@ export async function busReady(ctx: ClientContext): Promise<void> {
   }
 }
 
+/**
+ * Run a synchronous call, one that hears its job on the bus: the bus must be
+ * up (else 503: a job whose returns can't be heard is never published), and
+ * it is held while the call runs, so that the job's events that come before
+ * the call subscribes (the master's reply names the job) are kept for it.
+ */
+export async function withBus<T>(ctx: ClientContext, signal: AbortSignal | undefined, run: () => Promise<T>): Promise<T> {
+  throwIfAborted(signal);
+  await busReady(ctx);
+  throwIfAborted(signal);
+  const release = ctx.bus.hold();
+  try {
+    return await run();
+  } finally {
+    release();
+  }
+}
+
 /** The error a waiting call ends with when the bus drops (master restart). */
 export function busLostError(what: string): GatewayTimeoutError {
   return new GatewayTimeoutError(

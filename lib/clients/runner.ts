@@ -12,7 +12,7 @@
  */
 import { defineKey, parseInput } from './args.js';
 import { argList, extraKeys, kwargDict, seconds, truthy, type Lowstate } from './fields.js';
-import { abortError, busLostError, busReady, logAbandoned, request, throwIfAborted, watchWait, MasterError, type ClientContext } from './master.js';
+import { abortError, busLostError, logAbandoned, request, watchWait, withBus, MasterError, type ClientContext } from './master.js';
 import { GatewayTimeoutError } from '../errors.js';
 import type { SaltEvent } from '../salt/event-bus.js';
 
@@ -76,12 +76,11 @@ export async function runRunnerAsync(ctx: ClientContext, call: RunnerCall): Prom
  * as Salt): 504.
  */
 export async function runRunner(ctx: ClientContext, call: RunnerCall, signal?: AbortSignal): Promise<unknown> {
-  throwIfAborted(signal);
-  await busReady(ctx);
-  throwIfAborted(signal);
-  const { tag, jid } = jobOf(await request(ctx, call.load, 'start the runner job'));
-  const timeoutS = call.timeout ?? (Number(ctx.opts.rest_timeout) > 0 ? Number(ctx.opts.rest_timeout) : 300);
-  const event = await waitForEvent(ctx, `${tag}/ret`, jid, timeoutS, signal);
+  const event = await withBus(ctx, signal, async () => {
+    const { tag, jid } = jobOf(await request(ctx, call.load, 'start the runner job'));
+    const timeoutS = call.timeout ?? (Number(ctx.opts.rest_timeout) > 0 ? Number(ctx.opts.rest_timeout) : 300);
+    return waitForEvent(ctx, `${tag}/ret`, jid, timeoutS, signal);
+  });
   if (call.fullReturn) return { data: event.data, tag: event.tag };
   const data = event.data as Record<string, unknown> | null;
   return data !== null && typeof data === 'object' ? data.return : undefined;

@@ -6,8 +6,12 @@
  * Subscriptions are kept in a Map keyed by exact tag or '/'-ending prefix, so
  * an event costs one lookup per segment of its tag however many waiters
  * there are. Events nobody waits for are never decoded: unrelated traffic is
- * dropped, and job events are kept as bytes until a late subscriber asks for
- * them (most never are: every local_async job's events pass by).
+ * dropped, and job events are kept as bytes, while some caller holds the bus
+ * (hold()), until a late subscriber asks for them.
+ *
+ * Nobody subscribed and nobody holding, as under a stream of local_async
+ * jobs, the bus only has to be drained: it is read in batches (idleReadMs)
+ * and its frames are only cut, never looked into.
  */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
@@ -30,15 +34,22 @@ export interface EventBusOptions {
   /** Delay between reconnection attempts (default 100 ms). */
   reconnectMs?: number;
   /**
-   * How long job events (salt/job/, salt/run/, salt/wheel/) are kept for
-   * subscribers that arrive late: a client learns a jid only from the
-   * publish reply, and a fast minion's return can be read from the bus
-   * before that reply is. subscribe() replays retained matching events.
-   * Default 3000 ms; 0 keeps nothing.
+   * How long job events (salt/job/, salt/run/, salt/wheel/) are kept, while
+   * the bus is held, for subscribers that arrive late: a client learns a jid
+   * only from the publish reply, and a fast minion's return can be read from
+   * the bus before that reply is. subscribe() replays retained matching
+   * events. Default 3000 ms; 0 keeps nothing.
    */
   retainMs?: number;
   /** At most this many job events are kept (the oldest go first; default 2000). */
   retainMax?: number;
+  /**
+   * While nobody is subscribed, events only feed retention, so the socket is
+   * read at most once per this many ms instead of once per event: under a
+   * stream of local_async jobs that saves a wakeup per job. A subscription
+   * resumes reading at once. Default 10 ms; 0 reads every event as it comes.
+   */
+  idleReadMs?: number;
 }
 
 export class TimeoutError extends Error {
@@ -56,6 +67,9 @@ export class EventBusClosedError extends Error {
 const DEFAULT_RECONNECT_MS = 100;
 const DEFAULT_RETAIN_MS = 3000;
 const DEFAULT_RETAIN_MAX = 2000;
+const DEFAULT_IDLE_READ_MS = 10;
+/** Bytes read per read(2); while reads fill it, the socket is read on before pausing. */
+const READ_BUFFER_BYTES = 64 * 1024;
 const TAG_END = Buffer.from('\n\n');
 /** Job events, the ones retained; the match is the job's own prefix, `salt/job/<jid>/`. */
 const JOB_TAG = /^salt\/(?:job|run|wheel)\/[^/]+\//;
@@ -96,9 +110,14 @@ export class EventBus extends EventEmitter {
   private readonly reconnectMs: number;
   private readonly retainMs: number;
   private readonly retainMax: number;
+  private readonly idleReadMs: number;
   private readonly scanner = new FrameScanner();
+  /** Reused by every read: the scanner copies what it keeps. */
+  private readonly readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
   private socket: net.Socket | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  /** Set while reading is paused because nobody is subscribed: resumes reading. */
+  private idleTimer: NodeJS.Timeout | undefined;
   private started = false;
   private closed = false;
   private isConnected = false;
@@ -106,6 +125,8 @@ export class EventBus extends EventEmitter {
 
   private readonly subscriptions = new Map<string, Set<Subscription>>();
   private liveSubscriptions = 0;
+  /** Callers between hold() and its release: job events are retained meanwhile. */
+  private holds = 0;
   /** Sequence number of the last event dispatched. */
   private seq = 0;
 
@@ -131,6 +152,7 @@ export class EventBus extends EventEmitter {
     this.reconnectMs = nonNegative(options.reconnectMs, DEFAULT_RECONNECT_MS) || DEFAULT_RECONNECT_MS;
     this.retainMs = nonNegative(options.retainMs, DEFAULT_RETAIN_MS);
     this.retainMax = nonNegative(options.retainMax, DEFAULT_RETAIN_MAX);
+    this.idleReadMs = nonNegative(options.idleReadMs, DEFAULT_IDLE_READ_MS);
   }
 
   /** Start connecting (idempotent). */
@@ -217,6 +239,24 @@ export class EventBus extends EventEmitter {
     });
   }
 
+  /**
+   * Keep job events for late subscribers until the returned function is
+   * called (once; later calls do nothing). A synchronous call holds the bus
+   * from before its request to the master, whose reply names the job it
+   * then subscribes to, until it is done. With no holder, job events are
+   * not kept, and the last release forgets those that were.
+   */
+  hold(): () => void {
+    if (this.closed) return () => {};
+    this.holds++;
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      if (--this.holds === 0) this.forgetRetained();
+    };
+  }
+
   /** Live subscriptions (waitFor included): for leak tests. */
   get subscriptionCount(): number {
     return this.liveSubscriptions;
@@ -231,6 +271,8 @@ export class EventBus extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.reconnectTimer);
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
     const socket = this.socket;
     this.socket = undefined;
     socket?.destroy();
@@ -246,9 +288,8 @@ export class EventBus extends EventEmitter {
     }
     this.subscriptions.clear();
     this.liveSubscriptions = 0;
-    this.retained.length = 0;
-    this.retainedHead = 0;
-    this.retainedByJob.clear();
+    this.holds = 0;
+    this.forgetRetained();
     if (this.isConnected) {
       this.isConnected = false;
       this.safeEmit('disconnect');
@@ -260,7 +301,10 @@ export class EventBus extends EventEmitter {
   private connect(): void {
     this.reconnectTimer = undefined;
     if (this.closed) return;
-    const socket = net.createConnection(this.connectOptions);
+    const socket: net.Socket = net.createConnection({
+      ...this.connectOptions,
+      onread: { buffer: this.readBuffer, callback: (size: number, buf: Uint8Array): boolean => this.onRead(socket, size, buf) },
+    });
     this.socket = socket;
     socket.on('connect', () => {
       if (socket !== this.socket) return;
@@ -269,9 +313,6 @@ export class EventBus extends EventEmitter {
       this.readyWaiters.clear();
       this.safeEmit('connect');
     });
-    socket.on('data', (chunk: Buffer) => {
-      if (socket === this.socket) this.onData(socket, chunk);
-    });
     socket.on('error', () => {
       // 'close' follows; a missing socket file or a refused connection just
       // means the master isn't (back) up yet.
@@ -279,6 +320,8 @@ export class EventBus extends EventEmitter {
     socket.on('close', () => {
       if (socket !== this.socket) return;
       this.socket = undefined;
+      clearTimeout(this.idleTimer);
+      this.idleTimer = undefined;
       this.scanner.reset();
       if (this.isConnected) {
         this.isConnected = false;
@@ -288,24 +331,39 @@ export class EventBus extends EventEmitter {
     });
   }
 
-  private onData(socket: net.Socket, chunk: Buffer): void {
+  /** Returns false to pause reading (net's onread contract). */
+  private onRead(socket: net.Socket, size: number, buf: Uint8Array): boolean {
+    if (socket !== this.socket) return true;
     try {
-      this.scanner.push(chunk, this.onFrame);
+      this.scanner.push(buf.subarray(0, size), this.onFrame);
     } catch {
       // Not a msgpack stream (or a runaway frame): start over on a new connection.
       socket.destroy();
+      return true;
     }
+    // A full buffer means more may be waiting: read on, so that a pause
+    // never leaves more than one interval's events in the kernel.
+    if (this.liveSubscriptions > 0 || this.idleReadMs === 0 || size === buf.length || socket.destroyed) return true;
+    this.idleTimer ??= setTimeout(() => this.resumeReading(), this.idleReadMs);
+    return false;
+  }
+
+  private resumeReading(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    if (this.socket && !this.socket.destroyed) this.socket.resume();
   }
 
   // -- frames and events -------------------------------------------------
 
   private readonly onFrame = (frame: Buffer): void => {
+    if (this.liveSubscriptions === 0 && this.holds === 0) return; // nobody to give it to, nor to keep it for
     const body = frameBody(frame);
     if (!body) return;
     const sep = body.indexOf(TAG_END);
     if (sep < 0) return;
     const tag = body.toString('utf8', 0, sep);
-    const job = this.retainMs > 0 && this.retainMax > 0 ? JOB_TAG.exec(tag)?.[0] : undefined;
+    const job = this.holds > 0 && this.retainMs > 0 && this.retainMax > 0 ? JOB_TAG.exec(tag)?.[0] : undefined;
     const wanted = this.anyoneWants(tag);
     if (!job && !wanted) return; // unrelated traffic: never decoded
     // A copy: the scanner's buffer is reused (and bin values in the data
@@ -369,6 +427,8 @@ export class EventBus extends EventEmitter {
     if (!set) this.subscriptions.set(key, (set = new Set()));
     set.add(sub);
     this.liveSubscriptions++;
+    // Events for it may be waiting unread in the socket.
+    if (this.idleTimer) this.resumeReading();
 
     const replay = this.retainedMatching(key);
     if (replay.length > 0) {
@@ -419,6 +479,12 @@ export class EventBus extends EventEmitter {
       if (r.event) events.push(r.event);
     }
     return events;
+  }
+
+  private forgetRetained(): void {
+    this.retained.length = 0;
+    this.retainedHead = 0;
+    this.retainedByJob.clear();
   }
 
   private evictRetained(now: number): void {
