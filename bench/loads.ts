@@ -41,6 +41,17 @@ export interface RawTransport {
  * true when the answer is the right one.
  */
 export async function sendRaw(raw: RawTransport, load: LoadName, tgt = 'minion1'): Promise<boolean> {
+  if (load !== 'local') return sendRawHeld(raw, load, tgt);
+  // Held, the bus keeps job events for late subscribers: a return read before the reply is replayed.
+  const release = raw.bus.hold();
+  try {
+    return await sendRawHeld(raw, load, tgt);
+  } finally {
+    release();
+  }
+}
+
+async function sendRawHeld(raw: RawTransport, load: LoadName, tgt: string): Promise<boolean> {
   if (load === 'wheel') {
     const reply = (await raw.channel.send({ cmd: 'wheel', fun: 'key.list_all', ...CREDENTIALS })) as Record<string, any>;
     return reply?.data?.success === true;
@@ -59,7 +70,6 @@ export async function sendRaw(raw: RawTransport, load: LoadName, tgt = 'minion1'
   const jid = reply?.load?.jid;
   if (typeof jid !== 'string') return false;
   if (load === 'local_async') return true;
-  // The bus keeps job events for late subscribers: a return read before the reply is replayed.
   const event = await raw.bus.waitFor(`salt/job/${jid}/ret/${tgt}`, 5000);
   return event.data?.return === true;
 }

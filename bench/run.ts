@@ -12,7 +12,7 @@
  *
  * Prints one table and writes bench/results.json. Options:
  *   --seconds N    measured time of each rate run (default 2.5)
- *   --profile      run the server under --cpu-prof (profile written to a temp dir on exit)
+ *   --profile      CPU-profile the server during each measured HTTP run (a .cpuprofile per run, in a temp dir)
  *   --only LOAD    only the rate runs of LOAD (local_async, local or wheel): no leak run, no burst
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -21,10 +21,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { ChildProcess } from 'node:child_process';
-import { loadMasterConfig } from '../lib/salt/config.js';
-import { RequestChannel, requestAddress } from '../lib/salt/request-channel.js';
-import { EventBus, eventBusOptions } from '../lib/salt/event-bus.js';
 import { ask, startChild, type Message } from './ipc.js';
+import { build, compiled } from './compiled.js';
 import { HttpClient, drive, type RunResult } from './driver.js';
 import { LOADS, SLOW_DELAY_MS, SLOW_MINIONS, answerIsRight, lowstate, sendRaw, type LoadName, type RawTransport } from './loads.js';
 import type { ServerStats } from './server-process.js';
@@ -56,6 +54,12 @@ const MB = 1024 * 1024;
 
 // ------------------------------------------------------------------ processes
 
+// The server and the raw loads run the compiled library, as deployed.
+build();
+const { loadMasterConfig } = await compiled<typeof import('../lib/salt/config.js')>('lib/salt/config.js');
+const { RequestChannel, requestAddress } = await compiled<typeof import('../lib/salt/request-channel.js')>('lib/salt/request-channel.js');
+const { EventBus, eventBusOptions } = await compiled<typeof import('../lib/salt/event-bus.js')>('lib/salt/event-bus.js');
+
 const { child: masterChild, ready: masterReady } = await startChild<Message & { configPath: string }>('./master-process.ts');
 const configPath = masterReady.configPath;
 const profileDir = flags.profile ? mkdtempSync(path.join(os.tmpdir(), 'salt-rest-wsgi-prof-')) : undefined;
@@ -63,7 +67,7 @@ const { child: serverChild, ready: serverReady } = await startChild<Message & { 
   './server-process.ts',
   [configPath],
   // --expose-gc: the leak run's figures are taken after a full collection (never during rate runs).
-  ['--expose-gc', ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])],
+  ['--expose-gc'],
 );
 const port = serverReady.port;
 
@@ -173,9 +177,11 @@ async function rateRun(load: LoadName, concurrency: number): Promise<RateRow> {
   const body = JSON.stringify([lowstate(load)]);
   const sendHttp = (caller: number) => send(caller, load, undefined, body);
   await drive(concurrency, sendHttp, { durationMs: WARMUP_MS });
+  if (profileDir) await ask(serverChild, { type: 'profile-start' });
   const before = await cpuTimes();
   const http = await drive(concurrency, sendHttp, { durationMs: MEASURE_MS });
   const after = await cpuTimes();
+  if (profileDir) await ask(serverChild, { type: 'profile-stop', file: path.join(profileDir, `${load}-${concurrency}.cpuprofile`) });
   client.close();
 
   await clearMasterLog();
@@ -369,7 +375,7 @@ raw.channel.close();
 raw.bus.close();
 await stopChild(serverChild);
 await stopChild(masterChild);
-if (profileDir) process.stderr.write(`server CPU profile in ${profileDir}\n`);
+if (profileDir) process.stderr.write(`server CPU profiles (one per measured HTTP run) in ${profileDir}\n`);
 process.exitCode = checks.every((c) => c.ok) ? 0 : 1;
 
 async function stopChild(child: ChildProcess): Promise<void> {

@@ -1,14 +1,19 @@
 /**
- * The server under test, alone in its process: createHandler on node:http,
- * as bin/ serves it (without the access log). Its CPU time, open file
+ * The server under test, alone in its process: the compiled createHandler
+ * on node:http, as bin/ serves it (without the access log). Its CPU time, open file
  * descriptors and RSS are reported on request.
  */
 import http from 'node:http';
-import { readdirSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
+import inspector from 'node:inspector';
+import { promisify } from 'node:util';
 import v8 from 'node:v8';
 import type { AddressInfo } from 'node:net';
-import { createHandler } from '../lib/handler.js';
 import { serveParent } from './ipc.js';
+import { compiled } from './compiled.js';
+
+// bench/run.ts built dist/ before starting this process.
+const { createHandler } = await compiled<typeof import('../lib/handler.js')>('lib/handler.js');
 
 const configPath = process.argv[2];
 const handler = createHandler({ config: configPath });
@@ -42,11 +47,25 @@ function stats(collect = false): ServerStats {
   };
 }
 
+/** CPU profiles of chosen stretches (bench --profile): the inspector's sampling profiler, in-process. */
+const profiler = new inspector.Session();
+profiler.connect();
+const post = promisify(profiler.post.bind(profiler)) as (method: string, params?: object) => Promise<any>;
+
+async function profileStart(): Promise<void> {
+  await post('Profiler.enable');
+  await post('Profiler.start');
+}
+
+async function profileStop(file: string): Promise<void> {
+  const { profile } = await post('Profiler.stop');
+  writeFileSync(file, JSON.stringify(profile));
+}
+
 function stop(): void {
   server.close();
   server.closeAllConnections();
   handler.close();
-  // process.exit() rather than waiting for the loop to empty: --cpu-prof is written on exit too.
   setImmediate(() => process.exit(0));
 }
 
@@ -54,6 +73,10 @@ serveParent((message) => {
   switch (message.type) {
     case 'stats':
       return { stats: stats(message.collect === true) };
+    case 'profile-start':
+      return profileStart().then(() => ({}));
+    case 'profile-stop':
+      return profileStop(String(message.file)).then(() => ({}));
     case 'stop':
       stop();
       return {};
