@@ -20,7 +20,8 @@ import {
   PayloadTooLargeError,
   ServiceUnavailableError,
 } from './errors.js';
-import { parseJson, toJson } from './json.js';
+import { toJson } from './json.js';
+import { BodyReader, BodyTimeoutError, ClientGoneError, MAX_JSON_DEPTH, TOO_DEEP_MESSAGE, deeperThan, parseBody } from './body.js';
 import { formatAccess, silentLogger, type AccessRecord, type Logger } from './log.js';
 import { clientAddress, onAccess } from './access.js';
 
@@ -35,18 +36,10 @@ export const UNEXPECTED_ERROR_MESSAGE = 'An unexpected error occurred';
 export const TOO_BUSY_MESSAGE = 'Too many requests in flight';
 /** The 503 answer of requests cut short, or arriving, once close() was called. */
 export const SHUTTING_DOWN_MESSAGE = 'The server is shutting down';
-/** The 408 answer of a body that doesn't arrive in time. */
-export const BODY_TIMEOUT_MESSAGE = '408: Request Timeout';
+export { BODY_TIMEOUT_MESSAGE, MAX_JSON_DEPTH } from './body.js';
 
 export const DEFAULT_BODY_TIMEOUT_MS = 30_000;
 export const DEFAULT_BODY_IDLE_TIMEOUT_MS = 10_000;
-
-/**
- * JSON nested deeper than this is refused (400) before anything looks at it:
- * Salt's msgpack packs at most 511 levels, and our own packing and checks
- * recurse. No Salt command comes near it.
- */
-export const MAX_JSON_DEPTH = 512;
 
 /**
  * The default cap on requests in flight, from the machine's memory. A
@@ -120,11 +113,6 @@ export interface RestWsgiHandler {
 /** Express's `express.json()` and similar leave the parsed body on the request. */
 type MaybeParsedRequest = IncomingMessage & { body?: unknown };
 
-/** The request went away before it was answered: nothing to send. */
-class ClientGoneError extends Error {
-  override name = 'ClientGoneError';
-}
-
 /** 503 past maxInFlight. */
 class TooBusyError extends ServiceUnavailableError {
   constructor() {
@@ -132,11 +120,26 @@ class TooBusyError extends ServiceUnavailableError {
   }
 }
 
-/** 408: the body did not arrive in time. */
-class BodyTimeoutError extends HttpError {
-  override name = 'BodyTimeoutError';
-  constructor() {
-    super(408, BODY_TIMEOUT_MESSAGE);
+/**
+ * The request's hang-up as an AbortSignal, made on first use: an
+ * AbortController costs several µs to create, and only items that wait on
+ * their job (netapi.waitsForJob) take one.
+ */
+class Hangup {
+  private controller: AbortController | undefined;
+  happened = false;
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.happened) this.controller.abort();
+    }
+    return this.controller.signal;
+  }
+
+  hangUp(): void {
+    this.happened = true;
+    this.controller?.abort();
   }
 }
 
@@ -153,10 +156,11 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
   if (!Number.isInteger(maxInFlight) || maxInFlight < 1) {
     throw new RangeError(`maxInFlight must be a positive integer, got ${maxInFlight}`);
   }
-  const bodyTimeouts = {
+  const bodyReader = new BodyReader({
+    maxBytes: maxBodyBytes,
     totalMs: positiveMs(options.bodyTimeoutMs, DEFAULT_BODY_TIMEOUT_MS, 'bodyTimeoutMs'),
     idleMs: positiveMs(options.bodyIdleTimeoutMs, DEFAULT_BODY_IDLE_TIMEOUT_MS, 'bodyIdleTimeoutMs'),
-  };
+  });
   let inFlight = 0;
   let closed = false;
   const logger = options.logger ?? silentLogger;
@@ -170,7 +174,7 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
         : undefined;
   const netapi = new NetapiClient(master, { logger, requestTimeoutMs: options.requestTimeoutMs });
 
-  async function handlePost(req: MaybeParsedRequest, res: ServerResponse, signal: AbortSignal): Promise<void> {
+  async function handlePost(req: MaybeParsedRequest, res: ServerResponse, hangup: Hangup): Promise<void> {
     if (!isJsonContentType(req.headers['content-type'])) throw new NotAcceptableError();
 
     let body: unknown;
@@ -183,11 +187,9 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
       body = parsed;
       if (deeperThan(body, MAX_JSON_DEPTH)) throw new BadRequestError(TOO_DEEP_MESSAGE);
     } else {
-      const raw = parsed !== undefined ? Buffer.from(parsed as Buffer | string) : await readBody(req, res, maxBodyBytes, bodyTimeouts);
+      const raw = parsed !== undefined ? Buffer.from(parsed as Buffer | string) : await bodyReader.read(req, res);
       if (raw.length > maxBodyBytes) throw new PayloadTooLargeError();
       body = parseBody(raw);
-      // Nesting that deep needs two bytes a level.
-      if (raw.length > 2 * MAX_JSON_DEPTH && deeperThan(body, MAX_JSON_DEPTH)) throw new BadRequestError(TOO_DEEP_MESSAGE);
     }
 
     let lowstates: unknown[];
@@ -197,22 +199,22 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
 
     // Refuse the whole request before running anything (rest_wsgi ran the
     // items before a bad one).
-    lowstates.forEach((low, index) => netapi.check(low, index));
+    const items = lowstates.map((low, index) => netapi.prepare(low, index));
 
     const results: unknown[] = [];
-    for (const low of lowstates) {
-      if (signal.aborted) throw new ClientGoneError();
-      results.push(await netapi.run(low, signal));
+    for (const item of items) {
+      if (hangup.happened) throw new ClientGoneError();
+      results.push(await item.run(item.waitsForJob ? hangup.signal : undefined));
     }
     send(res, 200, { return: results });
   }
 
   const handler = ((req: IncomingMessage, res: ServerResponse) => {
     if (accessLog) onAccess(req, res, trustProxy, accessLog);
-    const abort = new AbortController();
+    const hangup = new Hangup();
     // The client hung up before the answer: stop waiting for the master.
     res.once('close', () => {
-      if (!res.writableFinished) abort.abort();
+      if (!res.writableFinished) hangup.hangUp();
     });
 
     let work: Promise<void>;
@@ -227,13 +229,13 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
           break;
         }
         inFlight++;
-        work = handlePost(req, res, abort.signal).finally(() => inFlight--);
+        work = handlePost(req, res, hangup).finally(() => inFlight--);
         break;
       default:
         work = Promise.reject(new MethodNotAllowedError());
     }
     work.catch((err: unknown) => {
-      if (res.headersSent || res.destroyed || abort.signal.aborted) {
+      if (res.headersSent || res.destroyed || hangup.happened) {
         // Nobody is waiting for an answer any more. A failure after the
         // answer started would be a bug of ours: say so.
         if (res.headersSent && !(err instanceof ClientGoneError)) {
@@ -321,28 +323,6 @@ export function applyServerTimeouts(server: Server, timeouts: ServerTimeouts = {
   return server;
 }
 
-const TOO_DEEP_MESSAGE = `400: JSON nested deeper than ${MAX_JSON_DEPTH} levels`;
-
-/** Whether arrays and objects in `value` nest deeper than `max` (without recursion: the input may be 100,000 deep). */
-function deeperThan(value: unknown, max: number): boolean {
-  if (value === null || typeof value !== 'object') return false;
-  const stack: object[] = [value];
-  const depths: number[] = [1];
-  while (stack.length > 0) {
-    const item = stack.pop()!;
-    const depth = depths.pop()!;
-    if (depth > max) return true;
-    const children: unknown[] = Array.isArray(item) ? item : Object.values(item);
-    for (const child of children) {
-      if (child !== null && typeof child === 'object') {
-        stack.push(child);
-        depths.push(depth + 1);
-      }
-    }
-  }
-  return false;
-}
-
 /** `application/json`, any case, any parameters (`; charset=utf-8`). */
 export function isJsonContentType(header: string | undefined): boolean {
   if (!header) return false;
@@ -359,98 +339,6 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
   res.setHeader('Content-Length', Buffer.byteLength(text));
   res.writeHead(status);
   res.end(text); // Node leaves the body out for HEAD
-}
-
-/**
- * The body as bytes, reading at most `limit` of them: a declared
- * Content-Length over the limit is refused before reading, and a stream
- * passing the limit stops being collected at once (what still arrives is
- * discarded by Node, never kept). A body that takes longer than
- * `timeouts.totalMs`, or pauses longer than `timeouts.idleMs`, is a 408: a
- * client trickling its body can't hold the request.
- */
-function readBody(req: IncomingMessage, res: ServerResponse, limit: number, timeouts: { totalMs: number; idleMs: number }): Promise<Buffer> {
-  const declared = req.headers['content-length'];
-  if (declared !== undefined && Number(declared) > limit) return Promise.reject(new PayloadTooLargeError());
-  if (req.readableEnded) return Promise.reject(new BadRequestError('Request body already read'));
-
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const cleanup = () => {
-      clearTimeout(deadline);
-      clearTimeout(idle);
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onGone);
-      res.off('close', onGone);
-    };
-    const onTimeout = () => {
-      cleanup();
-      chunks.length = 0;
-      reject(new BodyTimeoutError());
-    };
-    const deadline = setTimeout(onTimeout, timeouts.totalMs);
-    const idle = setTimeout(onTimeout, timeouts.idleMs);
-    const onData = (chunk: Buffer) => {
-      idle.refresh();
-      size += chunk.length;
-      if (size > limit) {
-        cleanup();
-        chunks.length = 0;
-        reject(new PayloadTooLargeError());
-        return;
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = () => {
-      cleanup();
-      resolve(Buffer.concat(chunks, size));
-    };
-    const onGone = () => {
-      cleanup();
-      reject(new ClientGoneError());
-    };
-    req.on('data', onData);
-    req.once('end', onEnd);
-    req.once('error', onGone);
-    res.once('close', onGone);
-  });
-}
-
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-function parseBody(raw: Buffer): unknown {
-  let text: string;
-  try {
-    text = utf8.decode(raw); // also drops a leading BOM
-  } catch {
-    throw new BadRequestError('400: Request body is not valid UTF-8');
-  }
-  try {
-    // Integers past 2^53 stay exact (BigInt), as Python's json keeps them.
-    // A `__proto__` key stays an own property, and parsed input is never
-    // merged into other objects: it can't pollute prototypes.
-    return parseJson(text);
-  } catch (err) {
-    throw new BadRequestError(`400: ${jsonErrorMessage(err)}`);
-  }
-}
-
-/**
- * V8's parser message on one line, without the excerpt of the input it
- * quotes for some errors (`Unexpected token 'x', "xyz..." is not valid JSON`):
- * the body may hold a password.
- */
-function jsonErrorMessage(err: unknown): string {
-  // Our exact-integer reader recursing on a 100,000-deep body.
-  if (err instanceof RangeError) return `JSON nested deeper than ${MAX_JSON_DEPTH} levels`;
-  const message = err instanceof Error ? err.message : String(err);
-  // The excerpt follows the token and may span lines: keep only what is before it.
-  const token = /^Unexpected token '[\s\S]{1,2}'(?=, )/.exec(message);
-  if (token) return `${token[0]} in JSON`;
-  // V8's other messages quote nothing of the input; anything else is not shown.
-  return /^[^"\n]{1,200}$/.test(message) ? message : 'Invalid JSON';
 }
 
 function describe(err: unknown): string {

@@ -25,7 +25,7 @@ export {
   type RestWsgiHandler,
   type ServerTimeouts,
 } from './handler.js';
-export { NetapiClient, MasterError, CLIENTS, type ClientName, type Lowstate, type NetapiClientOptions, type NetapiStats } from './netapi.js';
+export { NetapiClient, MasterError, CLIENTS, type ClientName, type Lowstate, type NetapiClientOptions, type NetapiStats, type PreparedItem } from './netapi.js';
 export { loadMasterConfig, applyMasterDefaults, ConfigError, type MasterOptions } from './salt/config.js';
 export {
   HttpError,

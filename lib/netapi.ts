@@ -63,6 +63,16 @@ export interface NetapiStats {
   busConnected: boolean;
 }
 
+/** An item checked by NetapiClient.prepare(), ready to run. */
+export interface PreparedItem {
+  /** Its client waits for the job on the bus, and stops when run's `signal` aborts: the others ignore the signal. */
+  readonly waitsForJob: boolean;
+  run(signal?: AbortSignal): Promise<unknown>;
+}
+
+/** The clients that wait for their job's end on the event bus. */
+const WAITING_CLIENTS: ReadonlySet<ClientName> = new Set<ClientName>(['local', 'local_subset', 'local_batch', 'runner']);
+
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 export const DEFAULT_BUS_READY_TIMEOUT_MS = 2_000;
 /** How long the answer of "is the master running" is reused. */
@@ -168,8 +178,24 @@ export class NetapiClient {
   /** check() then run the item; `signal` aborts waiting (the job keeps running on the master). */
   async run(low: unknown, signal?: AbortSignal): Promise<unknown> {
     this.checkItem(low);
+    return this.dispatch(low, this.read(low), signal);
+  }
+
+  /**
+   * check() now, run later: for a caller that checks every item of a request
+   * before running any (the handler). Each item is checked and read once.
+   */
+  prepare(low: unknown, index?: number): PreparedItem {
+    this.checkItem(low, index);
     const call = this.read(low);
-    if (this.closed) throw new ServiceUnavailableError();
+    return {
+      waitsForJob: WAITING_CLIENTS.has(low.client as ClientName),
+      run: async (signal?: AbortSignal) => this.dispatch(low, call, signal),
+    };
+  }
+
+  private dispatch(low: Lowstate, call: LocalCall | BatchCall | RunnerCall | undefined, signal?: AbortSignal): Promise<unknown> {
+    if (this.closed) return Promise.reject(new ServiceUnavailableError());
     const ctx = this.ctx;
     switch (low.client as ClientName) {
       case 'local':
@@ -189,7 +215,7 @@ export class NetapiClient {
       case 'wheel_async':
         return runWheelAsync(ctx, low);
       default:
-        throw new BadRequestError(SSH_NOT_SUPPORTED); // ssh: check() refused it already
+        return Promise.reject(new BadRequestError(SSH_NOT_SUPPORTED)); // ssh: check() refused it already
     }
   }
 

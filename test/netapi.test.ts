@@ -262,6 +262,25 @@ describe('one channel and one bus; aborts; the bus going away', () => {
     assert.equal(busOf(netapi).subscriptionCount, 0);
   });
 
+  test('prepare() checks at once, sends nothing, and runs later; it says which items wait for their job', async (t) => {
+    const netapi = new NetapiClient(loadMasterConfig(master.configPath));
+    t.after(() => netapi.close());
+    await master.waitForBusClients(1);
+    const before = master.requests.length;
+    assertHttpError(await errorOf(() => netapi.prepare({ client: 'local', tgt: '*', fun: 'test.ping' }, 1)), AuthenticationError, 401, 'No authentication credentials given');
+    assertHttpError(await errorOf(() => netapi.prepare({ client: 'nope', fun: 'x', ...CRED }, 0)), BadRequestError, 400, "Invalid client specified: 'nope'");
+    const sync = netapi.prepare({ client: 'local', tgt: 'minion1', fun: 'test.ping', ...CRED }, 0);
+    const async = netapi.prepare({ client: 'local_async', tgt: 'minion1', fun: 'test.ping', ...CRED }, 1);
+    const wheel = netapi.prepare({ client: 'wheel', fun: 'key.list_all', ...CRED }, 2);
+    const runner = netapi.prepare({ client: 'runner', fun: 'test.arg', ...CRED }, 3);
+    assert.deepEqual([sync, async, wheel, runner].map((item) => item.waitsForJob), [true, false, false, true]);
+    assert.equal(master.requests.length, before);
+    assert.deepEqual(await sync.run(new AbortController().signal), { minion1: true });
+    const job = (await async.run()) as { jid: string; minions: string[] };
+    assert.deepEqual(job.minions, ['minion1']);
+    assert.equal(master.requests.length - before, 2);
+  });
+
   test('an abort releases the waiters at once, logs the jid in one line, and the job keeps running', async (t) => {
     const { lines, logger } = recordingLogger();
     const netapi = new NetapiClient(loadMasterConfig(master.configPath), { logger });
