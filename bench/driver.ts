@@ -4,6 +4,7 @@
  * clients does), over HTTP keep-alive connections or raw.
  */
 import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface RunResult {
   concurrency: number;
@@ -25,7 +26,11 @@ export type Send = (worker: number) => Promise<boolean>;
  * Run for `durationMs` (no request is started after it; those in flight are
  * waited for), or until `total` requests were started when given.
  */
-export async function drive(concurrency: number, send: Send, limit: { durationMs?: number; total?: number }): Promise<RunResult> {
+export async function drive(
+  concurrency: number,
+  send: Send,
+  limit: { durationMs?: number; total?: number; /** At most this many requests started per second (paced evenly). */ rate?: number },
+): Promise<RunResult> {
   const latencies: number[] = [];
   let errors = 0;
   let started = 0;
@@ -35,7 +40,11 @@ export async function drive(concurrency: number, send: Send, limit: { durationMs
 
   async function worker(index: number): Promise<void> {
     while (started < total && performance.now() < end) {
-      started++;
+      const slot = started++;
+      if (limit.rate) {
+        const wait = start + (slot * 1000) / limit.rate - performance.now();
+        if (wait > 0) await sleep(wait);
+      }
       const t0 = performance.now();
       let right = false;
       try {

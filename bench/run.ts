@@ -8,7 +8,10 @@
  * HttpClient in driver.ts), which also sends the "raw" loads straight
  * through our transport (RequestChannel + EventBus, no HTTP, no dispatcher)
  * to the same master. The table's second part shows each process's CPU per
- * request: on two cores, the three compete.
+ * request: on two cores, the three compete. A fourth, bench/floor-process.ts,
+ * is the floor: a bare node:http server measured at the server's
+ * local_async rate, to tell the server's own CPU from what this machine
+ * charges any node:http server.
  *
  * Prints one table and writes bench/results.json. Options:
  *   --seconds N    measured time of each rate run (default 2.5)
@@ -70,6 +73,7 @@ const { child: serverChild, ready: serverReady } = await startChild<Message & { 
   ['--expose-gc'],
 );
 const port = serverReady.port;
+const { child: floorChild, ready: floorReady } = await startChild<Message & { port: number }>('./floor-process.ts');
 
 const opts = loadMasterConfig(configPath);
 const raw: RawTransport = {
@@ -202,6 +206,42 @@ async function rateRun(load: LoadName, concurrency: number): Promise<RateRow> {
   };
 }
 
+// ------------------------------------------------------------------ floor
+
+interface Floor {
+  /** The rate both loads were paced at: the server's HTTP local_async rate @16. */
+  rate: number;
+  /** The bare node:http server's CPU per request, µs. */
+  cpuMicros: number;
+  errors: number;
+}
+
+/**
+ * What node:http and loopback TCP alone cost here: the bare server of
+ * floor-process.ts, driven at the rate the server reached (CPU per request
+ * depends on how many requests each wakeup finds), while raw local_async
+ * load at the same rate keeps the master as busy as during the HTTP run.
+ */
+async function floorRun(rate: number): Promise<Floor> {
+  process.stderr.write(`floor: bare node:http at ${rate.toFixed(0)} req/s @16, beside raw local_async at the same rate\n`);
+  await clearMasterLog();
+  const client = new HttpClient(floorReady.port);
+  const body = JSON.stringify([lowstate('local_async')]);
+  const sendFloor = (caller: number) => client.post(caller, body).then((answer) => answer.status === 200);
+  const floorCpu = async () => (await ask<Message & { cpuMicros: number }>(floorChild, { type: 'cpu' })).cpuMicros;
+  // Its code gets compiled as ours was in the warm-up.
+  await drive(16, sendFloor, { durationMs: JIT_WARMUP_MS / 3 });
+  await drive(16, sendFloor, { durationMs: WARMUP_MS, rate });
+  const before = await floorCpu();
+  const [floor, master] = await Promise.all([
+    drive(16, sendFloor, { durationMs: MEASURE_MS, rate }),
+    drive(16, () => sendRaw(raw, 'local_async'), { durationMs: MEASURE_MS, rate }),
+  ]);
+  const after = await floorCpu();
+  client.close();
+  return { rate, cpuMicros: (after - before) / floor.count, errors: floor.errors + master.errors };
+}
+
 // ------------------------------------------------------------------ burst of slow sync calls
 
 interface Burst {
@@ -253,6 +293,8 @@ const fresh = await serverStats(true);
 await jitWarmup();
 const rows: RateRow[] = [];
 for (const load of RATE_LOADS) for (const concurrency of CONCURRENCIES) rows.push(await rateRun(load, concurrency));
+const asyncRow = rows.find((r) => r.load === 'local_async' && r.concurrency === 16);
+const floor = asyncRow ? await floorRun(asyncRow.http.rate) : undefined;
 const bursts = FULL ? await burstRuns() : undefined;
 const leak = FULL ? await leakRun() : undefined;
 
@@ -291,6 +333,14 @@ for (const r of rows) {
 }
 lines.push('');
 
+if (floor && asyncRow) {
+  lines.push(
+    `floor, local_async @16: a bare node:http server (read the body, JSON.parse, fixed answer) at the server's ` +
+      `${floor.rate.toFixed(0)} req/s beside the same master load costs ${floor.cpuMicros.toFixed(0)} µs/req; ` +
+      `the server ${asyncRow.cpuMicros.toFixed(0)}, so ${(asyncRow.cpuMicros - floor.cpuMicros).toFixed(0)} µs/req are its own`,
+  );
+  lines.push('');
+}
 const fmtStats = (s: ServerStats) => `${s.fds} fds, RSS ${(s.rss / MB).toFixed(1)} MB (heap ${(s.heapUsed / MB).toFixed(1)} MB)`;
 lines.push(`server when started: ${fmtStats(fresh)}`);
 if (leak) {
@@ -314,7 +364,6 @@ interface Check {
   ok: boolean;
 }
 const checks: Check[] = [];
-const asyncRow = rows.find((r) => r.load === 'local_async' && r.concurrency === 16);
 if (asyncRow) {
   const ratio = asyncRow.http.rate / asyncRow.raw.rate;
   checks.push({ name: 'local_async http/raw @16', text: `${(ratio * 100).toFixed(0)}% (>= 80%)`, ok: ratio >= 0.8 });
@@ -343,7 +392,7 @@ if (leak) {
   });
   checks.push({ name: `RSS growth over ${LEAK_REQUESTS} requests`, text: `${rssGrowth.toFixed(1)} MB (< 20 MB)`, ok: rssGrowth < 20 });
 }
-const errors = rows.reduce((n, r) => n + r.http.errors + r.raw.errors, 0) + (leak?.errors ?? 0);
+const errors = rows.reduce((n, r) => n + r.http.errors + r.raw.errors, 0) + (leak?.errors ?? 0) + (floor?.errors ?? 0);
 checks.push({ name: 'wrong or failed answers in every run', text: `${errors} (none)`, ok: errors === 0 });
 for (const c of checks) lines.push(`${c.name}: ${c.text}: ${c.ok ? 'PASS' : 'FAIL'}`);
 
@@ -359,6 +408,7 @@ writeFileSync(
       cpuModel: os.cpus()[0]?.model,
       measureMs: MEASURE_MS,
       rates: rows,
+      floor,
       fresh,
       leak,
       burst: bursts && { limitMs: BURST_LIMIT_MS, ...bursts },
@@ -374,6 +424,7 @@ writeFileSync(
 raw.channel.close();
 raw.bus.close();
 await stopChild(serverChild);
+await stopChild(floorChild);
 await stopChild(masterChild);
 if (profileDir) process.stderr.write(`server CPU profiles (one per measured HTTP run) in ${profileDir}\n`);
 process.exitCode = checks.every((c) => c.ok) ? 0 : 1;
