@@ -91,7 +91,6 @@ export class BodyReader {
       };
       const cleanup = () => {
         this.readings.delete(reading);
-        if (this.readings.size === 0) this.stopSweeping();
         req.off('data', onData);
         req.off('end', onEnd);
         req.off('error', onGone);
@@ -112,7 +111,8 @@ export class BodyReader {
       };
       const onGone = () => reading.fail(new ClientGoneError());
       this.readings.add(reading);
-      this.sweeper ??= setInterval(() => this.sweep(), this.sweepMs);
+      // Unref'd: the request's socket keeps the process alive while a body is read.
+      this.sweeper ??= setInterval(() => this.sweep(), this.sweepMs).unref();
       req.on('data', onData);
       req.once('end', onEnd);
       req.once('error', onGone);
@@ -121,16 +121,18 @@ export class BodyReader {
   }
 
   private sweep(): void {
+    // Stopped here rather than when the last body is read: under load bodies
+    // come and go all the time, and the interval would be made per request.
+    if (this.readings.size === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+      return;
+    }
     const now = performance.now();
     const { totalMs, idleMs } = this.limits;
     for (const reading of this.readings) {
       if (now - reading.startedAt >= totalMs || now - reading.lastDataAt >= idleMs) reading.fail(new BodyTimeoutError());
     }
-  }
-
-  private stopSweeping(): void {
-    clearInterval(this.sweeper);
-    this.sweeper = undefined;
   }
 }
 

@@ -103,14 +103,28 @@ function frame(flags: number, body: Buffer): Buffer {
   return Buffer.concat([frameHeader(flags, body.length), body]);
 }
 
-/** One message (its frames, in order) as bytes. */
+/** One message (its frames, in order) as bytes, in a single buffer (one per request: no parts to join). */
 export function encodeMessage(frames: readonly Buffer[]): Buffer {
-  const parts: Buffer[] = [];
+  let size = 0;
+  for (const body of frames) size += (body.length <= 0xff ? 2 : 9) + body.length;
+  const out = Buffer.allocUnsafe(size);
+  let pos = 0;
   for (let i = 0; i < frames.length; i++) {
-    parts.push(frameHeader(i < frames.length - 1 ? FLAG_MORE : 0, frames[i].length));
-    if (frames[i].length > 0) parts.push(frames[i]);
+    const body = frames[i];
+    const flags = i < frames.length - 1 ? FLAG_MORE : 0;
+    if (body.length <= 0xff) {
+      out[pos] = flags;
+      out[pos + 1] = body.length;
+      pos += 2;
+    } else {
+      out[pos] = flags | FLAG_LONG;
+      out.writeBigUInt64BE(BigInt(body.length), pos + 1);
+      pos += 9;
+    }
+    out.set(body, pos);
+    pos += body.length;
   }
-  return Buffer.concat(parts);
+  return out;
 }
 
 export interface FrameSink {
