@@ -13,7 +13,9 @@
  * local_async rate, to tell the server's own CPU from what this machine
  * charges any node:http server.
  *
- * Prints one table and writes bench/results.json. Options:
+ * The issue's targets are read off local_async @16, measured three times
+ * (the checks take the median). Prints one table and writes
+ * bench/results.json. Options:
  *   --seconds N    measured time of each rate run (default 2.5)
  *   --profile      CPU-profile the server during each measured HTTP run (a .cpuprofile per run, in a temp dir)
  *   --only LOAD    only the rate runs of LOAD (local_async, local or wheel): no leak run, no burst
@@ -293,8 +295,17 @@ const fresh = await serverStats(true);
 await jitWarmup();
 const rows: RateRow[] = [];
 for (const load of RATE_LOADS) for (const concurrency of CONCURRENCIES) rows.push(await rateRun(load, concurrency));
-const asyncRow = rows.find((r) => r.load === 'local_async' && r.concurrency === 16);
-const floor = asyncRow ? await floorRun(asyncRow.http.rate) : undefined;
+// The targets' run, local_async @16, twice more: one 2.5 s sample on a small
+// shared machine swings by 10-15%; the checks take the median of the three.
+const firstAsyncRow = rows.find((r) => r.load === 'local_async' && r.concurrency === 16);
+const targetRuns = firstAsyncRow ? [firstAsyncRow, await rateRun('local_async', 16), await rateRun('local_async', 16)] : [];
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+const target = firstAsyncRow && {
+  ratios: targetRuns.map((r) => r.http.rate / r.raw.rate),
+  cpus: targetRuns.map((r) => r.cpuMicros),
+  rates: targetRuns.map((r) => r.http.rate),
+};
+const floor = target ? await floorRun(median(target.rates)) : undefined;
 const bursts = FULL ? await burstRuns() : undefined;
 const leak = FULL ? await leakRun() : undefined;
 
@@ -333,14 +344,22 @@ for (const r of rows) {
 }
 lines.push('');
 
-if (floor && asyncRow) {
+if (target) {
+  const percent = (x: number) => `${(100 * x).toFixed(0)}%`;
+  lines.push(
+    `local_async @16, ${targetRuns.length} runs: http/raw ${target.ratios.map(percent).join(', ')} (median ${percent(median(target.ratios))}); ` +
+      `server CPU ${target.cpus.map((x) => x.toFixed(0)).join(', ')} µs/req (median ${median(target.cpus).toFixed(0)})`,
+  );
+}
+if (floor && target) {
+  const cpu = median(target.cpus);
   lines.push(
     `floor, local_async @16: a bare node:http server (read the body, JSON.parse, fixed answer) at the server's ` +
       `${floor.rate.toFixed(0)} req/s beside the same master load costs ${floor.cpuMicros.toFixed(0)} µs/req; ` +
-      `the server ${asyncRow.cpuMicros.toFixed(0)}, so ${(asyncRow.cpuMicros - floor.cpuMicros).toFixed(0)} µs/req are its own`,
+      `the server ${cpu.toFixed(0)}, so ${(cpu - floor.cpuMicros).toFixed(0)} µs/req are its own`,
   );
-  lines.push('');
 }
+if (target) lines.push('');
 const fmtStats = (s: ServerStats) => `${s.fds} fds, RSS ${(s.rss / MB).toFixed(1)} MB (heap ${(s.heapUsed / MB).toFixed(1)} MB)`;
 lines.push(`server when started: ${fmtStats(fresh)}`);
 if (leak) {
@@ -364,13 +383,14 @@ interface Check {
   ok: boolean;
 }
 const checks: Check[] = [];
-if (asyncRow) {
-  const ratio = asyncRow.http.rate / asyncRow.raw.rate;
-  checks.push({ name: 'local_async http/raw @16', text: `${(ratio * 100).toFixed(0)}% (>= 80%)`, ok: ratio >= 0.8 });
+if (target) {
+  const ratio = median(target.ratios);
+  const cpu = median(target.cpus);
+  checks.push({ name: `local_async http/raw @16 (median of ${targetRuns.length})`, text: `${(ratio * 100).toFixed(0)}% (>= 80%)`, ok: ratio >= 0.8 });
   checks.push({
-    name: 'server CPU per local_async request @16',
-    text: `${asyncRow.cpuMicros.toFixed(0)} µs (< 150 µs)`,
-    ok: asyncRow.cpuMicros < 150,
+    name: `server CPU per local_async request @16 (median of ${targetRuns.length})`,
+    text: `${cpu.toFixed(0)} µs (< 150 µs)`,
+    ok: cpu < 150,
   });
 }
 if (bursts) {
@@ -392,7 +412,8 @@ if (leak) {
   });
   checks.push({ name: `RSS growth over ${LEAK_REQUESTS} requests`, text: `${rssGrowth.toFixed(1)} MB (< 20 MB)`, ok: rssGrowth < 20 });
 }
-const errors = rows.reduce((n, r) => n + r.http.errors + r.raw.errors, 0) + (leak?.errors ?? 0) + (floor?.errors ?? 0);
+const errors =
+  [...rows, ...targetRuns.slice(1)].reduce((n, r) => n + r.http.errors + r.raw.errors, 0) + (leak?.errors ?? 0) + (floor?.errors ?? 0);
 checks.push({ name: 'wrong or failed answers in every run', text: `${errors} (none)`, ok: errors === 0 });
 for (const c of checks) lines.push(`${c.name}: ${c.text}: ${c.ok ? 'PASS' : 'FAIL'}`);
 
@@ -408,6 +429,8 @@ writeFileSync(
       cpuModel: os.cpus()[0]?.model,
       measureMs: MEASURE_MS,
       rates: rows,
+      /** local_async @16 measured twice more: the checks take the median of the three. */
+      moreTargetRuns: targetRuns.slice(1),
       floor,
       fresh,
       leak,
