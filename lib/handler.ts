@@ -326,6 +326,7 @@ export function applyServerTimeouts(server: Server, timeouts: ServerTimeouts = {
 /** `application/json`, any case, any parameters (`; charset=utf-8`). */
 export function isJsonContentType(header: string | undefined): boolean {
   if (!header) return false;
+  if (header === 'application/json') return true; // what nearly every client sends
   return header.split(';', 1)[0].trim().toLowerCase() === 'application/json';
 }
 
