@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import http from 'node:http';
 import net from 'node:net';
 import { startMaster, type SaltMasterDouble } from './support/master.js';
+import { request, type Reply } from './support/http.js';
 import { BIN, repoRoot, startCommand } from './support/command.js';
 import { createLogger, formatAccess } from '../lib/log.js';
 
@@ -85,34 +85,9 @@ test('no port anywhere: exit 2 saying where to put it', async (t) => {
   assert.match(viaDir.stderr, new RegExp(`to ${config}, or pass --port`));
 });
 
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  text: string;
-}
-
 /** What `curl -sS -H 'Content-Type: application/json' -d '<json>' host:port` does. */
 function curl(port: number, body?: unknown, path = '/'): Promise<Reply> {
-  const data = body === undefined ? undefined : JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        host: '127.0.0.1',
-        port,
-        path,
-        method: data === undefined ? 'GET' : 'POST',
-        headers: data === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) },
-        agent: false,
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8').on('data', (d: string) => (text += d));
-        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, text }));
-      },
-    );
-    req.on('error', reject);
-    req.end(data);
-  });
+  return request(port, { method: body === undefined ? 'GET' : 'POST', path, body });
 }
 
 async function masterWithApi(t: { after(fn: () => unknown): void }, config: Record<string, unknown> = { rest_wsgi: { port: 0 } }): Promise<SaltMasterDouble> {

@@ -12,13 +12,13 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import https from 'node:https';
 import net from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { startMaster, type SaltMasterDouble } from './support/master.js';
 import { BIN, repoRoot, startCommand, type Command } from './support/command.js';
 import { selfSignedCert } from './support/tls.js';
+import { request, type Reply } from './support/http.js';
 import { createLogger } from '../lib/log.js';
 
 const PASSWORD = 'hunter2-not-in-logs';
@@ -137,35 +137,15 @@ async function connectable(port: number, ms: number): Promise<void> {
   }
 }
 
-interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  text: string;
-}
-
 /** Real HTTPS: the certificate checked against the test's own CA, from the client address. */
 function httpsRequest(port: number, ca: Buffer, body?: unknown, headers: Record<string, string> = {}): Promise<Reply> {
-  const data = body === undefined ? undefined : JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      {
-        host: '127.0.0.1',
-        port,
-        method: data === undefined ? 'GET' : 'POST',
-        path: '/salt',
-        localAddress: CLIENT_ADDRESS,
-        ca,
-        agent: false,
-        headers: { ...(data === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) }), ...headers },
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8').on('data', (d: string) => (text += d));
-        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, text }));
-      },
-    );
-    req.on('error', reject);
-    req.end(data);
+  return request(port, {
+    method: body === undefined ? 'GET' : 'POST',
+    path: '/salt',
+    body,
+    headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+    ca,
+    localAddress: CLIENT_ADDRESS,
   });
 }
 

@@ -4,6 +4,7 @@
  * running a handler, a logger that records, and a count of live timers.
  */
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../../lib/log.js';
@@ -24,9 +25,13 @@ export interface RequestSpec {
   agent?: http.Agent | false;
   /** Abort the request with this signal (the client going away). */
   signal?: AbortSignal;
+  /** HTTPS, the server's certificate checked against this CA. */
+  ca?: Buffer;
+  /** The client's own address (a loopback alias, for tests of client addresses). */
+  localAddress?: string;
 }
 
-/** One HTTP request (POST of JSON unless told otherwise); resolves with the whole answer. */
+/** One HTTP (or, given `ca`, HTTPS) request, POST of JSON unless told otherwise; resolves with the whole answer. */
 export function request(port: number, spec: RequestSpec = {}): Promise<Reply> {
   const method = spec.method ?? 'POST';
   const body =
@@ -34,9 +39,12 @@ export function request(port: number, spec: RequestSpec = {}): Promise<Reply> {
   // A POST is JSON unless the test gives its own headers (which may leave the type out on purpose).
   const headers: Record<string, string | number> = { ...(method === 'POST' && !spec.headers ? { 'content-type': 'application/json' } : {}), ...spec.headers };
   if (body !== undefined && !('content-length' in headers)) headers['content-length'] = Buffer.byteLength(body);
+  const options: https.RequestOptions = { host: '127.0.0.1', port, method, path: spec.path ?? '/', headers, agent: spec.agent ?? false, signal: spec.signal };
+  if (spec.localAddress) options.localAddress = spec.localAddress;
+  if (spec.ca) options.ca = spec.ca;
   return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host: '127.0.0.1', port, method, path: spec.path ?? '/', headers, agent: spec.agent ?? false, signal: spec.signal },
+    const req = (spec.ca ? https : http).request(
+      options,
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
