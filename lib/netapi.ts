@@ -177,8 +177,7 @@ export class NetapiClient {
 
   /** check() then run the item; `signal` aborts waiting (the job keeps running on the master). */
   async run(low: unknown, signal?: AbortSignal): Promise<unknown> {
-    this.checkItem(low);
-    return this.dispatch(low, this.read(low), signal);
+    return this.prepare(low).run(signal);
   }
 
   /**
@@ -194,8 +193,9 @@ export class NetapiClient {
     };
   }
 
+  /** Called from prepare()'s async `run`: what it throws becomes a rejection. */
   private dispatch(low: Lowstate, call: LocalCall | BatchCall | RunnerCall | undefined, signal?: AbortSignal): Promise<unknown> {
-    if (this.closed) return Promise.reject(new ServiceUnavailableError());
+    if (this.closed) throw new ServiceUnavailableError();
     const ctx = this.ctx;
     switch (low.client as ClientName) {
       case 'local':
@@ -215,7 +215,7 @@ export class NetapiClient {
       case 'wheel_async':
         return runWheelAsync(ctx, low);
       default:
-        return Promise.reject(new BadRequestError(SSH_NOT_SUPPORTED)); // ssh: check() refused it already
+        throw new BadRequestError(SSH_NOT_SUPPORTED); // ssh: check() refused it already
     }
   }
 
