@@ -300,12 +300,10 @@ for (const load of RATE_LOADS) for (const concurrency of CONCURRENCIES) rows.pus
 const firstAsyncRow = rows.find((r) => r.load === 'local_async' && r.concurrency === 16);
 const targetRuns = firstAsyncRow ? [firstAsyncRow, await rateRun('local_async', 16), await rateRun('local_async', 16)] : [];
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
-const target = firstAsyncRow && {
-  ratios: targetRuns.map((r) => r.http.rate / r.raw.rate),
-  cpus: targetRuns.map((r) => r.cpuMicros),
-  rates: targetRuns.map((r) => r.http.rate),
-};
-const floor = target ? await floorRun(median(target.rates)) : undefined;
+const ratios = targetRuns.map((r) => r.http.rate / r.raw.rate);
+const cpus = targetRuns.map((r) => r.cpuMicros);
+const target = firstAsyncRow && { ratios, cpus, ratio: median(ratios), cpu: median(cpus) };
+const floor = target ? await floorRun(median(targetRuns.map((r) => r.http.rate))) : undefined;
 const bursts = FULL ? await burstRuns() : undefined;
 const leak = FULL ? await leakRun() : undefined;
 
@@ -347,19 +345,18 @@ lines.push('');
 if (target) {
   const percent = (x: number) => `${(100 * x).toFixed(0)}%`;
   lines.push(
-    `local_async @16, ${targetRuns.length} runs: http/raw ${target.ratios.map(percent).join(', ')} (median ${percent(median(target.ratios))}); ` +
-      `server CPU ${target.cpus.map((x) => x.toFixed(0)).join(', ')} µs/req (median ${median(target.cpus).toFixed(0)})`,
+    `local_async @16, ${targetRuns.length} runs: http/raw ${target.ratios.map(percent).join(', ')} (median ${percent(target.ratio)}); ` +
+      `server CPU ${target.cpus.map((x) => x.toFixed(0)).join(', ')} µs/req (median ${target.cpu.toFixed(0)})`,
   );
+  if (floor) {
+    lines.push(
+      `floor, local_async @16: a bare node:http server (read the body, JSON.parse, fixed answer) at the server's ` +
+        `${floor.rate.toFixed(0)} req/s beside the same master load costs ${floor.cpuMicros.toFixed(0)} µs/req; ` +
+        `the server ${target.cpu.toFixed(0)}, so ${(target.cpu - floor.cpuMicros).toFixed(0)} µs/req are its own`,
+    );
+  }
+  lines.push('');
 }
-if (floor && target) {
-  const cpu = median(target.cpus);
-  lines.push(
-    `floor, local_async @16: a bare node:http server (read the body, JSON.parse, fixed answer) at the server's ` +
-      `${floor.rate.toFixed(0)} req/s beside the same master load costs ${floor.cpuMicros.toFixed(0)} µs/req; ` +
-      `the server ${cpu.toFixed(0)}, so ${(cpu - floor.cpuMicros).toFixed(0)} µs/req are its own`,
-  );
-}
-if (target) lines.push('');
 const fmtStats = (s: ServerStats) => `${s.fds} fds, RSS ${(s.rss / MB).toFixed(1)} MB (heap ${(s.heapUsed / MB).toFixed(1)} MB)`;
 lines.push(`server when started: ${fmtStats(fresh)}`);
 if (leak) {
@@ -384,8 +381,7 @@ interface Check {
 }
 const checks: Check[] = [];
 if (target) {
-  const ratio = median(target.ratios);
-  const cpu = median(target.cpus);
+  const { ratio, cpu } = target;
   checks.push({ name: `local_async http/raw @16 (median of ${targetRuns.length})`, text: `${(ratio * 100).toFixed(0)}% (>= 80%)`, ok: ratio >= 0.8 });
   checks.push({
     name: `server CPU per local_async request @16 (median of ${targetRuns.length})`,
