@@ -25,7 +25,8 @@ export {
   type RestWsgiHandler,
   type ServerTimeouts,
 } from './handler.js';
-export { NetapiClient, MasterError, CLIENTS, type ClientName, type Lowstate, type NetapiClientOptions, type NetapiStats, type PreparedItem } from './netapi.js';
+export { NetapiClient, CLIENTS, type ClientName, type Lowstate, type NetapiClientOptions, type NetapiStats, type PreparedItem } from './netapi.js';
+export { MasterError } from './clients/context.js';
 export { loadMasterConfig, applyMasterDefaults, ConfigError, type MasterOptions } from './salt/config.js';
 export {
   HttpError,

@@ -20,28 +20,11 @@ import { AuthenticationError, BadRequestError, ServiceUnavailableError } from '.
 import { isPlainObject } from './clients/args.js';
 import { toJson } from './json.js';
 import { truthy, type Lowstate } from './clients/fields.js';
-import type { ClientContext, Logger } from './clients/master.js';
-import { localCall, runLocal, runLocalAsync, runLocalSubset, subsetOf, type LocalCall } from './clients/local.js';
-import { batchCall, runBatch, type BatchCall } from './clients/batch.js';
-import { runRunner, runRunnerAsync, runnerCall, type RunnerCall } from './clients/runner.js';
-import { runWheel, runWheelAsync } from './clients/wheel.js';
+import type { ClientContext, Logger } from './clients/context.js';
+import { CLIENT_TABLE, isClientName, type Client } from './clients/table.js';
 
 export type { Lowstate } from './clients/fields.js';
-export { MasterError } from './clients/master.js';
-
-export const CLIENTS = [
-  'local',
-  'local_async',
-  'local_subset',
-  'local_batch',
-  'runner',
-  'runner_async',
-  'wheel',
-  'wheel_async',
-  'ssh',
-] as const;
-
-export type ClientName = (typeof CLIENTS)[number];
+export { CLIENTS, SSH_NOT_SUPPORTED, type ClientName } from './clients/table.js';
 
 export interface NetapiClientOptions {
   /** Request timeout towards the master for one request/reply, ms. Default 30 s. */
@@ -70,16 +53,10 @@ export interface PreparedItem {
   run(signal?: AbortSignal): Promise<unknown>;
 }
 
-/** The clients that wait for their job's end on the event bus. */
-const WAITING_CLIENTS: ReadonlySet<ClientName> = new Set<ClientName>(['local', 'local_subset', 'local_batch', 'runner']);
-
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 export const DEFAULT_BUS_READY_TIMEOUT_MS = 2_000;
 /** How long the answer of "is the master running" is reused. */
 const MASTER_CHECK_TTL_MS = 1_000;
-
-export const SSH_NOT_SUPPORTED =
-  "The 'ssh' client is not supported by this server: it needs salt-ssh, which only Python's salt-api provides.";
 
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -115,64 +92,12 @@ export class NetapiClient {
 
   /**
    * Every check of Salt's NetapiClient.run (master running, client known and
-   * enabled, credentials present, raw_shell, token shape) plus `fun`; throws
-   * the HttpError subclass of CONTRACT.md. `index` names the item in messages.
+   * enabled, credentials present, raw_shell, token shape) plus `fun` and the
+   * client's own fields; throws the HttpError subclass the handler answers
+   * with (README: Status codes). `index` names the item in messages.
    */
   check(low: unknown, index?: number): asserts low is Lowstate {
-    this.checkItem(low, index);
-    this.read(low);
-  }
-
-  /** check() without reading the client's fields. */
-  private checkItem(low: unknown, index?: number): asserts low is Lowstate {
-    if (!isPlainObject(low)) {
-      throw new BadRequestError(index === undefined ? 'A lowstate item must be an object' : `Lowstate item ${index} must be an object`);
-    }
-    if (!this.masterRunning()) throw new ServiceUnavailableError('Salt Master is not available.');
-
-    const client = low.client;
-    if (!(CLIENTS as readonly unknown[]).includes(client)) {
-      throw new BadRequestError(`Invalid client specified: '${pythonText(client)}'`);
-    }
-    const enabled = Array.isArray(this.opts.netapi_enable_clients) ? this.opts.netapi_enable_clients : [];
-    if (!enabled.includes(client as string)) {
-      throw new BadRequestError(
-        `Client disabled: '${client}'. Add to 'netapi_enable_clients' master config option to enable.`,
-      );
-    }
-    if (low.token === undefined && low.eauth === undefined) {
-      throw new AuthenticationError('No authentication credentials given');
-    }
-    if (truthy(low.raw_shell) && !this.opts.netapi_allow_raw_shell) {
-      throw new AuthenticationError('Raw shell option not allowed.');
-    }
-    if (low.token !== undefined && !(typeof low.token === 'string' && /^[0-9a-fA-F]+$/.test(low.token))) {
-      throw new AuthenticationError('Invalid token');
-    }
-    if (client === 'ssh') throw new BadRequestError(SSH_NOT_SUPPORTED);
-    if (low.fun === undefined || low.fun === null || low.fun === '') throw new BadRequestError("Missing 'fun'");
-    if (typeof low.fun !== 'string') throw new BadRequestError("'fun' must be a string");
-  }
-
-  /** The fields the item's client uses, read once; throws (400) for a field of the wrong shape. */
-  private read(low: Lowstate): LocalCall | BatchCall | RunnerCall | undefined {
-    const client = low.client as ClientName;
-    switch (client) {
-      case 'local':
-      case 'local_async':
-      case 'local_subset': {
-        const call = localCall(low);
-        if (client === 'local_subset') subsetOf(low);
-        return call;
-      }
-      case 'local_batch':
-        return batchCall(low, this.opts);
-      case 'runner':
-      case 'runner_async':
-        return runnerCall(low, client === 'runner');
-      default:
-        return undefined;
-    }
+    this.prepare(low, index);
   }
 
   /** check() then run the item; `signal` aborts waiting (the job keeps running on the master). */
@@ -185,38 +110,40 @@ export class NetapiClient {
    * before running any (the handler). Each item is checked and read once.
    */
   prepare(low: unknown, index?: number): PreparedItem {
-    this.checkItem(low, index);
-    const call = this.read(low);
-    return {
-      waitsForJob: WAITING_CLIENTS.has(low.client as ClientName),
-      run: async (signal?: AbortSignal) => this.dispatch(low, call, signal),
-    };
-  }
-
-  /** Called from prepare()'s async `run`: what it throws becomes a rejection. */
-  private dispatch(low: Lowstate, call: LocalCall | BatchCall | RunnerCall | undefined, signal?: AbortSignal): Promise<unknown> {
-    if (this.closed) throw new ServiceUnavailableError();
-    const ctx = this.ctx;
-    switch (low.client as ClientName) {
-      case 'local':
-        return runLocal(ctx, call as LocalCall, signal);
-      case 'local_async':
-        return runLocalAsync(ctx, call as LocalCall);
-      case 'local_subset':
-        return runLocalSubset(ctx, call as LocalCall, subsetOf(low), signal);
-      case 'local_batch':
-        return runBatch(ctx, call as BatchCall, signal);
-      case 'runner':
-        return runRunner(ctx, call as RunnerCall, signal);
-      case 'runner_async':
-        return runRunnerAsync(ctx, call as RunnerCall);
-      case 'wheel':
-        return runWheel(ctx, low);
-      case 'wheel_async':
-        return runWheelAsync(ctx, low);
-      default:
-        throw new BadRequestError(SSH_NOT_SUPPORTED); // ssh: check() refused it already
+    if (!isPlainObject(low)) {
+      throw new BadRequestError(index === undefined ? 'A lowstate item must be an object' : `Lowstate item ${index} must be an object`);
     }
+    if (!this.masterRunning()) throw new ServiceUnavailableError('Salt Master is not available.');
+
+    const name = low.client;
+    if (!isClientName(name)) throw new BadRequestError(`Invalid client specified: '${pythonText(name)}'`);
+    const enabled = Array.isArray(this.opts.netapi_enable_clients) ? this.opts.netapi_enable_clients : [];
+    if (!enabled.includes(name)) {
+      throw new BadRequestError(`Client disabled: '${name}'. Add to 'netapi_enable_clients' master config option to enable.`);
+    }
+    if (low.token === undefined && low.eauth === undefined) {
+      throw new AuthenticationError('No authentication credentials given');
+    }
+    if (truthy(low.raw_shell) && !this.opts.netapi_allow_raw_shell) {
+      throw new AuthenticationError('Raw shell option not allowed.');
+    }
+    if (low.token !== undefined && !(typeof low.token === 'string' && /^[0-9a-fA-F]+$/.test(low.token))) {
+      throw new AuthenticationError('Invalid token');
+    }
+    const client: Client = CLIENT_TABLE[name];
+    if (client.unsupported) throw new BadRequestError(client.unsupported);
+    if (low.fun === undefined || low.fun === null || low.fun === '') throw new BadRequestError("Missing 'fun'");
+    if (typeof low.fun !== 'string') throw new BadRequestError("'fun' must be a string");
+
+    const run = client.prepare(low, this.opts);
+    return {
+      waitsForJob: client.waitsForJob,
+      // async: what the call throws becomes a rejection.
+      run: async (signal?: AbortSignal) => {
+        if (this.closed) throw new ServiceUnavailableError();
+        return run(this.ctx, signal);
+      },
+    };
   }
 
   /**

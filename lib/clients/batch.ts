@@ -15,9 +15,10 @@
 import { BadRequestError } from '../errors.js';
 import { toJson } from '../json.js';
 import { isPlainObject } from './args.js';
-import { seconds, truthy, type Lowstate } from './fields.js';
+import { durationMs, truthy, type Lowstate } from './fields.js';
+import type { MasterOptions } from '../salt/config.js';
 import { findJob, localCall, publish, type LocalCall } from './local.js';
-import { withBus, type ClientContext } from './master.js';
+import { withBus, type ClientContext } from './context.js';
 import { collectReturns, type MinionReturn } from './returns.js';
 import type { SaltEvent } from '../salt/event-bus.js';
 
@@ -25,13 +26,14 @@ export interface BatchCall {
   local: LocalCall;
   /** `batch`: a count (`"2"`, 2) or a percentage (`"25%"`). Default `10%`. */
   batch: string | number;
-  /** `batch_wait`, seconds after a return before its slot is reused. */
-  batchWait: number;
+  /** `batch_wait`, ms after a return before its slot is reused. */
+  batchWaitMs: number;
   failhard: boolean;
   /** `raw`: yield the return events whole. */
   raw: boolean;
-  presencePingTimeout?: number;
-  presencePingGatherJobTimeout?: number;
+  /** The presence ping's timeouts, ms (else the item's own). */
+  presencePingTimeoutMs: number;
+  presencePingGatherJobTimeoutMs: number;
   /** batch_get_eauth: the only keywords the batch's publishes carry. */
   credentials: Record<string, unknown>;
 }
@@ -39,19 +41,20 @@ export interface BatchCall {
 const CREDENTIAL_KEYS = ['eauth', 'username', 'password', 'token'] as const;
 
 /** Read (and check) a `local_batch` item. */
-export function batchCall(low: Lowstate, opts: Record<string, unknown>): BatchCall {
+export function batchCall(low: Lowstate, opts: MasterOptions): BatchCall {
   const batch = low.batch ?? '10%';
   batchSize(batch, 1); // checks the form
   const credentials: Record<string, unknown> = {};
   for (const key of CREDENTIAL_KEYS) if (key in low) credentials[key] = low[key];
+  const local = localCall(low, opts);
   return {
-    local: localCall(low),
+    local,
     batch: batch as string | number,
-    batchWait: low.batch_wait === 0 || low.batch_wait === '0' ? 0 : (seconds(low, 'batch_wait') ?? 0),
+    batchWaitMs: low.batch_wait === 0 || low.batch_wait === '0' ? 0 : durationMs(low, 'batch_wait', 0),
     failhard: truthy(low.failhard ?? opts.failhard ?? false),
     raw: truthy(low.raw),
-    presencePingTimeout: seconds(low, 'batch_presence_ping_timeout'),
-    presencePingGatherJobTimeout: seconds(low, 'batch_presence_ping_gather_job_timeout'),
+    presencePingTimeoutMs: durationMs(low, 'batch_presence_ping_timeout', local.timeoutMs),
+    presencePingGatherJobTimeoutMs: durationMs(low, 'batch_presence_ping_gather_job_timeout', local.gatherJobTimeoutMs),
     credentials,
   };
 }
@@ -91,8 +94,6 @@ export function runBatch(ctx: ClientContext, call: BatchCall, signal?: AbortSign
 
 async function batch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal): Promise<unknown[]> {
   const { local } = call;
-  const timeout = local.timeout ?? Number(ctx.opts.timeout);
-  const gatherJobTimeout = local.gatherJobTimeout ?? Number(ctx.opts.gather_job_timeout);
 
   // Batch.__gather_minions: who answers a test.ping now.
   const ping = await publish(ctx, { ...local.pub, fun: 'test.ping', arg: [], ret: '', jid: '', kwargs: call.credentials });
@@ -100,8 +101,8 @@ async function batch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal):
   const presence = await collectReturns(ctx, {
     jid: ping.jid,
     minions: ping.minions,
-    timeoutMs: (call.presencePingTimeout ?? timeout) * 1000,
-    gatherJobTimeoutMs: (call.presencePingGatherJobTimeout ?? gatherJobTimeout) * 1000,
+    timeoutMs: call.presencePingTimeoutMs,
+    gatherJobTimeoutMs: call.presencePingGatherJobTimeoutMs,
     findJob: findJob(ctx, ping.jid, call.credentials),
     signal,
   });
@@ -152,8 +153,8 @@ async function batch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal):
           await collectReturns(ctx, {
             jid: pub.jid,
             minions: pub.minions,
-            timeoutMs: timeout * 1000,
-            gatherJobTimeoutMs: gatherJobTimeout * 1000,
+            timeoutMs: local.timeoutMs,
+            gatherJobTimeoutMs: local.gatherJobTimeoutMs,
             findJob: findJob(ctx, pub.jid, call.credentials),
             onReturn: (id, ret, event) => {
               returned.add(id);
@@ -172,7 +173,7 @@ async function batch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal):
     function report(id: string, data: MinionReturn, event?: SaltEvent): void {
       if (settled) return;
       reported.add(id);
-      if (active.delete(id) && call.batchWait > 0) wait.push(now() + call.batchWait * 1000);
+      if (active.delete(id) && call.batchWaitMs > 0) wait.push(now() + call.batchWaitMs);
       let ret = data.ret;
       const retcode = data.retcode;
       // Batch munges the retcode into dict returns.

@@ -5,6 +5,8 @@
  */
 import { BadRequestError } from '../errors.js';
 import { isPlainObject } from './args.js';
+import { positiveNumber, secondsToMs } from '../numbers.js';
+import type { MasterOptions } from '../salt/config.js';
 
 export type Lowstate = Record<string, unknown>;
 
@@ -51,16 +53,25 @@ export function targetType(low: Lowstate): string {
 }
 
 /**
- * A duration in seconds (`timeout`, `gather_job_timeout`...): a positive
- * number or a numeric string. Salt itself keeps integers only; fractions are
- * kept here so that tests can run at a fraction of Salt's pace.
+ * A duration given in seconds (`timeout`, `gather_job_timeout`...), as ms: a
+ * positive number or a numeric string; `fallbackMs` when absent. Salt itself
+ * keeps integers only; fractions are kept here so that tests can run at a
+ * fraction of Salt's pace. Every client reads its durations through this,
+ * once, when the item is read.
  */
-export function seconds(low: Lowstate, key: string): number | undefined {
+export function durationMs(low: Lowstate, key: string, fallbackMs: number): number;
+export function durationMs(low: Lowstate, key: string, fallbackMs?: number): number | undefined;
+export function durationMs(low: Lowstate, key: string, fallbackMs?: number): number | undefined {
   const value = low[key];
-  if (value === undefined || value === null) return undefined;
-  const n = typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : NaN;
-  if (!Number.isFinite(n) || n <= 0) throw new BadRequestError(`'${key}' must be a positive number of seconds`);
-  return n;
+  if (value === undefined || value === null) return fallbackMs;
+  const n = positiveNumber(value);
+  if (n === undefined) throw new BadRequestError(`'${key}' must be a positive number of seconds`);
+  return secondsToMs(n);
+}
+
+/** A master option in seconds (`timeout`, `gather_job_timeout`, `rest_timeout`) as ms, or `fallbackS` when unset or not positive. */
+export function masterDurationMs(opts: MasterOptions, key: string, fallbackS: number): number {
+  return secondsToMs(positiveNumber(opts[key]) ?? fallbackS);
 }
 
 /** A positive integer field (`subset`). */

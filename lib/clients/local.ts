@@ -3,8 +3,21 @@
  * `cmd`, `run_job` and `cmd_subset` (salt/client/__init__.py).
  */
 import { conditionInput, defineKey, isPlainObject } from './args.js';
-import { argList, extraKeys, kwargDict, positiveInteger, seconds, stringField, target, targetType, truthy, type Lowstate } from './fields.js';
-import { request, withBus, type ClientContext } from './master.js';
+import {
+  argList,
+  durationMs,
+  extraKeys,
+  kwargDict,
+  masterDurationMs,
+  positiveInteger,
+  stringField,
+  target,
+  targetType,
+  truthy,
+  type Lowstate,
+} from './fields.js';
+import type { MasterOptions } from '../salt/config.js';
+import { request, withBus, type ClientContext } from './context.js';
 import { collectReturns, type MinionReturn } from './returns.js';
 
 /** What a publish carries (LocalClient._prep_pub). */
@@ -29,10 +42,10 @@ export interface PubData {
 /** One `local` item, read. */
 export interface LocalCall {
   pub: Publication;
-  /** The item's `timeout`, seconds (else the master's `timeout`). */
-  timeout?: number;
-  /** The item's `gather_job_timeout`, seconds (else the master's). */
-  gatherJobTimeout?: number;
+  /** The item's `timeout` (else the master's), ms. */
+  timeoutMs: number;
+  /** The item's `gather_job_timeout` (else the master's), ms. */
+  gatherJobTimeoutMs: number;
   fullReturn: boolean;
   expectMinions: boolean;
 }
@@ -55,8 +68,14 @@ const LOCAL_KEYS = new Set([
   'progress',
 ]);
 
-/** Read (and check) the fields LocalClient uses. */
-export function localCall(low: Lowstate): LocalCall {
+/** A `local_subset` item, read: the `local` call and how many minions run it. */
+export interface SubsetCall {
+  local: LocalCall;
+  subset: number;
+}
+
+/** Read (and check) the fields LocalClient uses; durations fall back to the master's. */
+export function localCall(low: Lowstate, opts: MasterOptions): LocalCall {
   const kwarg = kwargDict(low);
   return {
     pub: {
@@ -68,8 +87,8 @@ export function localCall(low: Lowstate): LocalCall {
       jid: stringField(low, 'jid', ''),
       kwargs: extraKeys(low, LOCAL_KEYS),
     },
-    timeout: seconds(low, 'timeout'),
-    gatherJobTimeout: seconds(low, 'gather_job_timeout'),
+    timeoutMs: durationMs(low, 'timeout', masterDurationMs(opts, 'timeout', 5)),
+    gatherJobTimeoutMs: durationMs(low, 'gather_job_timeout', masterDurationMs(opts, 'gather_job_timeout', 10)),
     fullReturn: truthy(low.full_return),
     expectMinions: truthy(low.expect_minions),
   };
@@ -99,14 +118,6 @@ export async function publish(ctx: ClientContext, pub: Publication): Promise<Pub
   const minions = Array.isArray(data.minions) ? data.minions.filter((m): m is string => typeof m === 'string') : [];
   if (jid === '' || jid === '0' || minions.length === 0) return null;
   return { jid, minions };
-}
-
-function timeoutMs(ctx: ClientContext, call: LocalCall): number {
-  return (call.timeout ?? Number(ctx.opts.timeout)) * 1000;
-}
-
-function gatherJobTimeoutMs(ctx: ClientContext, call: LocalCall): number {
-  return (call.gatherJobTimeout ?? Number(ctx.opts.gather_job_timeout)) * 1000;
 }
 
 /** `saltutil.find_job` for `jid`, sent with the job's own credentials (LocalClient.gather_job_info). */
@@ -153,8 +164,8 @@ async function gatherReturns(ctx: ClientContext, call: LocalCall, pub: PubData, 
   const { returns, minions, missing } = await collectReturns(ctx, {
     jid: pub.jid,
     minions: pub.minions,
-    timeoutMs: timeoutMs(ctx, call),
-    gatherJobTimeoutMs: gatherJobTimeoutMs(ctx, call),
+    timeoutMs: call.timeoutMs,
+    gatherJobTimeoutMs: call.gatherJobTimeoutMs,
     findJob: findJob(ctx, pub.jid, call.pub.kwargs),
     signal,
   });
@@ -182,12 +193,7 @@ export async function runLocalAsync(ctx: ClientContext, call: LocalCall): Promis
  * LocalClient.cmd_subset: ask the targets for `sys.list_functions`, pick
  * `subset` of those that have `fun`, at random, and run `fun` on them.
  */
-export async function runLocalSubset(
-  ctx: ClientContext,
-  call: LocalCall,
-  subset: number,
-  signal?: AbortSignal,
-): Promise<Record<string, unknown>> {
+export async function runLocalSubset(ctx: ClientContext, { local: call, subset }: SubsetCall, signal?: AbortSignal): Promise<Record<string, unknown>> {
   const listing = await runLocal(
     ctx,
     {
@@ -217,6 +223,7 @@ function shuffle<T>(items: T[]): T[] {
   return items;
 }
 
-export function subsetOf(low: Lowstate): number {
-  return positiveInteger(low, 'subset', 3);
+/** Read a `local_subset` item: `subset` defaults to 3 (LocalClient.cmd_subset). */
+export function subsetCall(low: Lowstate, opts: MasterOptions): SubsetCall {
+  return { local: localCall(low, opts), subset: positiveInteger(low, 'subset', 3) };
 }

@@ -17,7 +17,7 @@
  */
 import type { SaltEvent } from '../salt/event-bus.js';
 import { isPlainObject } from './args.js';
-import { abortError, busLostError, logAbandoned, watchWait, type ClientContext } from './master.js';
+import { abortError, busLostError, logAbandoned, watchWait, type ClientContext } from './context.js';
 
 /** One minion's return as get_iter_returns yields it (`{"ret", "out", "retcode", "jid"}`). */
 export interface MinionReturn {

@@ -11,16 +11,17 @@
  * there are positional arguments does the load say `{"arg", "kwarg"}`.
  */
 import { defineKey, parseInput } from './args.js';
-import { argList, extraKeys, kwargDict, seconds, truthy, type Lowstate } from './fields.js';
-import { abortError, busLostError, logAbandoned, request, watchWait, withBus, MasterError, type ClientContext } from './master.js';
+import { argList, durationMs, extraKeys, kwargDict, masterDurationMs, truthy, type Lowstate } from './fields.js';
+import type { MasterOptions } from '../salt/config.js';
+import { abortError, busLostError, logAbandoned, request, watchWait, withBus, MasterError, type ClientContext } from './context.js';
 import { GatewayTimeoutError } from '../errors.js';
 import type { SaltEvent } from '../salt/event-bus.js';
 
 export interface RunnerCall {
   /** The load of `cmd: runner`. */
   load: Record<string, unknown>;
-  /** Sync only: the item's `timeout`, seconds. */
-  timeout?: number;
+  /** How long `runner` waits: the item's `timeout`, else the master's `rest_timeout` (default 300 s, as Salt), ms. */
+  timeoutMs: number;
   fullReturn: boolean;
 }
 
@@ -33,7 +34,7 @@ const NOT_KEYWORDS = ['fun', 'arg', 'kwarg', 'client', 'user', 'key', ...CREDENT
  * for itself; runner_async has no such parameters, so there they are
  * keywords like any other key.
  */
-export function runnerCall(low: Lowstate, sync: boolean): RunnerCall {
+export function runnerCall(low: Lowstate, opts: MasterOptions, sync: boolean): RunnerCall {
   const parsed = parseInput(argList(low));
   const kwargs: Record<string, unknown> = { ...parsed.kwargs };
   // Not Object.assign: it assigns, and a `__proto__` keyword would set the
@@ -43,13 +44,14 @@ export function runnerCall(low: Lowstate, sync: boolean): RunnerCall {
   for (const [key, value] of Object.entries(extraKeys(low, skip))) defineKey(kwargs, key, value);
 
   const load: Record<string, unknown> = { cmd: 'runner', fun: low.fun };
+  const restTimeoutMs = masterDurationMs(opts, 'rest_timeout', 300);
   // The master reads {"arg", "kwarg"} as the call's own arguments only when both are there.
   if (parsed.args.length > 0 || ('arg' in kwargs && 'kwarg' in kwargs)) load.kwarg = { arg: parsed.args, kwarg: kwargs };
   else if (Object.keys(kwargs).length > 0) load.kwarg = kwargs;
   for (const key of CREDENTIAL_KEYS) if (key in low) load[key] = low[key];
   return {
     load,
-    timeout: sync ? seconds(low, 'timeout') : undefined,
+    timeoutMs: sync ? durationMs(low, 'timeout', restTimeoutMs) : restTimeoutMs,
     fullReturn: sync && truthy(low.full_return),
   };
 }
@@ -78,20 +80,19 @@ export async function runRunnerAsync(ctx: ClientContext, call: RunnerCall): Prom
 export async function runRunner(ctx: ClientContext, call: RunnerCall, signal?: AbortSignal): Promise<unknown> {
   const event = await withBus(ctx, signal, async () => {
     const { tag, jid } = jobOf(await request(ctx, call.load, 'start the runner job'));
-    const timeoutS = call.timeout ?? (Number(ctx.opts.rest_timeout) > 0 ? Number(ctx.opts.rest_timeout) : 300);
-    return waitForEvent(ctx, `${tag}/ret`, jid, timeoutS, signal);
+    return waitForEvent(ctx, `${tag}/ret`, jid, call.timeoutMs, signal);
   });
   if (call.fullReturn) return { data: event.data, tag: event.tag };
   const data = event.data as Record<string, unknown> | null;
   return data !== null && typeof data === 'object' ? data.return : undefined;
 }
 
-/** The event `tag` of job `jid`, or 504 after `timeoutS`, or 504 when the bus drops; abort rejects at once. */
+/** The event `tag` of job `jid`, or 504 after `timeoutMs`, or 504 when the bus drops; abort rejects at once. */
 export function waitForEvent(
   ctx: ClientContext,
   tag: string,
   jid: string,
-  timeoutS: number,
+  timeoutMs: number,
   signal?: AbortSignal,
 ): Promise<SaltEvent> {
   return new Promise<SaltEvent>((resolve, reject) => {
@@ -116,8 +117,8 @@ export function waitForEvent(
       fn();
     };
     const timer = setTimeout(
-      () => settle(() => reject(new GatewayTimeoutError(`Job ${jid} did not finish within ${timeoutS} s; it may still be running on the master.`))),
-      timeoutS * 1000,
+      () => settle(() => reject(new GatewayTimeoutError(`Job ${jid} did not finish within ${timeoutMs / 1000} s; it may still be running on the master.`))),
+      timeoutMs,
     );
     const unwatch = watchWait(
       ctx,

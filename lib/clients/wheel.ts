@@ -7,17 +7,18 @@
  * wheel function's signature.
  */
 import { extraKeys, type Lowstate } from './fields.js';
-import { request, MasterError, type ClientContext } from './master.js';
+import { request, MasterError, type ClientContext } from './context.js';
 
 const NOT_PASSED_ON = new Set(['client', 'fun', 'cmd']);
 
-function wheelLoad(low: Lowstate): Record<string, unknown> {
+/** Read a wheel item: its load. */
+export function wheelLoad(low: Lowstate): Record<string, unknown> {
   return { cmd: 'wheel', fun: low.fun, ...extraKeys(low, NOT_PASSED_ON) };
 }
 
 /** WheelClient.cmd_sync: the master's `{"tag", "data": {..., "return", "success"}}`. */
-export async function runWheel(ctx: ClientContext, low: Lowstate): Promise<Record<string, unknown>> {
-  return request(ctx, wheelLoad(low), 'run the wheel job');
+export async function runWheel(ctx: ClientContext, load: Record<string, unknown>): Promise<Record<string, unknown>> {
+  return request(ctx, load, 'run the wheel job');
 }
 
 /**
@@ -31,8 +32,8 @@ export async function runWheel(ctx: ClientContext, low: Lowstate): Promise<Recor
  * waiting for the wheel function, which runs inside the master's request
  * handler and is quick (key management, config reads).
  */
-export async function runWheelAsync(ctx: ClientContext, low: Lowstate): Promise<{ tag: string; jid: string }> {
-  const reply = await request(ctx, wheelLoad(low), 'run the wheel job');
+export async function runWheelAsync(ctx: ClientContext, load: Record<string, unknown>): Promise<{ tag: string; jid: string }> {
+  const reply = await request(ctx, load, 'run the wheel job');
   const data = reply.data as Record<string, unknown> | undefined;
   const tag = reply.tag;
   const jid = data && typeof data.jid === 'string' ? data.jid : typeof tag === 'string' ? tag.split('/').pop() : undefined;

@@ -1,0 +1,16 @@
+/**
+ * Reading a positive number from what a person wrote: a lowstate field, a
+ * `rest_wsgi:` setting, a command-line flag or a handler option. Each caller
+ * words its own refusal (400, exit 2, RangeError); the rule is one.
+ */
+
+/** A positive finite number, or a string holding one; undefined for anything else. */
+export function positiveNumber(value: unknown): number | undefined {
+  const n = typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : Number.NaN;
+  return Number.isFinite(n) && n > 0 ? n : undefined;
+}
+
+/** Seconds as whole milliseconds (1.1 s is 1100 ms, not 1100.0000000000002). */
+export function secondsToMs(seconds: number): number {
+  return Math.round(seconds * 1000);
+}
