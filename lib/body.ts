@@ -8,11 +8,8 @@
  * CPU a request costs.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { BadRequestError, HttpError, PayloadTooLargeError } from './errors.js';
+import { BadRequestError, BodyTimeoutError, ClientGoneError, PayloadTooLargeError } from './errors.js';
 import { parseJson } from './json.js';
-
-/** The 408 answer of a body that doesn't arrive in time. */
-export const BODY_TIMEOUT_MESSAGE = '408: Request Timeout';
 
 /**
  * JSON nested deeper than this is refused (400) before anything looks at it:
@@ -22,19 +19,6 @@ export const BODY_TIMEOUT_MESSAGE = '408: Request Timeout';
 export const MAX_JSON_DEPTH = 512;
 
 export const TOO_DEEP_MESSAGE = `400: JSON nested deeper than ${MAX_JSON_DEPTH} levels`;
-
-/** 408: the body did not arrive in time. */
-export class BodyTimeoutError extends HttpError {
-  override name = 'BodyTimeoutError';
-  constructor() {
-    super(408, BODY_TIMEOUT_MESSAGE);
-  }
-}
-
-/** The request went away before its body was read: nothing to answer. */
-export class ClientGoneError extends Error {
-  override name = 'ClientGoneError';
-}
 
 export interface BodyLimits {
   /** Largest body read, bytes: past it, 413. */

@@ -1,25 +1,58 @@
 /**
- * One error type per HTTP status the API answers with. Every refusal and
- * failure that reaches the HTTP layer is one of these; anything else is a
- * bug or an outage and becomes a 500 without detail.
+ * Every error of the server, in one place. Each has a stable `code` (as
+ * undici's UND_ERR_*): code and class are what callers and tests match on,
+ * never a name or a message.
+ *
+ * HttpError and its subclasses are the refusals and failures that reach the
+ * HTTP layer: each carries its status and the headers its answer carries,
+ * and the handler writes every one of them the same way. Anything else that
+ * reaches it is a bug or an outage and becomes a 500 without detail.
  *
  * Messages are shown to the client as `{"return": "<message>"}`: they must
  * never contain a password, a token or a stack.
  */
+export {
+  ChannelClosedError,
+  ConfigError,
+  ConnectionLostError,
+  EventBusClosedError,
+  EventBusTimeoutError,
+  FrameStreamError,
+  RequestTimeoutError,
+  ZmtpError,
+} from './salt/errors.js';
+
+/** The 408 answer of a body that doesn't arrive in time. */
+export const BODY_TIMEOUT_MESSAGE = '408: Request Timeout';
+/** The 503 answer past `maxInFlight` (with `Retry-After: 1`). */
+export const TOO_BUSY_MESSAGE = 'Too many requests in flight';
+/** The 503 answer of requests cut short, or arriving, once close() was called. */
+export const SHUTTING_DOWN_MESSAGE = 'The server is shutting down';
+export const MASTER_UNAVAILABLE_MESSAGE = 'Salt Master is not available.';
+
 export class HttpError extends Error {
+  /** Headers its answer carries besides Content-Type and Content-Length. */
+  readonly headers: Readonly<Record<string, string>>;
+
   constructor(
     readonly status: number,
     message: string,
+    readonly code = 'SRW_ERR_HTTP',
+    headers: Readonly<Record<string, string>> = {},
   ) {
     super(message);
+    this.headers = headers;
   }
 }
+
+/** The unread rest of the body is discarded, not buffered; closing the connection saves reading the rest of it. */
+const CLOSE = { Connection: 'close' } as const;
 
 /** 400: the lowstate is malformed, names an unknown or disabled client, lacks `fun`. */
 export class BadRequestError extends HttpError {
   override name = 'BadRequestError';
   constructor(message: string) {
-    super(400, message);
+    super(400, message, 'SRW_ERR_BAD_REQUEST');
   }
 }
 
@@ -27,7 +60,7 @@ export class BadRequestError extends HttpError {
 export class AuthenticationError extends HttpError {
   override name = 'AuthenticationError';
   constructor(message: string) {
-    super(401, message);
+    super(401, message, 'SRW_ERR_AUTHENTICATION');
   }
 }
 
@@ -35,7 +68,7 @@ export class AuthenticationError extends HttpError {
 export class MethodNotAllowedError extends HttpError {
   override name = 'MethodNotAllowedError';
   constructor() {
-    super(405, '405: Method Not Allowed');
+    super(405, '405: Method Not Allowed', 'SRW_ERR_METHOD_NOT_ALLOWED', { Allow: 'GET, HEAD, POST' });
   }
 }
 
@@ -43,7 +76,15 @@ export class MethodNotAllowedError extends HttpError {
 export class NotAcceptableError extends HttpError {
   override name = 'NotAcceptableError';
   constructor() {
-    super(406, '406: JSON required');
+    super(406, '406: JSON required', 'SRW_ERR_NOT_ACCEPTABLE');
+  }
+}
+
+/** 408: the body did not arrive in time. */
+export class BodyTimeoutError extends HttpError {
+  override name = 'BodyTimeoutError';
+  constructor() {
+    super(408, BODY_TIMEOUT_MESSAGE, 'SRW_ERR_BODY_TIMEOUT', CLOSE);
   }
 }
 
@@ -51,15 +92,31 @@ export class NotAcceptableError extends HttpError {
 export class PayloadTooLargeError extends HttpError {
   override name = 'PayloadTooLargeError';
   constructor() {
-    super(413, '413: Request body too large');
+    super(413, '413: Request body too large', 'SRW_ERR_PAYLOAD_TOO_LARGE', CLOSE);
   }
 }
 
-/** 503: the master is not running or not answering, or the server is at capacity. */
+/** 503: the master is not running or not answering. */
 export class ServiceUnavailableError extends HttpError {
   override name = 'ServiceUnavailableError';
-  constructor(message = 'Salt Master is not available.') {
-    super(503, message);
+  constructor(message = MASTER_UNAVAILABLE_MESSAGE) {
+    super(503, message, 'SRW_ERR_MASTER_UNAVAILABLE');
+  }
+}
+
+/** 503 past maxInFlight: the connection is shed too, its body unread. */
+export class TooBusyError extends HttpError {
+  override name = 'TooBusyError';
+  constructor() {
+    super(503, TOO_BUSY_MESSAGE, 'SRW_ERR_TOO_BUSY', { 'Retry-After': '1', ...CLOSE });
+  }
+}
+
+/** 503 once the handler is closed: not "Salt Master is not available", it is us going away. */
+export class ShuttingDownError extends HttpError {
+  override name = 'ShuttingDownError';
+  constructor() {
+    super(503, SHUTTING_DOWN_MESSAGE, 'SRW_ERR_SHUTTING_DOWN');
   }
 }
 
@@ -67,6 +124,29 @@ export class ServiceUnavailableError extends HttpError {
 export class GatewayTimeoutError extends HttpError {
   override name = 'GatewayTimeoutError';
   constructor(message: string) {
-    super(504, message);
+    super(504, message, 'SRW_ERR_GATEWAY_TIMEOUT');
   }
+}
+
+/**
+ * The master refused a request for a reason that is not about credentials
+ * (`errorName` is Salt's exception name), or answered something we can't
+ * read. A 500, answered without detail: the detail goes to the log.
+ */
+export class MasterError extends Error {
+  override name = 'MasterError';
+  readonly code = 'SRW_ERR_MASTER';
+  readonly status = 500;
+  constructor(
+    readonly errorName: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The request went away before it was answered: nothing to answer. */
+export class ClientGoneError extends Error {
+  override name = 'ClientGoneError';
+  readonly code = 'SRW_ERR_CLIENT_GONE';
 }

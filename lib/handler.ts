@@ -15,13 +15,15 @@ import { loadMasterConfig, applyMasterDefaults, type MasterOptions } from './sal
 import {
   HttpError,
   BadRequestError,
+  ClientGoneError,
   MethodNotAllowedError,
   NotAcceptableError,
   PayloadTooLargeError,
-  ServiceUnavailableError,
+  ShuttingDownError,
+  TooBusyError,
 } from './errors.js';
 import { toJson } from './json.js';
-import { BodyReader, BodyTimeoutError, ClientGoneError, MAX_JSON_DEPTH, TOO_DEEP_MESSAGE, deeperThan, parseBody } from './body.js';
+import { BodyReader, MAX_JSON_DEPTH, TOO_DEEP_MESSAGE, deeperThan, parseBody } from './body.js';
 import { formatAccess, silentLogger, type AccessRecord, type Logger } from './log.js';
 import { clientAddress, onAccess } from './access.js';
 
@@ -32,11 +34,8 @@ export const GET_MESSAGE = "They found me. I don't know how, but they found me. 
 
 export const UNEXPECTED_ERROR_MESSAGE = 'An unexpected error occurred';
 
-/** The 503 answer past `maxInFlight` (with `Retry-After: 1`). */
-export const TOO_BUSY_MESSAGE = 'Too many requests in flight';
-/** The 503 answer of requests cut short, or arriving, once close() was called. */
-export const SHUTTING_DOWN_MESSAGE = 'The server is shutting down';
-export { BODY_TIMEOUT_MESSAGE, MAX_JSON_DEPTH } from './body.js';
+export { BODY_TIMEOUT_MESSAGE, SHUTTING_DOWN_MESSAGE, TOO_BUSY_MESSAGE } from './errors.js';
+export { MAX_JSON_DEPTH } from './body.js';
 
 export const DEFAULT_BODY_TIMEOUT_MS = 30_000;
 export const DEFAULT_BODY_IDLE_TIMEOUT_MS = 10_000;
@@ -112,13 +111,6 @@ export interface RestWsgiHandler {
 
 /** Express's `express.json()` and similar leave the parsed body on the request. */
 type MaybeParsedRequest = IncomingMessage & { body?: unknown };
-
-/** 503 past maxInFlight. */
-class TooBusyError extends ServiceUnavailableError {
-  constructor() {
-    super(TOO_BUSY_MESSAGE);
-  }
-}
 
 /**
  * The request's hang-up as an AbortSignal, made on first use: an
@@ -244,23 +236,10 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
         if (!res.writableEnded) res.destroy();
         return;
       }
-      if (err instanceof HttpError) {
-        const headers: Record<string, string> = {};
-        if (err instanceof MethodNotAllowedError) headers.Allow = 'GET, HEAD, POST';
-        // The unread rest of the body is discarded, not buffered; closing the
-        // connection saves reading the rest of an oversized upload.
-        if (err instanceof PayloadTooLargeError || err instanceof BodyTimeoutError) headers.Connection = 'close';
-        if (err instanceof TooBusyError) {
-          headers['Retry-After'] = '1';
-          headers.Connection = 'close'; // shed the connection too, and leave its body unread
-        }
-        // Not "Salt Master is not available": it is us going away.
-        const message = closed && err instanceof ServiceUnavailableError && !(err instanceof TooBusyError) ? SHUTTING_DOWN_MESSAGE : err.message;
-        send(res, err.status, { return: message }, headers);
-        return;
+      if (!(err instanceof HttpError)) {
+        logger.error(`unexpected error on ${req.method} from ${clientAddress(req, trustProxy)}: ${describe(err)}`);
       }
-      logger.error(`unexpected error on ${req.method} from ${clientAddress(req, trustProxy)}: ${describe(err)}`);
-      send(res, 500, { return: UNEXPECTED_ERROR_MESSAGE });
+      sendError(res, closed && isMasterUnavailable(err) ? new ShuttingDownError() : err);
     });
   }) as RestWsgiHandler;
 
@@ -330,7 +309,18 @@ export function isJsonContentType(header: string | undefined): boolean {
   return header.split(';', 1)[0].trim().toLowerCase() === 'application/json';
 }
 
-function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+/** Any error as its answer: an HttpError's status, headers and message; anything else a 500 without detail. */
+function sendError(res: ServerResponse, err: unknown): void {
+  if (err instanceof HttpError) send(res, err.status, { return: err.message }, err.headers);
+  else send(res, 500, { return: UNEXPECTED_ERROR_MESSAGE });
+}
+
+/** Once close() was called, a request cut short hears that the server is going away, not that the master is. */
+function isMasterUnavailable(err: unknown): boolean {
+  return err instanceof HttpError && err.code === 'SRW_ERR_MASTER_UNAVAILABLE';
+}
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Readonly<Record<string, string>> = {}): void {
   if (res.headersSent || res.destroyed) return;
   const text = toJson(body);
   // setHeader rather than writeHead(status, headers): wrappers (an access

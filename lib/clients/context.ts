@@ -1,12 +1,15 @@
 /**
  * What every client family shares: the master's request channel and event
  * bus (one of each per NetapiClient), and the translation of the master's
- * refusals and of transport failures into the HTTP errors of CONTRACT.md.
+ * refusals and of transport failures into the HTTP errors of lib/errors.ts.
  */
 import type { MasterOptions } from '../salt/config.js';
 import type { EventBus } from '../salt/event-bus.js';
 import type { RequestChannel } from '../salt/request-channel.js';
-import { AuthenticationError, BadRequestError, GatewayTimeoutError, ServiceUnavailableError } from '../errors.js';
+import { AuthenticationError, BadRequestError, GatewayTimeoutError, MasterError, ServiceUnavailableError } from '../errors.js';
+import { MASTER_NOT_ANSWERING_CODES } from '../salt/errors.js';
+
+export { MasterError };
 import { isPlainObject } from './args.js';
 import type { Logger } from '../log.js';
 
@@ -24,17 +27,6 @@ export interface ClientContext {
   readonly busReadyTimeoutMs: number;
   /** LocalClient's `salt_user`: who publishes (the master replaces it for eauth and tokens). */
   readonly user: string;
-}
-
-/** The master refused a request for a reason that is not about credentials. */
-export class MasterError extends Error {
-  override name = 'MasterError';
-  constructor(
-    readonly errorName: string,
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 /**
@@ -71,10 +63,8 @@ export async function request(ctx: ClientContext, load: Record<string, unknown>,
   try {
     reply = await ctx.channel.send(load, ctx.requestTimeoutMs);
   } catch (err) {
-    const name = (err as Error)?.name;
-    if (name === 'RequestTimeoutError' || name === 'ConnectionLostError' || name === 'ChannelClosedError') {
-      throw new ServiceUnavailableError();
-    }
+    const code = (err as { code?: unknown } | null)?.code;
+    if (typeof code === 'string' && MASTER_NOT_ANSWERING_CODES.has(code)) throw new ServiceUnavailableError();
     throw err;
   }
   // The master's transport answers a load it could not handle with a bare

@@ -13,6 +13,7 @@ import { homedir } from 'node:os';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import YAML from 'yaml';
+import { ConfigError } from './errors.js';
 
 /** The master options this server uses, after defaults (DEFAULT_MASTER_OPTS). */
 export interface MasterOptions {
@@ -34,9 +35,7 @@ export interface MasterOptions {
   [key: string]: unknown;
 }
 
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
+export { ConfigError };
 
 /** Where Salt looks when nothing else is said (salt.syspaths.CONFIG_DIR + 'master'). */
 export const DEFAULT_MASTER_CONFIG = '/etc/salt/master';

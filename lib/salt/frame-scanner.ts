@@ -8,11 +8,10 @@
  * and keeps its place between chunks, so every byte is looked at once and
  * only complete frames are handed on.
  */
+import { FrameStreamError } from './errors.js';
 
-/** msgpack's one type byte that means nothing: the stream is not msgpack. */
-export class FrameStreamError extends Error {
-  override name = 'FrameStreamError';
-}
+export { FrameStreamError };
+
 
 const INITIAL_CAPACITY = 64 * 1024;
 

@@ -17,10 +17,11 @@
 import net from 'node:net';
 import type { MasterOptions } from './config.js';
 import { decode, encode } from './codec.js';
+import { ChannelClosedError, ConnectionLostError, RequestTimeoutError } from './errors.js';
+import { ZmtpError } from './errors.js';
 import {
   FrameReader,
   GREETING_SIZE,
-  ZmtpError,
   checkGreeting,
   command,
   encodeMessage,
@@ -30,21 +31,7 @@ import {
   readyCommand,
 } from './zmtp.js';
 
-export class RequestTimeoutError extends Error {
-  override name = 'RequestTimeoutError';
-}
-/**
- * The connection dropped after the request was written and before its reply
- * came: the master (a restart, a crash) can't answer it on a new connection,
- * since its ROUTER routes replies by connection. Failing it at once beats
- * waiting out the timeout; whether the master acted on it is unknown.
- */
-export class ConnectionLostError extends Error {
-  override name = 'ConnectionLostError';
-}
-export class ChannelClosedError extends Error {
-  override name = 'ChannelClosedError';
-}
+export { ChannelClosedError, ConnectionLostError, RequestTimeoutError };
 
 export interface RequestChannelOptions {
   /** e.g. `tcp://127.0.0.1:4506` */

@@ -14,6 +14,9 @@
  * frames: a flags byte (MORE 1, LONG 2, COMMAND 4), a size (1 byte, or 8
  * when LONG), the body. A message is frames up to one without MORE.
  */
+import { ZmtpError } from './errors.js';
+
+export { ZmtpError };
 
 export const GREETING_SIZE = 64;
 
@@ -24,10 +27,6 @@ const FLAG_COMMAND = 0x04;
 /** Larger frames are refused (a broken or hostile stream, not a Salt reply). */
 const MAX_FRAME_BYTES = 2 ** 31;
 
-/** The stream is not ZMTP 3 with the NULL mechanism, or breaks its rules. */
-export class ZmtpError extends Error {
-  override name = 'ZmtpError';
-}
 
 /** Our greeting: ZMTP 3.0, NULL, as-server 0. */
 export function greeting(): Buffer {
