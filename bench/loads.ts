@@ -5,6 +5,7 @@
  */
 import type { RequestChannel } from '../lib/salt/request-channel.js';
 import type { EventBus } from '../lib/salt/event-bus.js';
+import { waitFor } from '../test/support/event-bus.js';
 
 export const SLOW_MINIONS = Array.from({ length: 64 }, (_, i) => `slow-${String(i).padStart(2, '0')}`);
 export const SLOW_DELAY_MS = 200;
@@ -70,6 +71,6 @@ async function sendRawHeld(raw: RawTransport, load: LoadName, tgt: string): Prom
   const jid = reply?.load?.jid;
   if (typeof jid !== 'string') return false;
   if (load === 'local_async') return true;
-  const event = await raw.bus.waitFor(`salt/job/${jid}/ret/${tgt}`, 5000);
+  const event = await waitFor(raw.bus, `salt/job/${jid}/ret/${tgt}`, 5000);
   return event.data?.return === true;
 }

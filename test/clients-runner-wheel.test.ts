@@ -11,6 +11,7 @@ import { NetapiClient } from '../lib/netapi.js';
 import { AuthenticationError, GatewayTimeoutError } from '../lib/errors.js';
 import { parseInput, yamlifyArg, conditionInput, isJid } from '../lib/clients/args.js';
 import type { EventBus } from '../lib/salt/event-bus.js';
+import { waitFor } from './support/event-bus.js';
 
 const PASSWORD = 'runner-test-secret';
 const USERS = {
@@ -99,7 +100,7 @@ describe('runner and wheel', () => {
     const ret = (await netapi.run({ client: 'runner_async', fun: 'test.sleep', s_time: 2, ...CRED })) as { tag: string; jid: string };
     assert.deepEqual(Object.keys(ret).sort(), ['jid', 'tag']);
     assert.equal(ret.tag, `salt/run/${ret.jid}`);
-    const done = await busOf(netapi).waitFor(`${ret.tag}/ret`, 2000);
+    const done = await waitFor(busOf(netapi), `${ret.tag}/ret`, 2000);
     assert.equal((done.data as { return: unknown }).return, true);
   });
 

@@ -8,16 +8,15 @@ import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promi
 import { encode } from '../lib/salt/codec.js';
 import { applyMasterDefaults } from '../lib/salt/config.js';
 import {
-  AbortError,
   EventBus,
   EventBusClosedError,
-  TimeoutError,
+  EventBusTimeoutError as TimeoutError,
   eventBusOptions,
-  frameBody,
   type EventBusOptions,
   type SaltEvent,
 } from '../lib/salt/event-bus.js';
-import { FrameScanner, FrameStreamError } from '../lib/salt/frame-scanner.js';
+import { FrameScanner, FrameStreamError, frameBody } from '../lib/salt/frame-scanner.js';
+import { AbortError, waitFor } from './support/event-bus.js';
 import { eventFrame, startEventPublisher, type EventPublisherPeer } from './support/peers.js';
 import { capturedEvents, eventFrames } from './support/wire.js';
 
@@ -170,7 +169,7 @@ describe('EventBus over a unix socket', () => {
   it('resolves 1,000 concurrent waiters on distinct jids, each with its own return', async (t) => {
     const { bus, publisher } = await connectedBus(t);
     const jids = Array.from({ length: 1000 }, (_, i) => `2026112218${String(i).padStart(10, '0')}`);
-    const waits = jids.map((jid) => bus.waitFor(`salt/job/${jid}/ret/`, 10000));
+    const waits = jids.map((jid) => waitFor(bus, `salt/job/${jid}/ret/`, 10000));
     assert.equal(bus.subscriptionCount, 1000);
     const frames = jids.map((jid) => eventFrame(`salt/job/${jid}/ret/minion1`, { jid, id: 'minion1', return: true }));
     // shuffled, mixed with unrelated traffic and other jobs' events
@@ -207,7 +206,7 @@ describe('EventBus over a unix socket', () => {
     const header = Buffer.from([0xdb, 0, 0, 0, 0]);
     header.writeUInt32BE(body.length, 1);
     const frame = Buffer.concat([Buffer.from([0x82, 0xa4, ...Buffer.from('head'), 0x80, 0xa4, ...Buffer.from('body')]), header, body]);
-    const wait = bus.waitFor('salt/run/7/ret', 2000);
+    const wait = waitFor(bus, 'salt/run/7/ret', 2000);
     await publisher.write(frame);
     const event = await wait;
     assert.deepEqual(event.data, { return: Buffer.from([0xff, 0x00]), success: true });
@@ -215,7 +214,7 @@ describe('EventBus over a unix socket', () => {
 
   it('skips frames it cannot make sense of and carries on', async (t) => {
     const { bus, publisher } = await connectedBus(t);
-    const wait = bus.waitFor('salt/run/8/ret', 2000);
+    const wait = waitFor(bus, 'salt/run/8/ret', 2000);
     await publisher.write(encode({ head: {}, body: Buffer.from('no separator') }));
     await publisher.write(encode({ head: {}, body: Buffer.from('salt/run/8/ret\n\n\x82') })); // truncated data
     await publisher.write(encode({ head: {}, nobody: 1 }));
@@ -251,7 +250,7 @@ describe('EventBus over a unix socket', () => {
     await until(() => states.length === 2);
     assert.deepEqual(states, ['disconnect', 'connect']);
     await until(() => publisher.clients.size === 1);
-    const wait = bus.waitFor('salt/wheel/9/ret', 2000);
+    const wait = waitFor(bus, 'salt/wheel/9/ret', 2000);
     await publisher.publish('salt/wheel/9/ret', { fine: true });
     assert.deepEqual((await wait).data, { fine: true });
   });
@@ -270,7 +269,7 @@ describe('retention', () => {
     assert.deepEqual(got, [1, 2, 3]);
     // Unrelated traffic is not kept.
     assert.equal(bus.retainedCount, 3);
-    await assert.rejects(bus.waitFor('minion/refresh/a', 50), TimeoutError);
+    await assert.rejects(waitFor(bus, 'minion/refresh/a', 50), TimeoutError);
   });
 
   it('replays in order when a subscription is made while events are being dispatched', async (t) => {
@@ -292,7 +291,7 @@ describe('retention', () => {
     bus.hold();
     await publisher.publish('salt/run/77/ret', { return: 'early' });
     await until(() => bus.retainedCount === 1);
-    assert.deepEqual((await bus.waitFor('salt/run/77/ret', 500)).data, { return: 'early' });
+    assert.deepEqual((await waitFor(bus, 'salt/run/77/ret', 500)).data, { return: 'early' });
     assert.equal(bus.subscriptionCount, 0);
   });
 
@@ -302,7 +301,7 @@ describe('retention', () => {
     await publisher.publish('salt/wheel/3/ret', {});
     await until(() => bus.retainedCount === 1);
     await sleep(80);
-    await assert.rejects(bus.waitFor('salt/wheel/3/ret', 50), TimeoutError);
+    await assert.rejects(waitFor(bus, 'salt/wheel/3/ret', 50), TimeoutError);
     assert.equal(bus.retainedCount, 0);
   });
 
@@ -341,7 +340,7 @@ describe('retention', () => {
     assert.equal(bus.retainedCount, 1);
     releaseB();
     assert.equal(bus.retainedCount, 0);
-    await assert.rejects(bus.waitFor('salt/job/2/ret/m', 50), TimeoutError);
+    await assert.rejects(waitFor(bus, 'salt/job/2/ret/m', 50), TimeoutError);
   });
 });
 
@@ -353,9 +352,9 @@ describe('reading while nobody listens', () => {
     await sleep(30); // read, and dropped: nobody subscribed, nobody holding
     await publisher.publish('salt/job/2/ret/m', { n: 2 });
     await sleep(30); // not read: the bus is paused
-    const got = await bus.waitFor('salt/job/2/ret/m', 1000);
+    const got = await waitFor(bus, 'salt/job/2/ret/m', 1000);
     assert.deepEqual(got.data, { n: 2 });
-    await assert.rejects(bus.waitFor('salt/job/1/ret/m', 50), TimeoutError);
+    await assert.rejects(waitFor(bus, 'salt/job/1/ret/m', 50), TimeoutError);
   });
 
   it('reads again after idleReadMs, and a master that went away is noticed then', async (t) => {
@@ -373,26 +372,26 @@ describe('reading while nobody listens', () => {
 describe('waitFor', () => {
   it('times out and unsubscribes', async (t) => {
     const { bus } = await connectedBus(t);
-    await assert.rejects(bus.waitFor('salt/job/none/ret/', 50), (err: Error) => err instanceof TimeoutError && /within 50 ms/.test(err.message));
+    await assert.rejects(waitFor(bus, 'salt/job/none/ret/', 50), (err: Error) => err instanceof TimeoutError && /within 50 ms/.test(err.message));
     assert.equal(bus.subscriptionCount, 0);
   });
 
   it('aborts and unsubscribes', async (t) => {
     const { bus } = await connectedBus(t);
     const controller = new AbortController();
-    const wait = bus.waitFor('salt/job/none/ret/', 5000, controller.signal);
+    const wait = waitFor(bus, 'salt/job/none/ret/', 5000, controller.signal);
     assert.equal(bus.subscriptionCount, 1);
     controller.abort(new Error('client went away'));
     await assert.rejects(wait, (err: Error) => err instanceof AbortError && (err.cause as Error).message === 'client went away');
     assert.equal(bus.subscriptionCount, 0);
     // an already aborted signal rejects at once, subscribing nothing
-    await assert.rejects(bus.waitFor('x', 5000, controller.signal), AbortError);
+    await assert.rejects(waitFor(bus, 'x', 5000, controller.signal), AbortError);
     assert.equal(bus.subscriptionCount, 0);
   });
 
   it('unsubscribes once it has its event, however many arrive', async (t) => {
     const { bus, publisher } = await connectedBus(t);
-    const wait = bus.waitFor('salt/job/5/ret/', 2000);
+    const wait = waitFor(bus, 'salt/job/5/ret/', 2000);
     await publisher.write(Buffer.concat([eventFrame('salt/job/5/ret/a', { a: 1 }), eventFrame('salt/job/5/ret/b', {})]));
     assert.deepEqual((await wait).data, { a: 1 });
     assert.equal(bus.subscriptionCount, 0);
@@ -402,13 +401,13 @@ describe('waitFor', () => {
     const where = socketPath(t);
     const bus = new EventBus({ path: where, reconnectMs: 20 });
     bus.start();
-    const wait = bus.waitFor('salt/job/1/ret/', 5000);
+    const wait = waitFor(bus, 'salt/job/1/ret/', 5000);
     const ready = bus.ready(5000);
     bus.close();
     await assert.rejects(wait, EventBusClosedError);
     await assert.rejects(ready, EventBusClosedError);
     assert.equal(bus.subscriptionCount, 0);
-    await assert.rejects(bus.waitFor('a/', 10), EventBusClosedError);
+    await assert.rejects(waitFor(bus, 'a/', 10), EventBusClosedError);
   });
 });
 
@@ -449,7 +448,7 @@ describe('connection', () => {
     t.after(() => bus.close());
     await bus.ready(2000);
     await publisher.waitForClients(1);
-    const wait = bus.waitFor('salt/run/1/ret', 2000);
+    const wait = waitFor(bus, 'salt/run/1/ret', 2000);
     await publisher.publish('salt/run/1/ret', { over: 'tcp' });
     assert.deepEqual((await wait).data, { over: 'tcp' });
   });

@@ -9,6 +9,7 @@ import { EventBus, eventBusOptions } from '../lib/salt/event-bus.js';
 import { ChannelClosedError, ConnectionLostError, RequestChannel, RequestTimeoutError, requestAddress } from '../lib/salt/request-channel.js';
 import { startEventPublisher, startReqServerPeer, startRouterPeer, type RoutedRequest } from './support/peers.js';
 import { reqserver } from './support/wire.js';
+import { waitFor } from './support/event-bus.js';
 
 function channel(t: TestContext, address: string, timeoutMs = 500): RequestChannel {
   const ch = new RequestChannel({ address, timeoutMs });
@@ -218,7 +219,7 @@ describe('master restart', () => {
 
     // The bus delivers again.
     await publisher.waitForClients(1);
-    const event = bus.waitFor('salt/job/1/ret/m', 1000);
+    const event = waitFor(bus, 'salt/job/1/ret/m', 1000);
     await publisher.publish('salt/job/1/ret/m', { back: true });
     assert.deepEqual((await event).data, { back: true });
   });

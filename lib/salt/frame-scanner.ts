@@ -147,6 +147,61 @@ export function childCount(buf: Uint8Array, pos: number, type: number): number {
   }
 }
 
+/**
+ * The raw bytes of the `body` of a `{head, body}` frame, without decoding the
+ * rest. body is bin; a str body (older masters packed bytes as str) is taken
+ * as its raw bytes, which keeps the packed data intact.
+ */
+export function frameBody(frame: Buffer): Buffer | undefined {
+  const type = frame[0];
+  let entries: number;
+  let pos: number;
+  if (type >= 0x80 && type <= 0x8f) [entries, pos] = [type & 0x0f, 1];
+  else if (type === 0xde) [entries, pos] = [frame.readUInt16BE(1), 3];
+  else if (type === 0xdf) [entries, pos] = [frame.readUInt32BE(1), 5];
+  else return undefined;
+  const end = frame.length;
+  for (let i = 0; i < entries; i++) {
+    const isBody = frame[pos] === 0xa4 && frame.toString('latin1', pos + 1, pos + 5) === 'body';
+    pos = skipValue(frame, pos, end);
+    if (pos < 0) return undefined;
+    if (isBody) {
+      const raw = rawBytes(frame, pos, end);
+      if (raw) return raw;
+    }
+    pos = skipValue(frame, pos, end);
+    if (pos < 0) return undefined;
+  }
+  return undefined;
+}
+
+/** The payload of a bin or str item at `pos`, else undefined. */
+function rawBytes(buf: Buffer, pos: number, end: number): Buffer | undefined {
+  const size = itemSize(buf, pos, end);
+  if (size <= 0) return undefined;
+  const type = buf[pos];
+  let header: number;
+  if (type >= 0xa0 && type <= 0xbf) header = 1;
+  else if (type === 0xc4 || type === 0xd9) header = 2;
+  else if (type === 0xc5 || type === 0xda) header = 3;
+  else if (type === 0xc6 || type === 0xdb) header = 5;
+  else return undefined;
+  return buf.subarray(pos + header, pos + size);
+}
+
+/** Position after the complete value at `pos`, or -1 if it isn't complete. */
+function skipValue(buf: Buffer, pos: number, end: number): number {
+  let remaining = 1;
+  while (remaining > 0) {
+    if (pos < 0 || pos >= end) return -1;
+    const size = itemSize(buf, pos, end);
+    if (size <= 0) return -1;
+    remaining += childCount(buf, pos, buf[pos]) - 1;
+    pos += size;
+  }
+  return pos;
+}
+
 function need(size: number, pos: number, end: number): number {
   return pos + size <= end ? size : -1;
 }
