@@ -18,7 +18,8 @@ import {
   DEFAULT_MAX_BODY_BYTES,
   type RestWsgiHandler,
 } from '../lib/handler.js';
-import { loadMasterConfig, type MasterOptions } from '../lib/salt/config.js';
+import { isMasterRunning, loadMasterConfig, type MasterOptions } from '../lib/salt/config.js';
+import { positiveNumber, secondsToMs } from '../lib/numbers.js';
 import { createLogger, isLogFormat, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger } from '../lib/log.js';
 
 const NAME = 'salt-rest-wsgi';
@@ -65,7 +66,8 @@ Options:
 class UsageError extends Error {}
 
 interface Settings {
-  configPath?: string;
+  /** The master config, read once here and handed to the handler. */
+  master: MasterOptions;
   port: number;
   host: string;
   maxBodyBytes: number;
@@ -104,11 +106,11 @@ function parsePort(value: unknown, where: string): number {
 /** A positive number of seconds (fractions allowed) from a flag or `rest_wsgi:`, as ms. */
 function secondsSetting(value: unknown, fallbackMs: number, name: string, file?: string): number {
   if (value === undefined || value === null) return fallbackMs;
-  const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
-  if (typeof n !== 'number' || !Number.isFinite(n) || n <= 0) {
+  const n = positiveNumber(value);
+  if (n === undefined) {
     throw new UsageError(`invalid ${name} ${JSON.stringify(value)}${file ? ` in ${file}` : ''}: expected a positive number of seconds`);
   }
-  return n * 1000;
+  return secondsToMs(n);
 }
 
 function settingsFrom(argv: string[]): Settings | 'help' | 'version' {
@@ -183,7 +185,7 @@ function settingsFrom(argv: string[]): Settings | 'help' | 'version' {
       ? secondsSetting(values['shutdown-timeout'], 0, '--shutdown-timeout')
       : secondsSetting(section.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT_S * 1000, 'rest_wsgi: shutdown_timeout', file);
   return {
-    configPath: configPath ?? master.conf_file,
+    master,
     port,
     host,
     maxBodyBytes,
@@ -197,12 +199,6 @@ function settingsFrom(argv: string[]): Settings | 'help' | 'version' {
     bodyIdleTimeoutMs: secondsSetting(section.body_idle_timeout, DEFAULT_BODY_IDLE_TIMEOUT_MS, 'rest_wsgi: body_idle_timeout', file),
     keepAliveTimeoutMs: secondsSetting(section.keepalive_timeout, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, 'rest_wsgi: keepalive_timeout', file),
   };
-}
-
-/** Whether the master runs, as salt/netapi/__init__.py `_is_master_running` tells it. */
-function masterRunning(master: MasterOptions): boolean {
-  const file = master.transport === 'tcp' ? 'publish_pull.ipc' : 'workers.ipc';
-  return existsSync(join(master.sock_dir, file));
 }
 
 function serve(settings: Settings, handler: RestWsgiHandler, logger: Logger): void {
@@ -260,7 +256,7 @@ function serve(settings: Settings, handler: RestWsgiHandler, logger: Logger): vo
     const where = typeof address === 'object' && address ? address : { address: settings.host, port: settings.port };
     const host = where.address.includes(':') ? `[${where.address}]` : where.address;
     logger.info(`listening on http://${host}:${where.port}/ (master config ${handler.master.conf_file})`);
-    if (!masterRunning(handler.master)) {
+    if (!isMasterRunning(handler.master)) {
       logger.warn(`master not running at ${handler.master.sock_dir}: requests get 503 until it starts`);
     }
   });
@@ -317,7 +313,7 @@ function main(argv: string[]): void {
     const commandLogger = createLogger({ level: settings.logLevel, format: settings.logFormat });
     logger = commandLogger;
     handler = createHandler({
-      config: settings.configPath,
+      master: settings.master,
       maxBodyBytes: settings.maxBodyBytes,
       logger,
       accessLog: (record) => commandLogger.access(record),

@@ -6,7 +6,7 @@
  * POST a JSON list of lowstate items; every item is checked before any runs,
  * then they run in order through the dispatcher, and the reply is
  * `{"return": [result, ...]}`. Every refusal is `{"return": "<message>"}`
- * with the status of CONTRACT.md. Like rest_wsgi, the URL path is ignored.
+ * with the status the README's "Status codes" lists. Like rest_wsgi, the URL path is ignored.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { totalmem } from 'node:os';
@@ -23,6 +23,7 @@ import {
   TooBusyError,
 } from './errors.js';
 import { toJson } from './json.js';
+import { positiveNumber } from './numbers.js';
 import { BodyReader, MAX_JSON_DEPTH, TOO_DEEP_MESSAGE, deeperThan, parseBody } from './body.js';
 import { formatAccess, silentLogger, type AccessRecord, type Logger } from './log.js';
 import { clientAddress, onAccess } from './access.js';
@@ -59,11 +60,15 @@ export interface HandlerOptions {
    * are applied). Absent: env SALT_MASTER_CONFIG, else /etc/salt/master.
    */
   config?: string | Partial<MasterOptions>;
+  /** The master options as loadMasterConfig() gave them, used as they are (instead of `config`: the file is not read again). */
+  master?: MasterOptions;
   /** Largest request body read, in bytes; larger gets 413. Default 1 MiB. */
   maxBodyBytes?: number;
   /** Where unexpected errors and job messages go. Default: nowhere. */
   logger?: Logger;
-  /** Timeout of one request/reply towards the master, ms (the dispatcher's default when absent). */
+  /** Timeout of one request/reply towards the master, ms (the dispatcher's default, 30 s, when absent). */
+  masterTimeoutMs?: number;
+  /** @deprecated The old name of masterTimeoutMs (not the HTTP request's timeout: that is ServerTimeouts.requestTimeoutMs). */
   requestTimeoutMs?: number;
   /** Take a body that is a single JSON object as a one-item list. Default true. */
   acceptSingleObject?: boolean;
@@ -137,9 +142,8 @@ class Hangup {
 
 export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
   const master =
-    options.config !== undefined && typeof options.config === 'object'
-      ? applyMasterDefaults(options.config)
-      : loadMasterConfig(options.config);
+    options.master ??
+    (options.config !== undefined && typeof options.config === 'object' ? applyMasterDefaults(options.config) : loadMasterConfig(options.config));
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 0) {
     throw new RangeError(`maxBodyBytes must be a non-negative integer, got ${maxBodyBytes}`);
@@ -164,7 +168,7 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
       : options.accessLog
         ? (record: AccessRecord) => logger.info(formatAccess(record))
         : undefined;
-  const netapi = new NetapiClient(master, { logger, requestTimeoutMs: options.requestTimeoutMs });
+  const netapi = new NetapiClient(master, { logger, masterTimeoutMs: options.masterTimeoutMs ?? options.requestTimeoutMs });
 
   async function handlePost(req: MaybeParsedRequest, res: ServerResponse, hangup: Hangup): Promise<void> {
     if (!isJsonContentType(req.headers['content-type'])) throw new NotAcceptableError();
@@ -260,8 +264,9 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
 
 function positiveMs(value: number | undefined, fallback: number, name: string): number {
   if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !(value > 0) || !Number.isFinite(value)) throw new RangeError(`${name} must be a positive number of ms, got ${value}`);
-  return value;
+  const ms = typeof value === 'number' ? positiveNumber(value) : undefined;
+  if (ms === undefined) throw new RangeError(`${name} must be a positive number of ms, got ${value}`);
+  return ms;
 }
 
 /** Timeouts of node:http servers, applied by applyServerTimeouts(). */

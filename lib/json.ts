@@ -17,7 +17,7 @@
  *
  * - bigint: bare digits, exact.
  * - Buffer / Uint8Array (msgpack bin): the UTF-8 text if the bytes are valid
- *   UTF-8, else base64 (CONTRACT.md, "Responses").
+ *   UTF-8, else base64 (README: Differences from Python's rest_wsgi).
  * - Map: an object, keys as Python's json.dumps writes them (1 → "1",
  *   true → "true", null → "null").
  * - Date: ISO string. (The codec already gives Salt's datetime ext as a string.)

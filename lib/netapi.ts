@@ -10,26 +10,27 @@
  *     await netapi.run({ client: 'local', tgt: '*', fun: 'test.ping', eauth: 'pam', username, password });
  *     netapi.close();
  */
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { userInfo } from 'node:os';
-import type { MasterOptions } from './salt/config.js';
+import { isMasterRunning, type MasterOptions } from './salt/config.js';
 import { RequestChannel, requestAddress } from './salt/request-channel.js';
 import { EventBus, eventBusOptions } from './salt/event-bus.js';
 import { AuthenticationError, BadRequestError, ServiceUnavailableError } from './errors.js';
 import { isPlainObject } from './clients/args.js';
 import { toJson } from './json.js';
 import { truthy, type Lowstate } from './clients/fields.js';
-import type { ClientContext, Logger } from './clients/context.js';
+import type { ClientContext } from './clients/context.js';
+import { silentLogger, type Logger } from './log.js';
 import { CLIENT_TABLE, isClientName, type Client } from './clients/table.js';
 
 export type { Lowstate } from './clients/fields.js';
 export { CLIENTS, SSH_NOT_SUPPORTED, type ClientName } from './clients/table.js';
 
 export interface NetapiClientOptions {
-  /** Request timeout towards the master for one request/reply, ms. Default 30 s. */
+  /** Timeout of one request/reply towards the master, ms. Default 30 s. */
+  masterTimeoutMs?: number;
+  /** @deprecated The old name of masterTimeoutMs. */
   requestTimeoutMs?: number;
-  /** How long a synchronous call waits for a disconnected event bus before 503, ms. Default 2 s (or requestTimeoutMs if shorter). */
+  /** How long a synchronous call waits for a disconnected event bus before 503, ms. Default 2 s (or masterTimeoutMs if shorter). */
   busReadyTimeoutMs?: number;
   /** Logger for job-level messages (never given secrets). */
   logger?: Logger;
@@ -53,12 +54,11 @@ export interface PreparedItem {
   run(signal?: AbortSignal): Promise<unknown>;
 }
 
-export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+export const DEFAULT_MASTER_TIMEOUT_MS = 30_000;
 export const DEFAULT_BUS_READY_TIMEOUT_MS = 2_000;
 /** How long the answer of "is the master running" is reused. */
 const MASTER_CHECK_TTL_MS = 1_000;
 
-const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
 export class NetapiClient {
   readonly opts: MasterOptions;
@@ -70,9 +70,9 @@ export class NetapiClient {
 
   constructor(opts: MasterOptions, options: NetapiClientOptions = {}) {
     this.opts = opts;
-    const logger = options.logger ?? silent;
-    const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-    this.channel = new RequestChannel({ address: requestAddress(opts), timeoutMs: requestTimeoutMs });
+    const logger = options.logger ?? silentLogger;
+    const masterTimeoutMs = options.masterTimeoutMs ?? options.requestTimeoutMs ?? DEFAULT_MASTER_TIMEOUT_MS;
+    this.channel = new RequestChannel({ address: requestAddress(opts), timeoutMs: masterTimeoutMs });
     this.bus = new EventBus(eventBusOptions(opts));
     // An EventEmitter without an 'error' listener throws; the bus reconnects by itself.
     this.bus.on('error', (err: unknown) => logger.debug(`event bus: ${(err as Error)?.message ?? String(err)}`));
@@ -82,10 +82,10 @@ export class NetapiClient {
       channel: this.channel,
       bus: this.bus,
       logger,
-      requestTimeoutMs,
+      masterTimeoutMs,
       // Never longer than a request to the master may take: a request while
       // the master is down ends within the request timeout.
-      busReadyTimeoutMs: options.busReadyTimeoutMs ?? Math.min(DEFAULT_BUS_READY_TIMEOUT_MS, requestTimeoutMs),
+      busReadyTimeoutMs: options.busReadyTimeoutMs ?? Math.min(DEFAULT_BUS_READY_TIMEOUT_MS, masterTimeoutMs),
       user: saltUser(),
     };
   }
@@ -177,8 +177,7 @@ export class NetapiClient {
   private masterRunning(): boolean {
     const t = performance.now();
     if (this.masterCheck.running && t - this.masterCheck.at < MASTER_CHECK_TTL_MS) return true;
-    const file = this.opts.transport === 'tcp' ? 'publish_pull.ipc' : 'workers.ipc';
-    const running = existsSync(join(String(this.opts.sock_dir), file));
+    const running = isMasterRunning(this.opts);
     this.masterCheck = { at: t, running };
     return running;
   }

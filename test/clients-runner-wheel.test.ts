@@ -41,13 +41,13 @@ describe('runner and wheel', () => {
     return reqs[reqs.length - 1].load;
   }
 
-  test('runner: arg and kwarg (CONTRACT row) go as the call\'s own {"arg", "kwarg"}', async () => {
+  test('runner: arg and kwarg go as the call\'s own {"arg", "kwarg"}', async () => {
     const ret = await netapi.run({ client: 'runner', fun: 'test.arg', arg: [1, 2], kwarg: { a: 1 }, ...CRED });
     assert.deepEqual(ret, { args: [1, 2], kwargs: { a: 1 } });
     assert.deepEqual(lastLoad('runner'), { cmd: 'runner', fun: 'test.arg', kwarg: { arg: [1, 2], kwarg: { a: 1 } }, ...CRED });
   });
 
-  test('runner: old-style top-level keywords (CONTRACT row) travel as the flat kwarg', async () => {
+  test('runner: old-style top-level keywords travel as the flat kwarg', async () => {
     const ret = await netapi.run({ client: 'runner', fun: 'test.arg', a: 1, ...CRED });
     assert.deepEqual(ret, { args: [], kwargs: { a: 1 } });
     assert.deepEqual(lastLoad('runner'), { cmd: 'runner', fun: 'test.arg', kwarg: { a: 1 }, ...CRED });
@@ -128,7 +128,7 @@ describe('runner and wheel', () => {
     assert.match(ret as string, /not available/);
   });
 
-  test('wheel: the master\'s {"tag", "data"} (CONTRACT row)', async () => {
+  test('wheel: the master\'s {"tag", "data"}', async () => {
     const ret = (await netapi.run({ client: 'wheel', fun: 'key.list_all', ...CRED })) as { tag: string; data: Record<string, unknown> };
     assert.match(ret.tag, /^salt\/wheel\/\d{20}$/);
     assert.equal(ret.data.fun, 'wheel.key.list_all');

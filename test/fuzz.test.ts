@@ -160,7 +160,7 @@ async function setup(t: { after(fn: () => unknown): void }) {
     eauthBackends: ['pam'],
   });
   const { logger, lines } = recordingLogger();
-  const handler = createHandler({ config: master.configPath, requestTimeoutMs: 2000, maxBodyBytes: MAX_BODY, logger });
+  const handler = createHandler({ config: master.configPath, masterTimeoutMs: 2000, maxBodyBytes: MAX_BODY, logger });
   const s = await serve(handler);
   t.after(async () => {
     await s.close();

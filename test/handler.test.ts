@@ -1,5 +1,5 @@
 /**
- * The HTTP contract, row by row (CONTRACT.md "Requests"): real HTTP requests
+ * The HTTP contract, row by row (README "Requests" and "Status codes"): real HTTP requests
  * to a node:http server on port 0 running createHandler(), backed by the
  * master double over real ZeroMQ and the event bus socket.
  */
@@ -61,7 +61,7 @@ async function setup(
 ): Promise<Setup> {
   const master = await startMaster({ users: USERS, minions: [{ id: 'minion1' }, { id: 'ghost1', silent: true }], ...options.master });
   const { logger, lines } = recordingLogger();
-  const handler = createHandler({ config: master.configPath, logger, requestTimeoutMs: 500, ...options.handler });
+  const handler = createHandler({ config: master.configPath, logger, masterTimeoutMs: 500, ...options.handler });
   const { server, port } = await serve(options.wrap ? options.wrap(handler) : handler);
   return {
     master,
@@ -279,7 +279,7 @@ describe('the contract rows against one running master', () => {
     assert.ok(reply.text.includes('18446744073709551615,1.5'), reply.text);
     assert.ok(Number(reply.headers['content-length']) > reply.text.length);
 
-    // CONTRACT.md: through `local`, a 20-digit integer reaches the minion as a string (condition_input).
+    // Through `local`, a 20-digit integer reaches the minion as a string (condition_input).
     const local = await s.post(
       `[{"eauth": "pam", "username": "saltdev", "password": "${PASSWORD}", "client": "local", "tgt": "minion1", "fun": "test.arg", "arg": ["héllo", 18446744073709551615, 1.5]}]`,
     );
@@ -405,7 +405,7 @@ describe('rows that need their own master or options', () => {
   });
 
   test('master running but not answering: 503 within the request timeout, no hang', { timeout: 5000 }, async (t) => {
-    const s = await setup({ handler: { requestTimeoutMs: 200 } });
+    const s = await setup({ handler: { masterTimeoutMs: 200 } });
     t.after(() => s.close());
     s.master.answerRequests = false;
     for (const client of ['runner', 'wheel', 'local']) {

@@ -25,7 +25,7 @@ interface Env {
 
 async function setup(t: { after(fn: () => unknown): void }, options: Partial<HandlerOptions> = {}, headersTimeoutMs = 300): Promise<Env> {
   const master = await startMaster();
-  const handler = createHandler({ config: master.configPath, requestTimeoutMs: 500, bodyTimeoutMs: 600, bodyIdleTimeoutMs: 200, ...options });
+  const handler = createHandler({ config: master.configPath, masterTimeoutMs: 500, bodyTimeoutMs: 600, bodyIdleTimeoutMs: 200, ...options });
   const s = await serve(handler, (server) => applyServerTimeouts(server, { headersTimeoutMs, requestTimeoutMs: 2000, keepAliveTimeoutMs: 300 }));
   t.after(async () => {
     await s.close();

@@ -1,6 +1,6 @@
 /**
  * The dispatcher itself: NetapiClient.run's checks in Salt's order, each as
- * the typed error of CONTRACT.md; one channel and one bus for every call;
+ * the typed error of lib/errors.ts; one channel and one bus for every call;
  * aborts, a bus that is down or drops, a master that does not answer.
  */
 import { describe, test, before, after, beforeEach } from 'node:test';
@@ -175,7 +175,7 @@ describe('is the master running (workers.ipc, or publish_pull.ipc with transport
   async function clientFor(extra: Partial<MasterOptions>): Promise<NetapiClient> {
     return new NetapiClient(
       applyMasterDefaults({ sock_dir: dir, interface: '127.0.0.1', ret_port: await unusedPort(), netapi_enable_clients: ['local'], ...extra }),
-      { requestTimeoutMs: 200 },
+      { masterTimeoutMs: 200 },
     );
   }
 

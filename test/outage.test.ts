@@ -33,7 +33,7 @@ interface Env {
 async function setup(t: { after(fn: () => unknown): void }, options: MasterDoubleOptions = {}): Promise<Env> {
   const master = await startMaster({ users: USERS, ...options });
   const { logger, lines } = recordingLogger();
-  const handler = createHandler({ config: master.configPath, logger, requestTimeoutMs: REQUEST_TIMEOUT_MS });
+  const handler = createHandler({ config: master.configPath, logger, masterTimeoutMs: REQUEST_TIMEOUT_MS });
   const server = await serve(handler);
   t.after(async () => {
     await server.close();

@@ -142,7 +142,7 @@ describe("Salt's tests/pytests/integration/netapi/test_client.py", () => {
   });
 
   // Salt's file has no successful runner case; this one is written in its style
-  // with the result CONTRACT.md observed on the real master.
+  // with the result observed on the real master.
   test('runner (enabled, authenticated)', async () => {
     const low = { client: 'runner', fun: 'test.arg', arg: [1, 2], kwarg: { a: 1 }, ...AUTH_CREDS };
     const ret = await withEnabled(['runner'], () => client.run(low));

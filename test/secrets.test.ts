@@ -116,7 +116,7 @@ function assertNoSecret(where: string, text: string): void {
 test('the handler: no password or token in any log line (every level) or any response', async (t) => {
   const master = await secretMaster(t);
   const { logger, lines } = recordingLogger();
-  const handler = createHandler({ config: master.configPath, logger, accessLog: true, requestTimeoutMs: 500 });
+  const handler = createHandler({ config: master.configPath, logger, accessLog: true, masterTimeoutMs: 500 });
   const server = await serve(handler);
   t.after(async () => {
     await server.close();

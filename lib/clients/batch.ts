@@ -10,12 +10,12 @@
  * that never returns is given up on after `timeout` and find_job, as Batch.run
  * does; both come back as `{minion: false}` (Python prints the first and
  * yields `{minion: {}}` for the second), so that the result names every
- * targeted minion as `local` does, which is what CONTRACT.md asks.
+ * targeted minion as `local` does (README: Differences from Python's rest_wsgi).
  */
 import { BadRequestError } from '../errors.js';
 import { toJson } from '../json.js';
 import { isPlainObject } from './args.js';
-import { durationMs, truthy, type Lowstate } from './fields.js';
+import { copyCredentials, durationMs, truthy, type Lowstate } from './fields.js';
 import type { MasterOptions } from '../salt/config.js';
 import { findJob, localCall, publish, type LocalCall } from './local.js';
 import { withBus, type ClientContext } from './context.js';
@@ -38,14 +38,11 @@ export interface BatchCall {
   credentials: Record<string, unknown>;
 }
 
-const CREDENTIAL_KEYS = ['eauth', 'username', 'password', 'token'] as const;
-
 /** Read (and check) a `local_batch` item. */
 export function batchCall(low: Lowstate, opts: MasterOptions): BatchCall {
   const batch = low.batch ?? '10%';
   batchSize(batch, 1); // checks the form
-  const credentials: Record<string, unknown> = {};
-  for (const key of CREDENTIAL_KEYS) if (key in low) credentials[key] = low[key];
+  const credentials = copyCredentials(low, {});
   const local = localCall(low, opts);
   return {
     local,

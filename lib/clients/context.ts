@@ -13,8 +13,6 @@ export { MasterError };
 import { isPlainObject } from './args.js';
 import type { Logger } from '../log.js';
 
-export type { Logger };
-
 /** The shared pieces a client needs to run one lowstate item. */
 export interface ClientContext {
   readonly opts: MasterOptions;
@@ -22,7 +20,7 @@ export interface ClientContext {
   readonly bus: EventBus;
   readonly logger: Logger;
   /** Timeout of one request/reply towards the master, ms. */
-  readonly requestTimeoutMs: number;
+  readonly masterTimeoutMs: number;
   /** How long a synchronous call waits for a disconnected event bus, ms. */
   readonly busReadyTimeoutMs: number;
   /** LocalClient's `salt_user`: who publishes (the master replaces it for eauth and tokens). */
@@ -61,7 +59,7 @@ const AUTH_ERRORS = new Set([
 export async function request(ctx: ClientContext, load: Record<string, unknown>, what: string): Promise<Record<string, unknown>> {
   let reply: unknown;
   try {
-    reply = await ctx.channel.send(load, ctx.requestTimeoutMs);
+    reply = await ctx.channel.send(load, ctx.masterTimeoutMs);
   } catch (err) {
     const code = (err as { code?: unknown } | null)?.code;
     if (typeof code === 'string' && MASTER_NOT_ANSWERING_CODES.has(code)) throw new ServiceUnavailableError();

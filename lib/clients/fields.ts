@@ -83,6 +83,15 @@ export function positiveInteger(low: Lowstate, key: string, fallback: number): n
   return n;
 }
 
+/** The keys that carry an item's credentials (salt/auth/__init__.py: LoadAuth reads them from the load). */
+export const CREDENTIAL_KEYS = ['username', 'password', 'eauth', 'token'] as const;
+
+/** Copy the item's credentials, those it has, onto `into` (a load, or a batch's keywords). */
+export function copyCredentials(low: Lowstate, into: Record<string, unknown>): Record<string, unknown> {
+  for (const key of CREDENTIAL_KEYS) if (key in low) into[key] = low[key];
+  return into;
+}
+
 /** Python's truthiness, for flags such as `full_return` that Salt tests with `if`. */
 export function truthy(value: unknown): boolean {
   if (value === undefined || value === null || value === false || value === 0 || value === '' || value === 0n) return false;

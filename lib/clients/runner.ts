@@ -11,7 +11,7 @@
  * there are positional arguments does the load say `{"arg", "kwarg"}`.
  */
 import { defineKey, parseInput } from './args.js';
-import { argList, durationMs, extraKeys, kwargDict, masterDurationMs, truthy, type Lowstate } from './fields.js';
+import { CREDENTIAL_KEYS, argList, copyCredentials, durationMs, extraKeys, kwargDict, masterDurationMs, truthy, type Lowstate } from './fields.js';
 import type { MasterOptions } from '../salt/config.js';
 import { abortError, busLostError, logAbandoned, request, watchWait, withBus, MasterError, type ClientContext } from './context.js';
 import { GatewayTimeoutError } from '../errors.js';
@@ -26,7 +26,6 @@ export interface RunnerCall {
 }
 
 /** Credentials go at the top of the load; RunnerClient._reformat_low also takes `client`, `user` and `key` out of the keywords. */
-const CREDENTIAL_KEYS = ['username', 'password', 'eauth', 'token'] as const;
 const NOT_KEYWORDS = ['fun', 'arg', 'kwarg', 'client', 'user', 'key', ...CREDENTIAL_KEYS];
 
 /**
@@ -48,7 +47,7 @@ export function runnerCall(low: Lowstate, opts: MasterOptions, sync: boolean): R
   // The master reads {"arg", "kwarg"} as the call's own arguments only when both are there.
   if (parsed.args.length > 0 || ('arg' in kwargs && 'kwarg' in kwargs)) load.kwarg = { arg: parsed.args, kwarg: kwargs };
   else if (Object.keys(kwargs).length > 0) load.kwarg = kwargs;
-  for (const key of CREDENTIAL_KEYS) if (key in low) load[key] = low[key];
+  copyCredentials(low, load);
   return {
     load,
     timeoutMs: sync ? durationMs(low, 'timeout', restTimeoutMs) : restTimeoutMs,

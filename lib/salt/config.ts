@@ -8,7 +8,7 @@
  * means talking to the wrong sockets), and so is invalid YAML in an included
  * file (Salt logs it and skips the file).
  */
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
@@ -62,6 +62,15 @@ export const MASTER_DEFAULTS = {
   netapi_allow_raw_shell: false,
   default_include: 'master.d/*.conf',
 } as const;
+
+/**
+ * salt/netapi/__init__.py _is_master_running: the master's worker socket
+ * (its publish socket with transport: tcp) exists in sock_dir.
+ */
+export function isMasterRunning(opts: MasterOptions): boolean {
+  const file = opts.transport === 'tcp' ? 'publish_pull.ipc' : 'workers.ipc';
+  return existsSync(path.join(String(opts.sock_dir), file));
+}
 
 /** The directory options apply_master_config passes to prepend_root_dir that we use. */
 const ROOT_RELATIVE_DIRS = ['pki_dir', 'cachedir', 'sock_dir'] as const;
@@ -153,7 +162,7 @@ function includeConfig(include: unknown, origFile: string, chain: string[]): Rec
 function mergeInto(dest: Record<string, unknown>, upd: Record<string, unknown>): void {
   for (const [key, value] of Object.entries(upd)) {
     const current = dest[key];
-    if (isPlainObject(current) && isPlainObject(value)) {
+    if (isMapping(current) && isMapping(value)) {
       mergeInto(current, value);
     } else if (Array.isArray(current) && Array.isArray(value)) {
       const merged = [...current];
@@ -270,7 +279,7 @@ function normalize(opts: Record<string, unknown>, file: string | undefined): voi
   if (!Array.isArray(clients) || !clients.every((c) => typeof c === 'string')) fail('netapi_enable_clients', 'a list of client names');
   if (opts.netapi_allow_raw_shell === null) opts.netapi_allow_raw_shell = false;
   if (typeof opts.netapi_allow_raw_shell !== 'boolean') fail('netapi_allow_raw_shell', 'true or false');
-  if (opts.rest_wsgi !== undefined && opts.rest_wsgi !== null && !isPlainObject(opts.rest_wsgi)) fail('rest_wsgi', 'a mapping');
+  if (opts.rest_wsgi !== undefined && opts.rest_wsgi !== null && !isMapping(opts.rest_wsgi)) fail('rest_wsgi', 'a mapping');
 }
 
 function toNumber(value: unknown): number | undefined {
@@ -279,7 +288,8 @@ function toNumber(value: unknown): number | undefined {
   return undefined;
 }
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
+/** A YAML mapping: an object that is not a list or a date (YAML's timestamps load as Date). */
+function isMapping(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date);
 }
 

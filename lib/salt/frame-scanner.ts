@@ -1,6 +1,6 @@
 /**
  * Cuts a byte stream of back-to-back msgpack values into whole values, as
- * the master's event bus sends them (PROTOCOL.md §2): frames arrive split and
+ * the master's event bus sends them (salt/transport/ipc.py, IPCMessagePublisher): frames arrive split and
  * joined at any byte.
  *
  * Rather than retry a decode from the start of a frame each time more bytes

@@ -6,7 +6,8 @@
  * and a REP worker hands back whatever envelope came before the empty
  * delimiter frame, so one DEALER can carry any number of requests at once:
  * send `[id, '', load]`, get `[id, '', reply]` back in completion order
- * (PROTOCOL.md §1). One connection, a Map of pending ids.
+ * (salt/transport/zeromq.py: RequestServer.zmq_device, the workers' REP
+ * sockets). One connection, a Map of pending ids.
  *
  * The DEALER side of ZeroMQ's protocol is spoken here over a node:net
  * socket (./zmtp.ts says why). As with a ZeroMQ DEALER set `immediate`,

@@ -1,5 +1,5 @@
 /**
- * The captured Salt wire bytes in ../shared/salt-wire/ (see PROTOCOL.md §5),
+ * The captured Salt wire bytes in ../shared/salt-wire/,
  * loaded once for the transport tests.
  */
 import { readFileSync } from 'node:fs';
