@@ -1,6 +1,6 @@
 /**
  * salt-rest-wsgi: Salt's rest_wsgi netapi as a node:http handler, and the
- * dispatcher behind it for use without HTTP.
+ * dispatcher behind it for use without HTTP (README: Embedding).
  *
  *   import http from 'node:http';
  *   import { createHandler } from 'salt-rest-wsgi';
@@ -13,41 +13,44 @@
  */
 export {
   createHandler,
-  isJsonContentType,
-  DEFAULT_MAX_BODY_BYTES,
-  GET_MESSAGE,
-  UNEXPECTED_ERROR_MESSAGE,
   applyServerTimeouts,
-  defaultMaxInFlight,
-  MAX_JSON_DEPTH,
   type HandlerOptions,
   type HandlerStats,
   type RestWsgiHandler,
   type ServerTimeouts,
 } from './handler.js';
-export { NetapiClient, CLIENTS, type ClientName, type Lowstate, type NetapiClientOptions, type NetapiStats, type PreparedItem } from './netapi.js';
-export { MasterError } from './clients/context.js';
-export { loadMasterConfig, applyMasterDefaults, ConfigError, type MasterOptions } from './salt/config.js';
+export {
+  NetapiClient,
+  CLIENTS,
+  type ClientName,
+  type Lowstate,
+  type NetapiClientOptions,
+  type NetapiStats,
+  type PreparedItem,
+} from './netapi.js';
+export { loadMasterConfig, applyMasterDefaults, type MasterOptions } from './salt/config.js';
+// Every error class, each with its stable `code` (and, for HttpError, `status` and `headers`).
 export {
   HttpError,
   BadRequestError,
   AuthenticationError,
   MethodNotAllowedError,
   NotAcceptableError,
+  BodyTimeoutError,
   PayloadTooLargeError,
   ServiceUnavailableError,
+  TooBusyError,
+  ShuttingDownError,
   GatewayTimeoutError,
+  MasterError,
+  ClientGoneError,
+  ConfigError,
+  RequestTimeoutError,
+  ConnectionLostError,
+  ChannelClosedError,
+  EventBusTimeoutError,
+  EventBusClosedError,
+  FrameStreamError,
+  ZmtpError,
 } from './errors.js';
-export { toJson, parseJson, bytesToText } from './json.js';
-export {
-  createLogger,
-  silentLogger,
-  formatAccess,
-  type Logger,
-  type CommandLogger,
-  type LogLevel,
-  type LogFormat,
-  type LoggerOptions,
-  type AccessRecord,
-} from './log.js';
-export { clientAddress } from './access.js';
+export type { Logger, AccessRecord } from './log.js';

@@ -19,7 +19,8 @@ import { fileURLToPath } from 'node:url';
 import express from 'express';
 import { startMaster, type SaltMasterDouble } from './support/master.js';
 import { selfSignedCert } from './support/tls.js';
-import { createHandler, GET_MESSAGE, type AccessRecord, type Logger, type RestWsgiHandler } from '../lib/index.js';
+import { createHandler, type AccessRecord, type Logger, type RestWsgiHandler } from '../lib/index.js';
+import { GET_MESSAGE } from '../lib/handler.js';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 const EXAMPLES = join(repoRoot, 'examples');
