@@ -12,7 +12,8 @@
  */
 import { userInfo } from 'node:os';
 import { isMasterRunning, type MasterOptions } from './salt/config.js';
-import { RequestChannel, requestAddress } from './salt/request-channel.js';
+import type { RequestChannel } from './salt/channel.js';
+import { openRequestChannel } from './salt/transports.js';
 import { EventBus, eventBusOptions } from './salt/event-bus.js';
 import { AuthenticationError, BadRequestError, ServiceUnavailableError } from './errors.js';
 import { isPlainObject } from './clients/args.js';
@@ -72,7 +73,7 @@ export class NetapiClient {
     this.opts = opts;
     const logger = options.logger ?? silentLogger;
     const masterTimeoutMs = options.masterTimeoutMs ?? options.requestTimeoutMs ?? DEFAULT_MASTER_TIMEOUT_MS;
-    this.channel = new RequestChannel({ address: requestAddress(opts), timeoutMs: masterTimeoutMs });
+    this.channel = openRequestChannel(opts, { timeoutMs: masterTimeoutMs });
     this.bus = new EventBus(eventBusOptions(opts));
     // An EventEmitter without an 'error' listener throws; the bus reconnects by itself.
     this.bus.on('error', (err: unknown) => logger.debug(`event bus: ${(err as Error)?.message ?? String(err)}`));

@@ -5,7 +5,7 @@
  */
 import type { MasterOptions } from '../salt/config.js';
 import type { EventBus } from '../salt/event-bus.js';
-import type { RequestChannel } from '../salt/request-channel.js';
+import type { RequestChannel } from '../salt/channel.js';
 import { AuthenticationError, BadRequestError, GatewayTimeoutError, MasterError, ServiceUnavailableError } from '../errors.js';
 import { MASTER_NOT_ANSWERING_CODES } from '../salt/errors.js';
 

@@ -16,6 +16,7 @@
  * restarted master after we gave up on it.
  */
 import net from 'node:net';
+import type { RequestChannel } from './channel.js';
 import type { MasterOptions } from './config.js';
 import { decode, encode } from './codec.js';
 import { ChannelClosedError, ConnectionLostError, RequestTimeoutError } from './errors.js';
@@ -81,7 +82,7 @@ interface Pending {
 type ConnectionState = 'down' | 'connecting' | 'greeting' | 'handshake' | 'ready';
 
 /** Many requests in flight on one connection; replies matched by correlation id. */
-export class RequestChannel {
+export class ZmqRequestChannel implements RequestChannel {
   readonly address: string;
   private readonly timeoutMs: number;
   private readonly reconnectMs: number;
@@ -323,3 +324,6 @@ export class RequestChannel {
 function positive(value: number | undefined, fallback: number): number {
   return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : fallback;
 }
+
+/** @deprecated The ZeroMQ channel's name before there was a RequestChannel interface (./channel.ts); kept while other work merges. */
+export { ZmqRequestChannel as RequestChannel };
