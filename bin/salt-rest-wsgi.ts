@@ -113,29 +113,29 @@ function secondsSetting(value: unknown, fallbackMs: number, name: string, file?:
   return secondsToMs(n);
 }
 
-function settingsFrom(argv: string[]): Settings | 'help' | 'version' {
-  let values;
+const FLAGS = {
+  config: { type: 'string', short: 'c' },
+  port: { type: 'string' },
+  host: { type: 'string' },
+  'log-level': { type: 'string' },
+  'log-format': { type: 'string' },
+  'trust-proxy': { type: 'boolean' },
+  'max-in-flight': { type: 'string' },
+  'shutdown-timeout': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
+} as const;
+
+function parseFlags(argv: string[]) {
   try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        config: { type: 'string', short: 'c' },
-        port: { type: 'string' },
-        host: { type: 'string' },
-        'log-level': { type: 'string' },
-        'log-format': { type: 'string' },
-        'trust-proxy': { type: 'boolean' },
-        'max-in-flight': { type: 'string' },
-        'shutdown-timeout': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
+    return parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }).values;
   } catch (err) {
     throw new UsageError(`${(err as Error).message} (see ${NAME} --help)`);
   }
+}
+
+function settingsFrom(argv: string[]): Settings | 'help' | 'version' {
+  const values = parseFlags(argv);
   if (values.help) return 'help';
   if (values.version) return 'version';
 
@@ -297,7 +297,7 @@ function serve(settings: Settings, handler: RestWsgiHandler, logger: Logger): vo
 }
 
 function main(argv: string[]): void {
-  let settings;
+  let settings: ReturnType<typeof settingsFrom>;
   let handler: RestWsgiHandler;
   let logger: Logger;
   try {

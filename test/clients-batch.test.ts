@@ -6,7 +6,7 @@
  */
 import { describe, test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { type SaltMasterDouble, type MinionCall } from './support/master.js';
+import type { SaltMasterDouble, MinionCall } from './support/master.js';
 import { startMasterAndNetapi } from './support/netapi.js';
 import type { NetapiClient } from '../lib/netapi.js';
 import { BadRequestError } from '../lib/errors.js';
@@ -180,7 +180,7 @@ describe('local_batch against 4 minions and a dead one', () => {
 
 describe('local_batch: a minion that answers the ping, then not the job', () => {
   test('is false once its batch gives up (as local gives silent minions)', async (t) => {
-    const { master, netapi, close } = await startMasterAndNetapi({
+    const { netapi, close } = await startMasterAndNetapi({
       users: USERS,
       minions: [
         { id: 'm1' },

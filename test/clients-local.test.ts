@@ -7,7 +7,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { userInfo } from 'node:os';
-import { type SaltMasterDouble, type MasterDoubleOptions } from './support/master.js';
+import type { SaltMasterDouble, MasterDoubleOptions } from './support/master.js';
 import { startMasterAndNetapi, type MasterAndNetapi } from './support/netapi.js';
 import { NetapiClient } from '../lib/netapi.js';
 import { loadMasterConfig } from '../lib/salt/config.js';

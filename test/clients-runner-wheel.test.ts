@@ -5,9 +5,9 @@
  */
 import { describe, test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { type SaltMasterDouble } from './support/master.js';
+import type { SaltMasterDouble } from './support/master.js';
 import { startMasterAndNetapi } from './support/netapi.js';
-import { NetapiClient } from '../lib/netapi.js';
+import type { NetapiClient } from '../lib/netapi.js';
 import { AuthenticationError, GatewayTimeoutError } from '../lib/errors.js';
 import { parseInput, yamlifyArg, conditionInput, isJid } from '../lib/clients/args.js';
 import type { EventBus } from '../lib/salt/event-bus.js';

@@ -150,7 +150,7 @@ function embeddingSnippets(readme: string): { file: string; code: string }[] {
   const section = readme.slice(start, next < 0 ? undefined : next);
   const snippets: { file: string; code: string }[] = [];
   const block = /```js\n([\s\S]*?)```/g;
-  for (let m; (m = block.exec(section)); ) {
+  for (let m: RegExpExecArray | null; (m = block.exec(section)); ) {
     const before = section.slice(0, m.index);
     const named = [...before.matchAll(/`examples\/([\w.-]+)`/g)].pop();
     assert.ok(named, `a js block in Embedding names no examples/ file before it:\n${m[1]}`);

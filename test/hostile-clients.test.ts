@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
+import type http from 'node:http';
 import { startMaster, type SaltMasterDouble } from './support/master.js';
 import { applyServerTimeouts, createHandler, TOO_BUSY_MESSAGE, type HandlerOptions, type RestWsgiHandler } from '../lib/handler.js';
 import { parseRawResponse, rawClient, request, serve, sleep, until } from './support/http.js';

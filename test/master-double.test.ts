@@ -12,7 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { describe, it, type TestContext } from 'node:test';
 import { parse } from 'yaml';
 import { decode, encode } from '../lib/salt/codec.js';
-import { SaltMasterDouble, startMaster, type MasterDoubleOptions } from './support/master.js';
+import { type SaltMasterDouble, startMaster, type MasterDoubleOptions } from './support/master.js';
 import { BusFrameParser, BusTap, RawRequester, encodeReply, newJid, packEvent, reqOnce } from './support/master-wire.js';
 import { capturedEvents, capturedReplies, reqserver } from './support/wire.js';
 
@@ -46,7 +46,7 @@ const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Replace every occurrence of each `from` byte string by `to` (same length, so msgpack lengths stay valid). */
 function substitute(bytes: Buffer, pairs: Array<[string, string]>): Buffer {
-  let out = Buffer.from(bytes);
+  const out = Buffer.from(bytes);
   for (const [from, to] of pairs) {
     assert.equal(from.length, to.length, `${from} and ${to} have the same length`);
     const f = Buffer.from(from);

@@ -10,7 +10,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { isDeepStrictEqual } from 'node:util';
-import { type SaltMasterDouble } from './support/master.js';
+import type { SaltMasterDouble } from './support/master.js';
 import { startMasterAndNetapi } from './support/netapi.js';
 import type { NetapiClient } from '../lib/netapi.js';
 import { AuthenticationError, BadRequestError } from '../lib/errors.js';

@@ -226,7 +226,7 @@ function globSegmentRegExp(segment: string): RegExp {
         continue;
       }
       let body = segment.slice(i + 1, end);
-      body = body.startsWith('!') ? '^' + escapeClass(body.slice(1)) : escapeClass(body);
+      body = body.startsWith('!') ? `^${escapeClass(body.slice(1))}` : escapeClass(body);
       re += `[${body}]`;
       i = end;
     } else re += c.replace(/[.+^${}()|\\\]]/g, '\\$&');
@@ -249,7 +249,7 @@ function prependRootDir(opts: Record<string, unknown>, keys: readonly string[]):
   for (const key of keys) {
     const value = opts[key];
     if (typeof value !== 'string') continue;
-    const rel = rootDir !== '/' && value.startsWith(rootDir + '/') ? value.slice(rootDir.length) : value;
+    const rel = rootDir !== '/' && value.startsWith(`${rootDir}/`) ? value.slice(rootDir.length) : value;
     opts[key] = path.join(rootDir, rel.replace(/^\/+/, ''));
   }
 }

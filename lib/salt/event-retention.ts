@@ -9,6 +9,7 @@ import { decode } from './codec.js';
 
 export interface SaltEvent {
   tag: string;
+  // biome-ignore lint/suspicious/noExplicitAny: whatever msgpack data the master sent; the clients read what they expect of it
   data: any;
 }
 

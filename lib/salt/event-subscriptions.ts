@@ -72,7 +72,10 @@ export class Subscriptions {
   add(key: string, listener: (event: SaltEvent) => void): () => void {
     const sub: Subscription = { key, listener, fromSeq: this.seq + 1, backlog: null, active: true };
     let set = this.byKey.get(key);
-    if (!set) this.byKey.set(key, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      this.byKey.set(key, set);
+    }
     set.add(sub);
     this.live++;
 
