@@ -29,7 +29,7 @@ export type Send = (worker: number) => Promise<boolean>;
 export async function drive(
   concurrency: number,
   send: Send,
-  limit: { durationMs?: number; total?: number; /** At most this many requests started per second (paced evenly). */ rate?: number },
+  limit: { durationMs?: number; total?: number /** At most this many requests started per second (paced evenly). */; rate?: number },
 ): Promise<RunResult> {
   const latencies: number[] = [];
   let errors = 0;

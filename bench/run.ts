@@ -324,7 +324,7 @@ for (const r of rows) {
       `${pad(r.cpuMicros.toFixed(0), 12)}${pad(r.http.errors + r.raw.errors, 8)}`,
   );
 }
-lines.push('(latencies in ms; cpu = the server process\'s CPU time, user + system, per HTTP request)');
+lines.push("(latencies in ms; cpu = the server process's CPU time, user + system, per HTTP request)");
 lines.push('');
 lines.push(`CPU µs per request of each process, and cores busy (this machine has ${os.cpus().length}):`);
 lines.push(
@@ -382,7 +382,11 @@ interface Check {
 const checks: Check[] = [];
 if (target) {
   const { ratio, cpu } = target;
-  checks.push({ name: `local_async http/raw @16 (median of ${targetRuns.length})`, text: `${(ratio * 100).toFixed(0)}% (>= 80%)`, ok: ratio >= 0.8 });
+  checks.push({
+    name: `local_async http/raw @16 (median of ${targetRuns.length})`,
+    text: `${(ratio * 100).toFixed(0)}% (>= 80%)`,
+    ok: ratio >= 0.8,
+  });
   checks.push({
     name: `server CPU per local_async request @16 (median of ${targetRuns.length})`,
     text: `${cpu.toFixed(0)} µs (< 150 µs)`,

@@ -87,17 +87,47 @@ const json = (value: unknown) => JSON.stringify(value);
 const KINDS: Kind[] = [
   { name: 'local', weight: 20, expect: 200, body: () => json([{ ...CRED, client: 'local', tgt: '*', fun: 'test.ping' }]) },
   { name: 'local_async', weight: 15, expect: 200, body: () => json([{ ...CRED, client: 'local_async', tgt: '*', fun: 'test.ping' }]) },
-  { name: 'local_subset', weight: 5, expect: 200, body: () => json([{ ...CRED, client: 'local_subset', tgt: '*', fun: 'test.ping', subset: 2 }]) },
-  { name: 'local_batch', weight: 5, expect: 200, body: () => json([{ ...CRED, client: 'local_batch', tgt: '*', fun: 'test.ping', batch: '50%' }]) },
-  { name: 'runner', weight: 10, expect: 200, body: () => json([{ ...CRED, client: 'runner', fun: 'test.arg', arg: ['a', 1], kwarg: { b: 2 } }]) },
+  {
+    name: 'local_subset',
+    weight: 5,
+    expect: 200,
+    body: () => json([{ ...CRED, client: 'local_subset', tgt: '*', fun: 'test.ping', subset: 2 }]),
+  },
+  {
+    name: 'local_batch',
+    weight: 5,
+    expect: 200,
+    body: () => json([{ ...CRED, client: 'local_batch', tgt: '*', fun: 'test.ping', batch: '50%' }]),
+  },
+  {
+    name: 'runner',
+    weight: 10,
+    expect: 200,
+    body: () => json([{ ...CRED, client: 'runner', fun: 'test.arg', arg: ['a', 1], kwarg: { b: 2 } }]),
+  },
   { name: 'runner_async', weight: 5, expect: 200, body: () => json([{ ...CRED, client: 'runner_async', fun: 'test.arg', arg: ['a'] }]) },
   { name: 'wheel', weight: 10, expect: 200, body: () => json([{ ...CRED, client: 'wheel', fun: 'key.list_all' }]) },
   { name: 'wheel_async', weight: 5, expect: 200, body: () => json([{ ...CRED, client: 'wheel_async', fun: 'key.list_all' }]) },
-  { name: 'two items', weight: 5, expect: 200, body: () => json([{ ...CRED, client: 'local', tgt: 'minion1', fun: 'cmd.run', arg: ['hostname'] }, { ...CRED, client: 'runner', fun: 'test.arg', arg: [18446744073709551615n.toString()] }]) },
+  {
+    name: 'two items',
+    weight: 5,
+    expect: 200,
+    body: () =>
+      json([
+        { ...CRED, client: 'local', tgt: 'minion1', fun: 'cmd.run', arg: ['hostname'] },
+        { ...CRED, client: 'runner', fun: 'test.arg', arg: [18446744073709551615n.toString()] },
+      ]),
+  },
   { name: 'bad json', weight: 3, bad: true, expect: 400, body: () => '[{"client": "local", ' },
   { name: 'bad client', weight: 3, bad: true, expect: 400, body: () => json([{ ...CRED, client: 'bogus', fun: 'test.ping' }]) },
   { name: 'no credentials', weight: 3, bad: true, expect: 401, body: () => json([{ client: 'local', tgt: '*', fun: 'test.ping' }]) },
-  { name: 'wrong password', weight: 3, bad: true, expect: 401, body: () => json([{ ...CRED, password: 'wrong', client: 'runner', fun: 'test.arg' }]) },
+  {
+    name: 'wrong password',
+    weight: 3,
+    bad: true,
+    expect: 401,
+    body: () => json([{ ...CRED, password: 'wrong', client: 'runner', fun: 'test.arg' }]),
+  },
   { name: 'too deep', weight: 1, bad: true, expect: 400, body: () => `[${'['.repeat(2000)}${']'.repeat(2000)}]` },
 ];
 const TOTAL_WEIGHT = KINDS.reduce((n, k) => n + k.weight, 0);
@@ -116,7 +146,14 @@ interface Answer {
 function post(agent: http.Agent, port: number, body: string): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { agent, host: '127.0.0.1', port, method: 'POST', path: '/', headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) } },
+      {
+        agent,
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/',
+        headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) },
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -143,7 +180,18 @@ interface Minute {
   restarts: number;
 }
 
-const newMinute = (): Minute => ({ requests: 0, ok: 0, badInput: 0, outage: 0, unexplained: 0, latencies: [], p99Ms: 0, fds: 0, rssMb: 0, restarts: 0 });
+const newMinute = (): Minute => ({
+  requests: 0,
+  ok: 0,
+  badInput: 0,
+  outage: 0,
+  unexplained: 0,
+  latencies: [],
+  p99Ms: 0,
+  fds: 0,
+  rssMb: 0,
+  restarts: 0,
+});
 
 function p99(values: number[]): number {
   if (values.length === 0) return 0;
@@ -215,7 +263,10 @@ async function runSoak(minutes: number, concurrency: number, periodMs: number): 
     const lines = (stderrRest + d).split('\n');
     stderrRest = lines.pop()!;
     for (const line of lines) {
-      const text = line.replace(/^\S+ /, '').replace(/\d{20}/g, '<jid>').slice(0, 160);
+      const text = line
+        .replace(/^\S+ /, '')
+        .replace(/\d{20}/g, '<jid>')
+        .slice(0, 160);
       serverLog.set(text, (serverLog.get(text) ?? 0) + 1);
       if (/^ERROR/.test(text)) serverErrors++;
     }

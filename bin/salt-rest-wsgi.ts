@@ -156,9 +156,7 @@ function settingsFrom(argv: string[]): Settings | 'help' | 'version' {
   if (values.port !== undefined) port = parsePort(values.port, '--port');
   else if (section.port !== undefined && section.port !== null) port = parsePort(section.port, `rest_wsgi: port in ${master.conf_file}`);
   else {
-    throw new UsageError(
-      `no port configured: add "rest_wsgi: {port: 8001}" to ${master.conf_file}, or pass --port`,
-    );
+    throw new UsageError(`no port configured: add "rest_wsgi: {port: 8001}" to ${master.conf_file}, or pass --port`);
   }
   const host = values.host ?? (typeof section.host === 'string' && section.host ? section.host : DEFAULT_HOST);
   const size = section.max_request_body_size;
@@ -177,7 +175,9 @@ function settingsFrom(argv: string[]): Settings | 'help' | 'version' {
   const maxInFlight = cap === undefined || cap === null ? defaultMaxInFlight(maxBodyBytes) : Number(cap);
   if (!Number.isInteger(maxInFlight) || maxInFlight < 1 || (typeof cap === 'string' && !/^\s*\d+\s*$/.test(cap))) {
     const where =
-      values['max-in-flight'] !== undefined ? `--max-in-flight ${JSON.stringify(cap)}` : `rest_wsgi: max_in_flight ${JSON.stringify(cap)} in ${file}`;
+      values['max-in-flight'] !== undefined
+        ? `--max-in-flight ${JSON.stringify(cap)}`
+        : `rest_wsgi: max_in_flight ${JSON.stringify(cap)} in ${file}`;
     throw new UsageError(`invalid ${where}: expected a positive integer`);
   }
   const shutdownTimeoutMs =

@@ -28,12 +28,7 @@ export function clientAddress(req: IncomingMessage, trustProxy = false): string 
  * done. Status 499 (as nginx logs it) when the client went away before the
  * answer was sent; `bytes` counts the body (none for HEAD).
  */
-export function onAccess(
-  req: IncomingMessage,
-  res: ServerResponse,
-  trustProxy: boolean,
-  sink: (record: AccessRecord) => void,
-): void {
+export function onAccess(req: IncomingMessage, res: ServerResponse, trustProxy: boolean, sink: (record: AccessRecord) => void): void {
   const start = process.hrtime.bigint();
   // Express strips its mount path from req.url (app.use('/salt', ...)); the
   // log shows the path the client asked for.

@@ -143,7 +143,9 @@ class Hangup {
 export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
   const master =
     options.master ??
-    (options.config !== undefined && typeof options.config === 'object' ? applyMasterDefaults(options.config) : loadMasterConfig(options.config));
+    (options.config !== undefined && typeof options.config === 'object'
+      ? applyMasterDefaults(options.config)
+      : loadMasterConfig(options.config));
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 0) {
     throw new RangeError(`maxBodyBytes must be a non-negative integer, got ${maxBodyBytes}`);

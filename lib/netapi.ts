@@ -60,7 +60,6 @@ export const DEFAULT_BUS_READY_TIMEOUT_MS = 2_000;
 /** How long the answer of "is the master running" is reused. */
 const MASTER_CHECK_TTL_MS = 1_000;
 
-
 export class NetapiClient {
   readonly opts: MasterOptions;
   private readonly channel: RequestChannel;

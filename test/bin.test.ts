@@ -20,7 +20,6 @@ const PASSWORD = 'hunter2-not-in-logs';
 const USERS = { saltdev: { password: PASSWORD, permissions: ['.*', '@runner', '@wheel'] } };
 const CRED = { eauth: 'pam', username: 'saltdev', password: PASSWORD };
 
-
 /** Run to completion: exit code, stdout, stderr. */
 async function runToEnd(args: string[], env: Record<string, string | undefined> = {}) {
   const child = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], {
@@ -65,7 +64,10 @@ test('bad usage exits 2 with one line', async () => {
 test('a missing config file exits 2 naming it', async (t) => {
   const dir = await tempDir(t);
   const missing = join(dir, 'nope', 'master');
-  const [run, viaEnv] = await Promise.all([runToEnd(['-c', missing, '--port', '0']), runToEnd(['--port', '0'], { SALT_MASTER_CONFIG: missing })]);
+  const [run, viaEnv] = await Promise.all([
+    runToEnd(['-c', missing, '--port', '0']),
+    runToEnd(['--port', '0'], { SALT_MASTER_CONFIG: missing }),
+  ]);
   assert.equal(run.code, 2);
   assert.equal(run.stderr, `salt-rest-wsgi: Cannot read master config ${missing}: no such file\n`);
   assert.equal(viaEnv.code, 2);
@@ -77,7 +79,11 @@ test('no port anywhere: exit 2 saying where to put it', async (t) => {
   const config = join(dir, 'master');
   await writeFile(config, `sock_dir: ${join(dir, 'sock')}\n`);
   // SALT_MASTER_CONFIG is honoured as Salt does, and -c takes Salt's config directory too.
-  const [run, viaEnv, viaDir] = await Promise.all([runToEnd(['-c', config]), runToEnd([], { SALT_MASTER_CONFIG: config }), runToEnd(['-c', dir])]);
+  const [run, viaEnv, viaDir] = await Promise.all([
+    runToEnd(['-c', config]),
+    runToEnd([], { SALT_MASTER_CONFIG: config }),
+    runToEnd(['-c', dir]),
+  ]);
   assert.equal(run.code, 2);
   assert.equal(run.stderr, `salt-rest-wsgi: no port configured: add "rest_wsgi: {port: 8001}" to ${config}, or pass --port\n`);
   assert.equal(viaEnv.code, 2);
@@ -90,7 +96,10 @@ function curl(port: number, body?: unknown, path = '/'): Promise<Reply> {
   return request(port, { method: body === undefined ? 'GET' : 'POST', path, body });
 }
 
-async function masterWithApi(t: { after(fn: () => unknown): void }, config: Record<string, unknown> = { rest_wsgi: { port: 0 } }): Promise<SaltMasterDouble> {
+async function masterWithApi(
+  t: { after(fn: () => unknown): void },
+  config: Record<string, unknown> = { rest_wsgi: { port: 0 } },
+): Promise<SaltMasterDouble> {
   const master = await startMaster({ users: USERS, config });
   t.after(() => master.close());
   return master;
@@ -102,13 +111,17 @@ async function startServing(t: { after(fn: () => unknown): void }, args: string[
   return { run, host: run.host, port: run.port };
 }
 
-test('serves the master config\'s rest_wsgi port, logs each request, stops on SIGTERM with exit 0', async (t) => {
+test("serves the master config's rest_wsgi port, logs each request, stops on SIGTERM with exit 0", async (t) => {
   const master = await masterWithApi(t);
   const { run, host, port } = await startServing(t, ['-c', master.configPath]);
   assert.equal(host, '127.0.0.1');
   assert.doesNotMatch(run.stderr(), /master not running/);
 
-  const reply = await curl(port, [{ ...CRED, client: 'runner', fun: 'test.arg', arg: ['hello'], kwarg: { a: 1 } }], '/?password=in-the-query');
+  const reply = await curl(
+    port,
+    [{ ...CRED, client: 'runner', fun: 'test.arg', arg: ['hello'], kwarg: { a: 1 } }],
+    '/?password=in-the-query',
+  );
   assert.equal(reply.status, 200);
   assert.equal(reply.headers['content-type'], 'application/json');
   assert.equal(reply.text, '{"return":[{"args":["hello"],"kwargs":{"a":1}}]}');
@@ -119,9 +132,15 @@ test('serves the master config\'s rest_wsgi port, logs each request, stops on SI
 
   // One access line per request: method, path (no query string), status, bytes, duration, client.
   await run.waitFor(/path=\/anything/);
-  const access = run.stderr().split('\n').filter((l) => l.includes(' access '));
+  const access = run
+    .stderr()
+    .split('\n')
+    .filter((l) => l.includes(' access '));
   assert.equal(access.length, 2, run.stderr());
-  assert.match(access[0], new RegExp(`INFO  access method=POST path=/ status=200 bytes=${reply.text.length} duration_ms=\\d+\\.\\d client=127\\.0\\.0\\.1$`));
+  assert.match(
+    access[0],
+    new RegExp(`INFO  access method=POST path=/ status=200 bytes=${reply.text.length} duration_ms=\\d+\\.\\d client=127\\.0\\.0\\.1$`),
+  );
   assert.match(access[1], /access method=GET path=\/anything status=200 bytes=\d+ duration_ms=[\d.]+ client=127\.0\.0\.1$/);
 
   run.child.kill('SIGTERM');
@@ -150,7 +169,10 @@ test('starts while the master is down, says so in one line, and answers 503', as
   await master.stop();
   const { run, port } = await startServing(t, ['-c', master.configPath]);
   await run.waitFor(/master not running.*\n/);
-  const warnings = run.stderr().split('\n').filter((l) => l.includes('master not running'));
+  const warnings = run
+    .stderr()
+    .split('\n')
+    .filter((l) => l.includes('master not running'));
   assert.equal(warnings.length, 1);
   assert.match(warnings[0], new RegExp(`WARN  master not running at ${master.sockDir}: requests get 503 until it starts$`));
 

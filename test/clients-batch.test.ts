@@ -68,14 +68,13 @@ describe('local_batch against 4 minions and a dead one', () => {
 
   test('batch "1": one minion at a time, every answering minion once, in arrival order; the dead one is not run and comes last as false', async () => {
     const probe = concurrencyProbe(master, 40);
-    const all = (await netapi.run({ client: 'local_batch', tgt: '*', fun: 'test.probe', batch: '1', ...CRED })) as Array<Record<string, unknown>>;
+    const all = (await netapi.run({ client: 'local_batch', tgt: '*', fun: 'test.probe', batch: '1', ...CRED })) as Array<
+      Record<string, unknown>
+    >;
     assert.equal(all.length, 5);
     assert.deepEqual(all[4], { ghost1: false });
     const ret = all.slice(0, 4);
-    assert.deepEqual(
-      ret.map((r) => Object.keys(r)[0]).sort(),
-      FOUR,
-    );
+    assert.deepEqual(ret.map((r) => Object.keys(r)[0]).sort(), FOUR);
     for (const item of ret) {
       const [id] = Object.keys(item);
       assert.deepEqual(item, { [id]: id });
@@ -102,7 +101,9 @@ describe('local_batch against 4 minions and a dead one', () => {
 
   test('batch "50%": two at a time', async () => {
     const probe = concurrencyProbe(master, 60);
-    const ret = (await netapi.run({ client: 'local_batch', tgt: 'm*', fun: 'test.probe', batch: '50%', ...CRED })) as Array<Record<string, unknown>>;
+    const ret = (await netapi.run({ client: 'local_batch', tgt: 'm*', fun: 'test.probe', batch: '50%', ...CRED })) as Array<
+      Record<string, unknown>
+    >;
     assert.equal(ret.length, 4);
     assert.deepEqual(ret.map((r) => Object.keys(r)[0]).sort(), FOUR);
     assert.equal(probe.maxInFlight, 2);
@@ -150,7 +151,14 @@ describe('local_batch against 4 minions and a dead one', () => {
   test('failhard stops the batch at the first non-zero retcode', async () => {
     const probe = concurrencyProbe(master, 10);
     probe.retcode = 2;
-    const ret = (await netapi.run({ client: 'local_batch', tgt: 'm*', fun: 'test.probe', batch: '1', failhard: true, ...CRED })) as unknown[];
+    const ret = (await netapi.run({
+      client: 'local_batch',
+      tgt: 'm*',
+      fun: 'test.probe',
+      batch: '1',
+      failhard: true,
+      ...CRED,
+    })) as unknown[];
     assert.equal(ret.length, 1);
     assert.equal(jobPublishes(master, 'test.probe').length, 1);
     assert.equal(busOf(netapi).subscriptionCount, 0);
@@ -173,7 +181,9 @@ describe('local_batch against 4 minions and a dead one', () => {
 
   test('nothing matched: []; nobody answers the presence ping: each targeted minion false, nothing run', async () => {
     assert.deepEqual(await netapi.run({ client: 'local_batch', tgt: 'nosuch', fun: 'test.ping', batch: '1', ...CRED }), []);
-    assert.deepEqual(await netapi.run({ client: 'local_batch', tgt: 'ghost1', fun: 'test.ping', batch: '1', ...CRED }), [{ ghost1: false }]);
+    assert.deepEqual(await netapi.run({ client: 'local_batch', tgt: 'ghost1', fun: 'test.ping', batch: '1', ...CRED }), [
+      { ghost1: false },
+    ]);
     assert.equal(jobPublishes(master, 'test.ping').length, 2); // the two presence pings, no job
   });
 });

@@ -77,7 +77,10 @@ describe('local: one answering minion, one dead (timeout 0.2 s, gather_job_timeo
 
   test('full_return gives ret, retcode and jid per answering minion; silent ones stay false', async () => {
     env.master.clearLog();
-    const ret = (await env.netapi.run({ client: 'local', tgt: '*', fun: 'test.ping', full_return: true, ...CRED })) as Record<string, unknown>;
+    const ret = (await env.netapi.run({ client: 'local', tgt: '*', fun: 'test.ping', full_return: true, ...CRED })) as Record<
+      string,
+      unknown
+    >;
     const jid = (publishes(env.master, 'test.ping')[0].reply as { load: { jid: string } }).load.jid;
     assert.deepEqual(ret, { minion1: { ret: true, retcode: 0, jid }, ghost1: false });
   });
@@ -268,14 +271,22 @@ describe('local: waiting like LocalClient.get_iter_returns', () => {
 describe('local_async', () => {
   let env: { master: SaltMasterDouble; netapi: NetapiClient };
   before(async () => {
-    env = await setup({ minions: [{ id: 'minion1', delayMs: 300 }, { id: 'ghost1', silent: true }] });
+    env = await setup({
+      minions: [
+        { id: 'minion1', delayMs: 300 },
+        { id: 'ghost1', silent: true },
+      ],
+    });
   });
   after(() => teardown(env));
 
   test('answers {jid, minions} at once; the job runs on the master', async () => {
     env.master.clearLog();
     const start = performance.now();
-    const ret = (await env.netapi.run({ client: 'local_async', tgt: '*', fun: 'test.ping', ...CRED })) as { jid: string; minions: string[] };
+    const ret = (await env.netapi.run({ client: 'local_async', tgt: '*', fun: 'test.ping', ...CRED })) as {
+      jid: string;
+      minions: string[];
+    };
     assert.ok(elapsedSince(start) < 250, 'did not wait for the minions');
     assert.deepEqual(Object.keys(ret).sort(), ['jid', 'minions']);
     assert.match(ret.jid, /^\d{20}$/);
@@ -346,10 +357,14 @@ describe('local_subset', () => {
   });
 
   test('full_return applies to the chosen minions', async () => {
-    const ret = (await env.netapi.run({ client: 'local_subset', tgt: 'minion1', fun: 'test.ping', subset: 1, full_return: true, ...CRED })) as Record<
-      string,
-      { ret: unknown; retcode: number }
-    >;
+    const ret = (await env.netapi.run({
+      client: 'local_subset',
+      tgt: 'minion1',
+      fun: 'test.ping',
+      subset: 1,
+      full_return: true,
+      ...CRED,
+    })) as Record<string, { ret: unknown; retcode: number }>;
     assert.equal(ret.minion1.ret, true);
     assert.equal(ret.minion1.retcode, 0);
   });

@@ -59,7 +59,7 @@ describe('runner and wheel', () => {
     assert.deepEqual(lastLoad('runner').kwarg, { a: 1, b: [1, 2], c: true, d: 'text' });
   });
 
-  test('runner: the three styles merge in Salt\'s order (k=v, then kwarg, then top-level keys)', async () => {
+  test("runner: the three styles merge in Salt's order (k=v, then kwarg, then top-level keys)", async () => {
     const ret = await netapi.run({ client: 'runner', fun: 'test.arg', arg: ['a=1', 'b=1', 'c=1'], kwarg: { b: 2, c: 2 }, c: 3, ...CRED });
     assert.deepEqual(ret, { args: [], kwargs: { a: 1, b: 2, c: 3 } });
   });
@@ -109,7 +109,7 @@ describe('runner and wheel', () => {
     assert.deepEqual(lastLoad('runner').kwarg, { timeout: 5, full_return: true });
   });
 
-  test('runner: refusals are 401 with the master\'s message', async () => {
+  test("runner: refusals are 401 with the master's message", async () => {
     await assert.rejects(
       netapi.run({ client: 'runner', fun: 'test.arg', eauth: 'pam', username: 'saltdev', password: 'wrong' }),
       (err: unknown) =>
@@ -141,7 +141,7 @@ describe('runner and wheel', () => {
     assert.deepEqual(lastLoad('wheel'), { cmd: 'wheel', fun: 'key.list_all', ...CRED });
   });
 
-  test('wheel: the item\'s other keys are the function\'s keywords', async () => {
+  test("wheel: the item's other keys are the function's keywords", async () => {
     const ret = (await netapi.run({ client: 'wheel', fun: 'key.list', match: 'acc', ...CRED })) as { data: { return: unknown } };
     assert.deepEqual(ret.data.return, { minions: ['minion1'] });
     assert.equal(lastLoad('wheel').match, 'acc');
@@ -206,7 +206,12 @@ describe('argument shaping (salt/utils/args.py)', () => {
   });
 
   test('condition_input: jid-shaped integers become strings, kwargs are appended once', () => {
-    assert.deepEqual(conditionInput([20261122180058222039n, 1, 'x'], { k: 1 }), ['20261122180058222039', 1, 'x', { k: 1, __kwarg__: true }]);
+    assert.deepEqual(conditionInput([20261122180058222039n, 1, 'x'], { k: 1 }), [
+      '20261122180058222039',
+      1,
+      'x',
+      { k: 1, __kwarg__: true },
+    ]);
     assert.deepEqual(conditionInput([], {}), []);
     assert.equal(isJid('20261122180058222039'), true);
     assert.equal(isJid('20261122180058222039_2'), true);

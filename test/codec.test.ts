@@ -97,8 +97,15 @@ describe('codec', () => {
   });
 
   it('never emits records or other msgpackr extensions for repeated object shapes', () => {
-    const bytes = encode([{ k: 1, v: 2 }, { k: 3, v: 4 }, { k: 5, v: 6 }]);
-    assert.deepEqual([...bytes], [0x93, 0x82, 0xa1, 0x6b, 1, 0xa1, 0x76, 2, 0x82, 0xa1, 0x6b, 3, 0xa1, 0x76, 4, 0x82, 0xa1, 0x6b, 5, 0xa1, 0x76, 6]);
+    const bytes = encode([
+      { k: 1, v: 2 },
+      { k: 3, v: 4 },
+      { k: 5, v: 6 },
+    ]);
+    assert.deepEqual(
+      [...bytes],
+      [0x93, 0x82, 0xa1, 0x6b, 1, 0xa1, 0x76, 2, 0x82, 0xa1, 0x6b, 3, 0xa1, 0x76, 4, 0x82, 0xa1, 0x6b, 5, 0xa1, 0x76, 6],
+    );
   });
 
   it('turns integers too large for msgpack into strings, as Salt does', () => {

@@ -74,9 +74,7 @@ test(`${COUNT} concurrent sync local requests each get their own minion's result
   const port = (server.address() as AddressInfo).port;
 
   const answers = await Promise.all(
-    ids.map((id, i) =>
-      post(port, agent, [{ client: 'local', tgt: id, fun: 'test.whoami', arg: [`token-${i}`], ...CRED }]),
-    ),
+    ids.map((id, i) => post(port, agent, [{ client: 'local', tgt: id, fun: 'test.whoami', arg: [`token-${i}`], ...CRED }])),
   );
 
   answers.forEach((answer, i) => {

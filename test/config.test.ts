@@ -132,7 +132,11 @@ describe('includes', () => {
   });
 
   it('follows a changed default_include', () => {
-    const dir = confDir({ master: 'default_include: conf.d/*.yml\n', 'conf.d/a.yml': 'ret_port: 4444\n', 'master.d/b.conf': 'ret_port: 5555\n' });
+    const dir = confDir({
+      master: 'default_include: conf.d/*.yml\n',
+      'conf.d/a.yml': 'ret_port: 4444\n',
+      'master.d/b.conf': 'ret_port: 5555\n',
+    });
     assert.equal(loadMasterConfig(path.join(dir, 'master')).ret_port, 4444);
   });
 
@@ -156,7 +160,10 @@ describe('includes', () => {
 
   it('reports an include loop instead of recursing forever', () => {
     const dir = confDir({ master: 'include: a.conf\n', 'a.conf': 'include: b.conf\n', 'b.conf': 'include: a.conf\n' });
-    assert.throws(() => loadMasterConfig(path.join(dir, 'master')), (err: Error) => err instanceof ConfigError && /include loop/.test(err.message));
+    assert.throws(
+      () => loadMasterConfig(path.join(dir, 'master')),
+      (err: Error) => err instanceof ConfigError && /include loop/.test(err.message),
+    );
   });
 });
 
@@ -213,12 +220,18 @@ describe('errors', () => {
 
   it('names a file with invalid YAML, with the parser position', () => {
     const dir = confDir({ master: 'ret_port: [4506\ninterface: x\n' });
-    oneLineError(() => loadMasterConfig(path.join(dir, 'master')), new RegExp(`^Invalid YAML in master config ${escape(path.join(dir, 'master'))}: .*line \\d+`));
+    oneLineError(
+      () => loadMasterConfig(path.join(dir, 'master')),
+      new RegExp(`^Invalid YAML in master config ${escape(path.join(dir, 'master'))}: .*line \\d+`),
+    );
   });
 
   it('names an included file with invalid YAML', () => {
     const dir = confDir({ master: 'ret_port: 1\n', 'master.d/bad.conf': 'a: b: c\n' });
-    oneLineError(() => loadMasterConfig(path.join(dir, 'master')), new RegExp(`Invalid YAML in master config ${escape(path.join(dir, 'master.d', 'bad.conf'))}`));
+    oneLineError(
+      () => loadMasterConfig(path.join(dir, 'master')),
+      new RegExp(`Invalid YAML in master config ${escape(path.join(dir, 'master.d', 'bad.conf'))}`),
+    );
   });
 
   it('rejects a file that is not a mapping', () => {
@@ -230,7 +243,10 @@ describe('errors', () => {
     const dir = confDir({ master: 'ret_port: abc\n' });
     oneLineError(() => loadMasterConfig(path.join(dir, 'master')), /master config .*: ret_port must be a port number, got "abc"/);
     oneLineError(() => applyMasterDefaults({ timeout: -1 }), /^Invalid master options: timeout must be a number of seconds, got -1$/);
-    oneLineError(() => applyMasterDefaults({ netapi_enable_clients: 'local' as unknown as string[] }), /netapi_enable_clients must be a list/);
+    oneLineError(
+      () => applyMasterDefaults({ netapi_enable_clients: 'local' as unknown as string[] }),
+      /netapi_enable_clients must be a list/,
+    );
   });
 
   it('accepts numbers written as strings, as Salt does', () => {

@@ -174,11 +174,18 @@ test('examples/node-http.mjs: serves any path, logs through console, exits on SI
   const app = await startExample(t, 'node-http.mjs', master);
   assertJson(await request(app.port, { body: ARG_BODY, path: '/?password=in-the-query' }), 200, ARG_REPLY);
   assertJson(await request(app.port, { path: '/anything' }), 200, GET_REPLY);
-  assertJson(await request(app.port, { body: ARG_BODY, headers: { 'content-type': 'text/plain' } }), 406, '{"return":"406: JSON required"}');
+  assertJson(
+    await request(app.port, { body: ARG_BODY, headers: { 'content-type': 'text/plain' } }),
+    406,
+    '{"return":"406: JSON required"}',
+  );
 
   // Exit 0 without process.exit: server.close() and handler.close() left nothing open.
   assert.deepEqual(await app.stop(), { code: 0, signal: null });
-  const access = app.stdout().split('\n').filter((l) => l.startsWith('access '));
+  const access = app
+    .stdout()
+    .split('\n')
+    .filter((l) => l.startsWith('access '));
   assert.equal(access.length, 3, app.stdout());
   assert.match(access[0], /^access method=POST path=\/ status=200 bytes=56 duration_ms=[\d.]+ client=127\.0\.0\.1$/);
   assert.match(access[2], /^access method=POST path=\/ status=406 /);
@@ -200,7 +207,10 @@ test('examples/express.mjs: mounted at /salt, any path under it, never calls nex
   assert.equal(master.counts.runner ?? 0, 2);
 
   assert.deepEqual(await app.stop(), { code: 0, signal: null });
-  const access = app.stdout().split('\n').filter((l) => l.startsWith('access '));
+  const access = app
+    .stdout()
+    .split('\n')
+    .filter((l) => l.startsWith('access '));
   assert.equal(access.length, 4, app.stdout());
   // The path the client asked for (Express's originalUrl), never the query string.
   assert.match(access[1], /^access method=POST path=\/salt\/deeper\/path status=200 /);
@@ -218,8 +228,16 @@ test('examples/fastify.mjs: raw request and response under /salt, the handler re
   const notJson = await request(app.port, { body: 'not json', path: '/salt' });
   assert.equal(notJson.status, 400);
   assert.match(notJson.text, /^\{"return":"400: /);
-  assertJson(await request(app.port, { body: Buffer.alloc(2 << 20, 0x20), path: '/salt' }), 413, '{"return":"413: Request body too large"}');
-  assertJson(await request(app.port, { body: ARG_BODY, path: '/salt', headers: { 'content-type': 'text/plain' } }), 406, '{"return":"406: JSON required"}');
+  assertJson(
+    await request(app.port, { body: Buffer.alloc(2 << 20, 0x20), path: '/salt' }),
+    413,
+    '{"return":"413: Request body too large"}',
+  );
+  assertJson(
+    await request(app.port, { body: ARG_BODY, path: '/salt', headers: { 'content-type': 'text/plain' } }),
+    406,
+    '{"return":"406: JSON required"}',
+  );
   const outside = await request(app.port, { path: '/elsewhere' });
   assert.equal(outside.status, 404);
   assert.notEqual(outside.text, GET_REPLY);
@@ -291,7 +309,11 @@ test('Express body parsers in front: req.body is used when they read the body, t
   const body = JSON.stringify([{ ...CRED, client: 'runner', fun: 'test.arg', arg: ['parsed'], kwarg: { n: 1 } }]);
   assertJson(await request(parsedPort, { body, path: '/salt' }), 200, '{"return":[{"args":["parsed"],"kwargs":{"n":1}}]}');
   // A single object, as express.json() leaves it.
-  assertJson(await request(parsedPort, { body: JSON.stringify({ ...CRED, client: 'runner', fun: 'test.arg' }), path: '/salt/x' }), 200, '{"return":[{"args":[],"kwargs":{}}]}');
+  assertJson(
+    await request(parsedPort, { body: JSON.stringify({ ...CRED, client: 'runner', fun: 'test.arg' }), path: '/salt/x' }),
+    200,
+    '{"return":[{"args":[],"kwargs":{}}]}',
+  );
 
   // express.urlencoded() skips a JSON request but still sets req.body = {}: the body is still in the stream.
   const skipped = express();

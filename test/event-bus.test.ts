@@ -29,7 +29,10 @@ function socketPath(t: TestContext): string {
 }
 
 /** A publisher on a fresh unix socket and a bus connected to it. */
-async function connectedBus(t: TestContext, options: Partial<EventBusOptions> = {}): Promise<{ bus: EventBus; publisher: EventPublisherPeer }> {
+async function connectedBus(
+  t: TestContext,
+  options: Partial<EventBusOptions> = {},
+): Promise<{ bus: EventBus; publisher: EventPublisherPeer }> {
   const where = socketPath(t);
   const publisher = await startEventPublisher({ path: where });
   t.after(() => publisher.close());
@@ -91,7 +94,10 @@ describe('FrameScanner', () => {
   });
 
   it('cuts a large frame that trickles in', () => {
-    const big = eventFrame('salt/job/1/ret/m', { return: Buffer.alloc(3 * 1024 * 1024, 7), list: Array.from({ length: 5000 }, (_, i) => ({ i })) });
+    const big = eventFrame('salt/job/1/ret/m', {
+      return: Buffer.alloc(3 * 1024 * 1024, 7),
+      list: Array.from({ length: 5000 }, (_, i) => ({ i })),
+    });
     const stream = Buffer.concat([eventFrames[0], big, eventFrames[1]]);
     const chunks: Buffer[] = [];
     for (let at = 0; at < stream.length; at += 1000) chunks.push(stream.subarray(at, at + 1000));
@@ -100,14 +106,37 @@ describe('FrameScanner', () => {
 
   it('walks every msgpack type', () => {
     const value = {
-      nil: null, t: true, f: false, pos: 5, neg: -5, u8: 200, u16: 60000, u32: 4000000000, u64: 2n ** 63n,
-      i8: -100, i16: -30000, i32: -2000000000, i64: -(2n ** 62n), float: 1.5, str8: 'x'.repeat(40),
-      str16: 'y'.repeat(300), str32: 'z'.repeat(70000), bin: Buffer.alloc(300), arr16: Array(20).fill(1),
-      map16: Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`k${i}`, i])), nested: [[[{}]], []],
+      nil: null,
+      t: true,
+      f: false,
+      pos: 5,
+      neg: -5,
+      u8: 200,
+      u16: 60000,
+      u32: 4000000000,
+      u64: 2n ** 63n,
+      i8: -100,
+      i16: -30000,
+      i32: -2000000000,
+      i64: -(2n ** 62n),
+      float: 1.5,
+      str8: 'x'.repeat(40),
+      str16: 'y'.repeat(300),
+      str32: 'z'.repeat(70000),
+      bin: Buffer.alloc(300),
+      arr16: Array(20).fill(1),
+      map16: Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`k${i}`, i])),
+      nested: [[[{}]], []],
     };
     const ext = (type: number, data: number[]) => Buffer.from([0xc7, data.length, type, ...data]);
     const fixext = [0xd4, 0xd5, 0xd6, 0xd7, 0xd8].map((b, i) => Buffer.from([b, 78, ...Array(2 ** i).fill(0x30)]));
-    const frames = [encode(value), ext(78, [0x31, 0x32]), ...fixext, Buffer.from([0xc8, 0, 1, 5, 9]), Buffer.from([0xc9, 0, 0, 0, 1, 5, 9])];
+    const frames = [
+      encode(value),
+      ext(78, [0x31, 0x32]),
+      ...fixext,
+      Buffer.from([0xc8, 0, 1, 5, 9]),
+      Buffer.from([0xc9, 0, 0, 0, 1, 5, 9]),
+    ];
     const stream = Buffer.concat(frames);
     assert.deepEqual(scan([...stream].map((b) => Uint8Array.of(b))), frames);
   });
@@ -174,7 +203,11 @@ describe('EventBus over a unix socket', () => {
     const frames = jids.map((jid) => eventFrame(`salt/job/${jid}/ret/minion1`, { jid, id: 'minion1', return: true }));
     // shuffled, mixed with unrelated traffic and other jobs' events
     frames.sort(() => Math.random() - 0.5);
-    const noise = [eventFrame('minion/refresh/minion1', { Minion: 'minion1' }), eventFrame('salt/job/1/ret/x', {}), eventFrame('salt/job/', {})];
+    const noise = [
+      eventFrame('minion/refresh/minion1', { Minion: 'minion1' }),
+      eventFrame('salt/job/1/ret/x', {}),
+      eventFrame('salt/job/', {}),
+    ];
     const stream = Buffer.concat(frames.flatMap((f, i) => (i % 10 === 0 ? [f, ...noise] : [f])));
     for (const chunk of randomChunks(stream, 50)) await publisher.write(chunk);
     const events = await Promise.all(waits);
@@ -191,7 +224,8 @@ describe('EventBus over a unix socket', () => {
     bus.subscribe('salt/run/5/ret', (e) => got.exact.push(e.tag));
     bus.subscribe('salt/run/5/', (e) => got.prefix.push(e.tag));
     bus.subscribe('salt/run/5', (e) => got.noSlash.push(e.tag));
-    for (const tag of ['salt/run/5/new', 'salt/run/5/ret', 'salt/run/50/ret', 'salt/run/5/', 'salt/run/5']) await publisher.publish(tag, {});
+    for (const tag of ['salt/run/5/new', 'salt/run/5/ret', 'salt/run/50/ret', 'salt/run/5/', 'salt/run/5'])
+      await publisher.publish(tag, {});
     await until(() => got.noSlash.length === 1);
     assert.deepEqual(got, {
       exact: ['salt/run/5/ret'],
@@ -260,7 +294,13 @@ describe('retention', () => {
   it('replays job events that arrived before the subscription, then live ones, each once', async (t) => {
     const { bus, publisher } = await connectedBus(t);
     bus.hold();
-    await publisher.write(Buffer.concat([eventFrame('salt/job/42/new', { n: 1 }), eventFrame('salt/job/42/ret/a', { n: 2 }), eventFrame('minion/refresh/a', {})]));
+    await publisher.write(
+      Buffer.concat([
+        eventFrame('salt/job/42/new', { n: 1 }),
+        eventFrame('salt/job/42/ret/a', { n: 2 }),
+        eventFrame('minion/refresh/a', {}),
+      ]),
+    );
     await until(() => bus.retainedCount === 2);
     const got: number[] = [];
     bus.subscribe('salt/job/42/', (e) => got.push(e.data.n));
@@ -372,7 +412,10 @@ describe('reading while nobody listens', () => {
 describe('waitFor', () => {
   it('times out and unsubscribes', async (t) => {
     const { bus } = await connectedBus(t);
-    await assert.rejects(waitFor(bus, 'salt/job/none/ret/', 50), (err: Error) => err instanceof TimeoutError && /within 50 ms/.test(err.message));
+    await assert.rejects(
+      waitFor(bus, 'salt/job/none/ret/', 50),
+      (err: Error) => err instanceof TimeoutError && /within 50 ms/.test(err.message),
+    );
     assert.equal(bus.subscriptionCount, 0);
   });
 
@@ -455,7 +498,9 @@ describe('connection', () => {
 
   it('takes the ipc socket from sock_dir', () => {
     assert.deepEqual(eventBusOptions(applyMasterDefaults({})), { path: '/var/run/salt/master/master_event_pub.ipc' });
-    assert.deepEqual(eventBusOptions(applyMasterDefaults({ root_dir: '/srv/r' })), { path: '/srv/r/var/run/salt/master/master_event_pub.ipc' });
+    assert.deepEqual(eventBusOptions(applyMasterDefaults({ root_dir: '/srv/r' })), {
+      path: '/srv/r/var/run/salt/master/master_event_pub.ipc',
+    });
   });
 
   it('needs somewhere to connect', () => {

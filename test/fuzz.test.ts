@@ -23,7 +23,19 @@ const SEED = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31)
 const FUZZ_MS = 3000;
 const MAX_BODY = 2_200_000; // room for a 1,000,000-item array
 const SECRET_PASSWORD = randomBytes(16).toString('hex');
-const CLIENTS = ['local', 'local_async', 'local_subset', 'local_batch', 'runner', 'runner_async', 'wheel', 'wheel_async', 'ssh', 'bogus', ''];
+const CLIENTS = [
+  'local',
+  'local_async',
+  'local_subset',
+  'local_batch',
+  'runner',
+  'runner_async',
+  'wheel',
+  'wheel_async',
+  'ssh',
+  'bogus',
+  '',
+];
 const PROTO_KEYS = ['__proto__', 'constructor', 'prototype'];
 
 /** mulberry32: small, seedable, good enough to pick cases. */
@@ -44,7 +56,14 @@ function prototypeSnapshot(): string {
     Reflect.ownKeys(obj)
       .map((key) => {
         const d = Object.getOwnPropertyDescriptor(obj, key)!;
-        const v = 'value' in d ? (typeof d.value === 'function' ? `fn:${d.value.name}` : typeof d.value === 'object' ? 'object' : String(d.value)) : 'accessor';
+        const v =
+          'value' in d
+            ? typeof d.value === 'function'
+              ? `fn:${d.value.name}`
+              : typeof d.value === 'object'
+                ? 'object'
+                : String(d.value)
+            : 'accessor';
         return `${String(key)}=${v}`;
       })
       .sort()
@@ -84,7 +103,8 @@ function stringLiteral(rand: () => number, maxLength = 12): string {
     if (r < 0.6) s += String.fromCharCode(0x20 + Math.floor(rand() * 95));
     else if (r < 0.7) s += String.fromCharCode(0xa0 + Math.floor(rand() * 0x3000));
     else if (r < 0.75) s += '\u{1F600}';
-    else if (r < 0.8) s += String.fromCharCode(0xd800 + Math.floor(rand() * 0x800)); // lone surrogate
+    else if (r < 0.8)
+      s += String.fromCharCode(0xd800 + Math.floor(rand() * 0x800)); // lone surrogate
     else if (r < 0.9) s += String.fromCharCode(Math.floor(rand() * 0x20));
     else s += ['"', '\\', '/', '\u2028'][Math.floor(rand() * 4)];
   }
@@ -94,11 +114,48 @@ function stringLiteral(rand: () => number, maxLength = 12): string {
 const pick = <T>(rand: () => number, items: readonly T[]): T => items[Math.floor(rand() * items.length)];
 
 function numberLiteral(rand: () => number): string {
-  return pick(rand, ['0', '-0', '1', '-1', '1.5', '1e400', '-1e-400', '9007199254740993', '18446744073709551616', '-123456789012345678901234567890', '0.1e1', String(Math.floor(rand() * 1e6))]);
+  return pick(rand, [
+    '0',
+    '-0',
+    '1',
+    '-1',
+    '1.5',
+    '1e400',
+    '-1e-400',
+    '9007199254740993',
+    '18446744073709551616',
+    '-123456789012345678901234567890',
+    '0.1e1',
+    String(Math.floor(rand() * 1e6)),
+  ]);
 }
 
 /** Keys an attacker would try, and the ones the dispatcher reads. */
-const KEYS = [...PROTO_KEYS, 'client', 'eauth', 'username', 'password', 'token', 'fun', 'tgt', 'tgt_type', 'arg', 'kwarg', 'timeout', 'full_return', 'batch', 'subset', 'raw_shell', 'toString', 'valueOf', 'hasOwnProperty', '__defineGetter__', 'polluted', 'isAdmin', 'x'];
+const KEYS = [
+  ...PROTO_KEYS,
+  'client',
+  'eauth',
+  'username',
+  'password',
+  'token',
+  'fun',
+  'tgt',
+  'tgt_type',
+  'arg',
+  'kwarg',
+  'timeout',
+  'full_return',
+  'batch',
+  'subset',
+  'raw_shell',
+  'toString',
+  'valueOf',
+  'hasOwnProperty',
+  '__defineGetter__',
+  'polluted',
+  'isAdmin',
+  'x',
+];
 
 /** A random JSON value as text; objects may repeat keys and always may carry prototype keys. */
 function valueText(rand: () => number, depth: number): string {
@@ -135,9 +192,17 @@ function objectText(rand: () => number, depth: number, base: string[] = []): str
 
 /** A lowstate item that looks real: a client, credentials that never work, the client's keys, junk. */
 function lowstateText(rand: () => number): string {
-  const base = [`"client":${JSON.stringify(pick(rand, CLIENTS))}`, `"fun":${pick(rand, ['"test.ping"', '"test.arg"', '"key.list_all"', '"cmd.run"', valueText(rand, 2)])}`];
+  const base = [
+    `"client":${JSON.stringify(pick(rand, CLIENTS))}`,
+    `"fun":${pick(rand, ['"test.ping"', '"test.arg"', '"key.list_all"', '"cmd.run"', valueText(rand, 2)])}`,
+  ];
   const cred = rand();
-  if (cred < 0.4) base.push('"eauth":"pam"', '"username":"saltdev"', `"password":${pick(rand, ['"x"', '"wrong"', stringLiteral(rand), valueText(rand, 2)])}`);
+  if (cred < 0.4)
+    base.push(
+      '"eauth":"pam"',
+      '"username":"saltdev"',
+      `"password":${pick(rand, ['"x"', '"wrong"', stringLiteral(rand), valueText(rand, 2)])}`,
+    );
   else if (cred < 0.6) base.push(`"token":${pick(rand, ['"00ff00ff"', '"not hex"', '""', valueText(rand, 2)])}`);
   else if (cred < 0.7) base.push(`"eauth":${valueText(rand, 2)}`);
   if (rand() < 0.7) base.push(`"tgt":${pick(rand, ['"*"', '"minion1"', '["minion1"]', valueText(rand, 2)])}`);
@@ -148,7 +213,16 @@ function lowstateText(rand: () => number): string {
 
 function invalidUtf8(rand: () => number): Buffer {
   const text = Buffer.from(`[{"client":"local","tgt":"*","fun":"test.ping","arg":["${'a'.repeat(Math.floor(rand() * 20))}`);
-  const bad = pick(rand, [[0xff], [0xc3, 0x28], [0xe2, 0x28, 0xa1], [0xf0, 0x28, 0x8c, 0x28], [0xc0, 0xaf], [0xed, 0xa0, 0x80], [0xf8, 0x88, 0x80, 0x80, 0x80], [0x80]]);
+  const bad = pick(rand, [
+    [0xff],
+    [0xc3, 0x28],
+    [0xe2, 0x28, 0xa1],
+    [0xf0, 0x28, 0x8c, 0x28],
+    [0xc0, 0xaf],
+    [0xed, 0xa0, 0x80],
+    [0xf8, 0x88, 0x80, 0x80, 0x80],
+    [0x80],
+  ]);
   return Buffer.concat([text, Buffer.from(bad), Buffer.from('"]}]')]);
 }
 
@@ -169,7 +243,11 @@ async function setup(t: { after(fn: () => unknown): void }) {
   });
   const post = (body: string | Buffer, headers?: Record<string, string>) => request(s.port, { body, headers });
   // A 500's detail is logged, never answered: show it in the failure.
-  const lastError = () => lines.filter((l) => l.level === 'error').at(-1)?.msg.slice(0, 2000) ?? 'no error logged';
+  const lastError = () =>
+    lines
+      .filter((l) => l.level === 'error')
+      .at(-1)
+      ?.msg.slice(0, 2000) ?? 'no error logged';
   return { master, handler, port: s.port, post, lastError };
 }
 
@@ -181,24 +259,60 @@ test(`hostile bodies, each a 4xx with a JSON body; nothing polluted; the server 
   const huge = 'A'.repeat(MAX_BODY - 200);
   const cases: Array<[string, string | Buffer, number?]> = [
     ['100,000-deep arrays', `${'['.repeat(deep)}${']'.repeat(deep)}`, 400],
-    ['100,000-deep arrays around a long integer (the exact-integer reader)', `${'['.repeat(deep)}12345678901234567890${']'.repeat(deep)}`, 400],
+    [
+      '100,000-deep arrays around a long integer (the exact-integer reader)',
+      `${'['.repeat(deep)}12345678901234567890${']'.repeat(deep)}`,
+      400,
+    ],
     ['100,000-deep objects', `${'{"a":'.repeat(deep)}1${'}'.repeat(deep)}`, 400],
-    ['100,000-deep kwarg in a lowstate', `[{"client":"runner","fun":"test.arg","eauth":"pam","username":"saltdev","password":"x","kwarg":${'{"a":'.repeat(deep)}1${'}'.repeat(deep)}}]`, 400],
+    [
+      '100,000-deep kwarg in a lowstate',
+      `[{"client":"runner","fun":"test.arg","eauth":"pam","username":"saltdev","password":"x","kwarg":${'{"a":'.repeat(deep)}1${'}'.repeat(deep)}}]`,
+      400,
+    ],
     ['1,000,000-item array as the body', `[${million}]`, 400],
     ['1,000,000-item arg, no credentials', `[{"client":"local","tgt":"*","fun":"test.ping","arg":[${million}]}]`, 401],
-    ['1,000,000-item arg, wrong password (goes to the master)', `[{"client":"runner","fun":"test.arg","eauth":"pam","username":"saltdev","password":"x","arg":[${million}]}]`, 401],
+    [
+      '1,000,000-item arg, wrong password (goes to the master)',
+      `[{"client":"runner","fun":"test.arg","eauth":"pam","username":"saltdev","password":"x","arg":[${million}]}]`,
+      401,
+    ],
     ['1,000,000-item array of long integers, over the limit', `[${Array(1_000_000).fill('12345678901234567890').join(',')}]`, 413],
     ['a huge string as fun, no credentials', `[{"client":"local","tgt":"*","fun":"${huge}"}]`, 401],
-    ['a huge string as fun, wrong password', `[{"client":"local","tgt":"*","fun":"${huge}","eauth":"pam","username":"saltdev","password":"x"}]`, 401],
+    [
+      'a huge string as fun, wrong password',
+      `[{"client":"local","tgt":"*","fun":"${huge}","eauth":"pam","username":"saltdev","password":"x"}]`,
+      401,
+    ],
     ['a huge key', `[{"${huge}":1,"client":"local"}]`, 401],
     ['a huge string as client', `[{"client":"${huge}","fun":"x"}]`, 400],
-    ['duplicate keys: client changes to a bad one', '[{"client":"runner","fun":"test.arg","eauth":"pam","username":"saltdev","password":"x","client":"bogus"}]', 400],
-    ['duplicate keys: the password that counts is wrong', `[{"client":"runner","fun":"test.arg","eauth":"pam","username":"saltdev","password":"${SECRET_PASSWORD}","password":"x"}]`, 401],
+    [
+      'duplicate keys: client changes to a bad one',
+      '[{"client":"runner","fun":"test.arg","eauth":"pam","username":"saltdev","password":"x","client":"bogus"}]',
+      400,
+    ],
+    [
+      'duplicate keys: the password that counts is wrong',
+      `[{"client":"runner","fun":"test.arg","eauth":"pam","username":"saltdev","password":"${SECRET_PASSWORD}","password":"x"}]`,
+      401,
+    ],
     ['a client that is an object with a long integer', '[{"client":{"a":12345678901234567890},"fun":"x"}]', 400],
     ['a client that is a long integer', '[{"client":12345678901234567890,"fun":"x"}]', 400],
-    ['__proto__ holding a client, no credentials of its own', '[{"__proto__":{"client":"runner","eauth":"pam","username":"saltdev","password":"x"},"fun":"test.arg"}]', 400],
-    ['__proto__ credentials only', '[{"client":"runner","fun":"test.arg","__proto__":{"eauth":"pam","username":"saltdev","password":"x"}}]', 401],
-    ['__proto__ with a long integer (exact-integer reader)', '[{"client":"runner","fun":"test.arg","__proto__":{"eauth":"pam","n":12345678901234567890}}]', 401],
+    [
+      '__proto__ holding a client, no credentials of its own',
+      '[{"__proto__":{"client":"runner","eauth":"pam","username":"saltdev","password":"x"},"fun":"test.arg"}]',
+      400,
+    ],
+    [
+      '__proto__ credentials only',
+      '[{"client":"runner","fun":"test.arg","__proto__":{"eauth":"pam","username":"saltdev","password":"x"}}]',
+      401,
+    ],
+    [
+      '__proto__ with a long integer (exact-integer reader)',
+      '[{"client":"runner","fun":"test.arg","__proto__":{"eauth":"pam","n":12345678901234567890}}]',
+      401,
+    ],
     ['constructor.prototype', '[{"client":"local","constructor":{"prototype":{"eauth":"pam"}},"fun":"test.ping","tgt":"*"}]', 401],
     ['a single object body with __proto__', '{"__proto__":{"client":"local"},"fun":"test.ping"}', 400],
     ['an empty body', '', 400],
@@ -226,7 +340,12 @@ test(`prototype keys at every level of each client's lowstate: 4xx, and nothing 
     `"tgt":"*","fun":"test.arg","arg":[{"__proto__":${poison},"__kwarg__":true,"constructor":{"prototype":${poison}}},"__proto__=1","constructor={\\"prototype\\": {\\"polluted\\": 1}}"],` +
     `"kwarg":{"__proto__":${poison},"constructor":{"prototype":${poison}},"prototype":${poison},"arg":{"__proto__":${poison}}},"batch":"1","subset":1}]`;
   for (const client of CLIENTS.filter(Boolean)) {
-    for (const cred of ['', '"eauth":"pam","username":"saltdev","password":"x",', '"token":"0123abcd",', '"token":{"__proto__":{"length":1}},']) {
+    for (const cred of [
+      '',
+      '"eauth":"pam","username":"saltdev","password":"x",',
+      '"token":"0123abcd",',
+      '"token":{"__proto__":{"length":1}},',
+    ]) {
       const reply = await env.post(everyLevel(client, cred));
       assertClientError(reply, `${client} ${cred}`);
       assertUnpolluted(snapshot, `${client} ${cred}`);
@@ -259,10 +378,17 @@ test(`random bytes, invalid UTF-8, wrong methods and types, random lowstates for
       reply = await env.post(invalidUtf8(rand));
     } else if (kind < 0.3) {
       what = 'not JSON content';
-      reply = await request(env.port, { body: lowstateText(rand), headers: { 'content-type': pick(rand, ['text/plain', 'application/x-www-form-urlencoded', 'application/jsonx', '']) } });
+      reply = await request(env.port, {
+        body: lowstateText(rand),
+        headers: { 'content-type': pick(rand, ['text/plain', 'application/x-www-form-urlencoded', 'application/jsonx', '']) },
+      });
     } else if (kind < 0.33) {
       what = 'another method';
-      reply = await request(env.port, { method: pick(rand, ['PUT', 'DELETE', 'PATCH', 'OPTIONS']), body: lowstateText(rand), headers: { 'content-type': 'application/json' } });
+      reply = await request(env.port, {
+        method: pick(rand, ['PUT', 'DELETE', 'PATCH', 'OPTIONS']),
+        body: lowstateText(rand),
+        headers: { 'content-type': 'application/json' },
+      });
     } else if (kind < 0.4) {
       what = 'random JSON';
       let text = valueText(rand, 6);
@@ -281,11 +407,18 @@ test(`random bytes, invalid UTF-8, wrong methods and types, random lowstates for
   // The mix did reach past our own checks: the master refused some (401 from it).
   assert.ok(n > 100, `only ${n} cases`);
   assert.ok((statuses.get(400) ?? 0) > 0 && (statuses.get(401) ?? 0) > 0, JSON.stringify([...statuses]));
-  assert.ok((env.master.counts.publish ?? 0) + (env.master.counts.runner ?? 0) + (env.master.counts.wheel ?? 0) > 0, 'some reached the master');
+  assert.ok(
+    (env.master.counts.publish ?? 0) + (env.master.counts.runner ?? 0) + (env.master.counts.wheel ?? 0) > 0,
+    'some reached the master',
+  );
   assert.equal(env.master.executed.length, 0, 'nothing ran');
   // Still up, and still working for a real user.
   assert.equal((await request(env.port, { method: 'GET' })).status, 200);
-  const ok = await env.post(JSON.stringify([{ client: 'runner', fun: 'test.arg', arg: ['still up'], eauth: 'pam', username: 'saltdev', password: SECRET_PASSWORD }]));
+  const ok = await env.post(
+    JSON.stringify([
+      { client: 'runner', fun: 'test.arg', arg: ['still up'], eauth: 'pam', username: 'saltdev', password: SECRET_PASSWORD },
+    ]),
+  );
   assert.equal(ok.status, 200, ok.text);
   assert.equal(env.handler.stats().inFlight, 0);
 });

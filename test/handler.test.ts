@@ -20,7 +20,6 @@ const USERS = {
 const CRED = { eauth: 'pam', username: 'saltdev', password: PASSWORD };
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
-
 /** Status, JSON content type, byte-exact Content-Length, and the body. */
 function assertReply(reply: Reply, status: number, body: unknown): void {
   assert.equal(reply.status, status, reply.text);
@@ -111,7 +110,12 @@ describe('the contract rows against one running master', () => {
 
   test('POST without a JSON content type: 406; parameters and case are accepted', async () => {
     const noType: Record<string, string> = {};
-    for (const headers of [noType, { 'content-type': 'text/plain' }, { 'content-type': 'application/x-www-form-urlencoded' }, { 'content-type': 'application/jsonx' }]) {
+    for (const headers of [
+      noType,
+      { 'content-type': 'text/plain' },
+      { 'content-type': 'application/x-www-form-urlencoded' },
+      { 'content-type': 'application/jsonx' },
+    ]) {
       assertReply(await request(s.port, { body: '[]', headers }), 406, { return: '406: JSON required' });
     }
     for (const type of ['application/json; charset=utf-8', 'Application/JSON', 'APPLICATION/JSON ; charset="UTF-8"']) {
@@ -253,7 +257,9 @@ describe('the contract rows against one running master', () => {
   });
 
   test('clients: local (a silent minion maps to false), local_async, runner, wheel', async () => {
-    assertReply(await s.post([{ ...CRED, client: 'local', tgt: '*', fun: 'test.ping' }]), 200, { return: [{ minion1: true, ghost1: false }] });
+    assertReply(await s.post([{ ...CRED, client: 'local', tgt: '*', fun: 'test.ping' }]), 200, {
+      return: [{ minion1: true, ghost1: false }],
+    });
     assertReply(await s.post([{ ...CRED, client: 'local', tgt: 'nosuch', fun: 'test.ping' }]), 200, { return: [{}] });
 
     const async = await s.post([{ ...CRED, client: 'local_async', tgt: 'minion1', fun: 'test.ping' }]);

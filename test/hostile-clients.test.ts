@@ -25,8 +25,16 @@ interface Env {
 
 async function setup(t: { after(fn: () => unknown): void }, options: Partial<HandlerOptions> = {}, headersTimeoutMs = 300): Promise<Env> {
   const master = await startMaster();
-  const handler = createHandler({ config: master.configPath, masterTimeoutMs: 500, bodyTimeoutMs: 600, bodyIdleTimeoutMs: 200, ...options });
-  const s = await serve(handler, (server) => applyServerTimeouts(server, { headersTimeoutMs, requestTimeoutMs: 2000, keepAliveTimeoutMs: 300 }));
+  const handler = createHandler({
+    config: master.configPath,
+    masterTimeoutMs: 500,
+    bodyTimeoutMs: 600,
+    bodyIdleTimeoutMs: 200,
+    ...options,
+  });
+  const s = await serve(handler, (server) =>
+    applyServerTimeouts(server, { headersTimeoutMs, requestTimeoutMs: 2000, keepAliveTimeoutMs: 300 }),
+  );
   t.after(async () => {
     await s.close();
     handler.close();
@@ -134,7 +142,11 @@ test('maxInFlight: past it 503 with Retry-After, at once and running nothing; GE
 test('maxInFlight counts requests that fail too: refusals and errors release their slot', async (t) => {
   const env = await setup(t, { maxInFlight: 1 });
   for (let i = 0; i < 20; i++) {
-    const bodies = ['not json', [{ client: 'local', tgt: '*', fun: 'test.ping' }], [{ ...CRED, password: 'wrong', client: 'runner', fun: 'test.arg' }]];
+    const bodies = [
+      'not json',
+      [{ client: 'local', tgt: '*', fun: 'test.ping' }],
+      [{ ...CRED, password: 'wrong', client: 'runner', fun: 'test.arg' }],
+    ];
     const reply = await request(env.port, { body: bodies[i % bodies.length] });
     assert.ok(reply.status === 400 || reply.status === 401, reply.text);
   }
@@ -202,7 +214,10 @@ test('the command refuses unusable reliability settings with one line, exit 2', 
     t.after(() => master.close());
     const { spawnSync } = await import('node:child_process');
     const { BIN, repoRoot } = await import('./support/command.js');
-    const run = spawnSync(process.execPath, ['--import', 'tsx', BIN, '-c', master.configPath, ...args], { cwd: repoRoot, encoding: 'utf8' });
+    const run = spawnSync(process.execPath, ['--import', 'tsx', BIN, '-c', master.configPath, ...args], {
+      cwd: repoRoot,
+      encoding: 'utf8',
+    });
     assert.equal(run.status, 2, run.stderr);
     assert.equal(run.stderr.trim().split('\n').length, 1, run.stderr);
     assert.match(run.stderr, message);

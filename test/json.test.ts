@@ -96,9 +96,13 @@ test('parseJson: integers past 2^53 stay exact, the rest as JSON.parse', () => {
     9007199254740992n,
   ]);
   // Python reads these as floats.
-  assert.deepEqual(parseJson('[1e20, 18446744073709551615.0, 12345678901234567890e0]'), [1e20, 18446744073709551615.0, 12345678901234567890e0]);
+  assert.deepEqual(
+    parseJson('[1e20, 18446744073709551615.0, 12345678901234567890e0]'),
+    [1e20, 18446744073709551615.0, 12345678901234567890],
+  );
   // Long digit runs inside strings, escapes, nesting, whitespace.
-  const text = ' { "jid" : "20261122180058327795", "s": "a\\"b\\\\c\\u00e9\\n", "n": [ {}, [], null, true, false, -0.5e-3 ], "big": {"v": 123456789012345678901234567890} } ';
+  const text =
+    ' { "jid" : "20261122180058327795", "s": "a\\"b\\\\c\\u00e9\\n", "n": [ {}, [], null, true, false, -0.5e-3 ], "big": {"v": 123456789012345678901234567890} } ';
   const parsed = parseJson(text) as Record<string, unknown>;
   assert.equal(parsed.jid, '20261122180058327795');
   assert.equal(parsed.s, 'a"b\\cé\n');
@@ -127,11 +131,11 @@ test('plain data and data with special values nested anywhere give the same text
   const plain = { a: [1, 'two', null, true, { b: undefined, c: [undefined] }], d: 1.5 };
   assert.equal(toJson(plain), JSON.stringify(plain));
   // A special value deep inside, beside plain siblings.
-  const mixed = { plain: { x: [1, 2, { y: 'z' }] }, deep: { list: [{ n: 18446744073709551615n, b: Buffer.from('ok') }, { m: new Map([['k', 1]]) }] } };
-  assert.equal(
-    toJson(mixed),
-    '{"plain":{"x":[1,2,{"y":"z"}]},"deep":{"list":[{"n":18446744073709551615,"b":"ok"},{"m":{"k":1}}]}}',
-  );
+  const mixed = {
+    plain: { x: [1, 2, { y: 'z' }] },
+    deep: { list: [{ n: 18446744073709551615n, b: Buffer.from('ok') }, { m: new Map([['k', 1]]) }] },
+  };
+  assert.equal(toJson(mixed), '{"plain":{"x":[1,2,{"y":"z"}]},"deep":{"list":[{"n":18446744073709551615,"b":"ok"},{"m":{"k":1}}]}}');
   // Deeper than the fast check looks: still right.
   let nested: unknown = 18446744073709551615n;
   for (let i = 0; i < 300; i++) nested = [nested];

@@ -39,7 +39,18 @@ async function rig(t: TestContext, options: MasterDoubleOptions = {}): Promise<R
 }
 
 function publishLoad(fields: Record<string, unknown> = {}, creds: Record<string, unknown> = SALTDEV): Record<string, unknown> {
-  return { cmd: 'publish', tgt: '*', fun: 'test.ping', arg: [], tgt_type: 'glob', ret: '', jid: '', user: 'saltdev', kwargs: { ...creds }, ...fields };
+  return {
+    cmd: 'publish',
+    tgt: '*',
+    fun: 'test.ping',
+    arg: [],
+    tgt_type: 'glob',
+    ret: '',
+    jid: '',
+    user: 'saltdev',
+    kwargs: { ...creds },
+    ...fields,
+  };
 }
 
 const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -162,9 +173,7 @@ describe('request channel: replies to the captured requests', () => {
 
   it('answers many requests in flight on one DEALER, each to its own correlation id', async (t) => {
     const { req } = await rig(t);
-    const replies = await Promise.all(
-      Array.from({ length: 20 }, () => req.request({ cmd: 'wheel', fun: 'key.list_all', ...SALTDEV })),
-    );
+    const replies = await Promise.all(Array.from({ length: 20 }, () => req.request({ cmd: 'wheel', fun: 'key.list_all', ...SALTDEV })));
     const jids = new Set(replies.map((r) => r.jid ?? r.data.jid));
     assert.equal(jids.size, 20, 'twenty distinct wheel jobs');
     for (const r of replies) assert.deepEqual(r.data.return.minions, ['minion1']);
@@ -181,7 +190,7 @@ describe('request channel: replies to the captured requests', () => {
     assert.equal(await req.request({ cmd: 'publish', ...SALTDEV }), 'Some exception handling minion payload', 'a publish without fun/tgt');
   });
 
-  it('makes jids in Salt\'s 20-digit %Y%m%d%H%M%S%f format, unique within the process', () => {
+  it("makes jids in Salt's 20-digit %Y%m%d%H%M%S%f format, unique within the process", () => {
     const jids = Array.from({ length: 2000 }, () => newJid());
     for (const jid of jids) assert.match(jid, /^20\d{18}$/);
     assert.equal(new Set(jids).size, jids.length);
@@ -244,7 +253,7 @@ describe('event bus: the captured flows', () => {
     assert.equal(master.busClientCount, 1);
   });
 
-  it('the find_job return while a job runs is the job\'s publication plus its pid', async (t) => {
+  it("the find_job return while a job runs is the job's publication plus its pid", async (t) => {
     const { req, tap } = await rig(t);
     const sleep = await req.request(publishLoad({ fun: 'test.sleep', arg: [3] }));
     const find = await req.request(publishLoad({ fun: 'saltutil.find_job', arg: [sleep.load.jid], tgt: ['minion1'], tgt_type: 'list' }));
@@ -255,7 +264,11 @@ describe('event bus: the captured flows', () => {
     const { pid, ...info } = running.data.return;
     assert.ok(Number.isInteger(pid));
     assert.deepEqual(info, sent);
-    assert.deepEqual(Object.keys(running.data.return), ['pid', 'fun', 'arg', 'tgt', 'jid', 'ret', 'tgt_type', 'user'], 'key order as captured');
+    assert.deepEqual(
+      Object.keys(running.data.return),
+      ['pid', 'fun', 'arg', 'tgt', 'jid', 'ret', 'tgt_type', 'user'],
+      'key order as captured',
+    );
 
     await tap.waitFor(`salt/job/${sleep.load.jid}/ret/minion1`);
     const after = await req.request(publishLoad({ fun: 'saltutil.find_job', arg: [sleep.load.jid], tgt: 'minion1', tgt_type: 'list' }));
@@ -308,11 +321,14 @@ describe('minions', () => {
     }
     const running = await req.request(publishLoad({ fun: 'saltutil.running', tgt: 'stuck' }));
     const list = (await tap.waitFor(`salt/job/${running.load.jid}/ret/stuck`)).data.return;
-    assert.deepEqual(list.map((j: { jid: string }) => j.jid), [pub.load.jid]);
+    assert.deepEqual(
+      list.map((j: { jid: string }) => j.jid),
+      [pub.load.jid],
+    );
     assert.equal(tap.matching(`salt/job/${pub.load.jid}/ret/stuck`).length, 0);
   });
 
-  it('returns are shaped like the minion\'s, for results, retcodes and errors', async (t) => {
+  it("returns are shaped like the minion's, for results, retcodes and errors", async (t) => {
     const { req, tap } = await rig(t);
     const run = async (fun: string, arg: unknown[] = []) => {
       const pub = await req.request(publishLoad({ fun, arg }));
@@ -349,7 +365,7 @@ describe('minions', () => {
     assert.equal((await run('grains.get', ['os'])).return, 'Debian');
   });
 
-  it('sys.list_functions lists a minion\'s functions, and overrides change results per minion or for all', async (t) => {
+  it("sys.list_functions lists a minion's functions, and overrides change results per minion or for all", async (t) => {
     const { master, req, tap } = await rig(t, {
       minions: [
         { id: 'full' },
@@ -404,7 +420,7 @@ describe('targeting', () => {
 });
 
 describe('credentials', () => {
-  it('tokens from mk_token authenticate publish, runner and wheel; bad tokens get the master\'s errors', async (t) => {
+  it("tokens from mk_token authenticate publish, runner and wheel; bad tokens get the master's errors", async (t) => {
     const { master, req, tap } = await rig(t);
     const tok = await req.request({ cmd: 'mk_token', ...SALTDEV });
     assert.match(tok.token, /^[0-9a-f]{64}$/);
@@ -412,7 +428,7 @@ describe('credentials', () => {
     const token = { token: tok.token };
 
     const pub = await req.request(publishLoad({ user: 'whoever' }, token));
-    assert.equal((await tap.waitFor(`salt/job/${pub.load.jid}/publish`)).data.user, 'saltdev', 'the token\'s user');
+    assert.equal((await tap.waitFor(`salt/job/${pub.load.jid}/publish`)).data.user, 'saltdev', "the token's user");
     const run = await req.request({ cmd: 'runner', fun: 'test.arg', ...token });
     assert.equal((await tap.waitFor(`${run.tag}/ret`)).data.user, 'saltdev');
     const wheel = await req.request({ cmd: 'wheel', fun: 'key.list_all', ...token });
@@ -452,13 +468,20 @@ describe('credentials', () => {
     assert.deepEqual(await req.request(publishLoad({}, wrong)), authn, 'wrong password');
     assert.deepEqual(await req.request(publishLoad({}, { eauth: 'ldap', username: 'saltdev', password: 'x' })), authn, 'eauth not enabled');
     assert.deepEqual(await req.request(publishLoad({}, {})), authn, 'no credentials');
-    assert.deepEqual(await req.request(publishLoad({}, { eauth: 'pam', username: 'nobody', password: 'x' })), authn, 'unknown user, not auto');
-    assert.deepEqual(await req.request(publishLoad({}, { eauth: 'auto', username: 'nobody', password: 'x' })), authz, 'unknown user under auto');
-    assert.deepEqual(await req.request(publishLoad({ fun: 'cmd.run', arg: ['id'] }, LIMITED)), authz);
     assert.deepEqual(
-      await req.request({ cmd: 'runner', fun: 'test.arg', ...wrong }),
-      { error: { name: 'EauthAuthenticationError', message: 'Authentication failure of type "eauth" occurred for user saltdev.' } },
+      await req.request(publishLoad({}, { eauth: 'pam', username: 'nobody', password: 'x' })),
+      authn,
+      'unknown user, not auto',
     );
+    assert.deepEqual(
+      await req.request(publishLoad({}, { eauth: 'auto', username: 'nobody', password: 'x' })),
+      authz,
+      'unknown user under auto',
+    );
+    assert.deepEqual(await req.request(publishLoad({ fun: 'cmd.run', arg: ['id'] }, LIMITED)), authz);
+    assert.deepEqual(await req.request({ cmd: 'runner', fun: 'test.arg', ...wrong }), {
+      error: { name: 'EauthAuthenticationError', message: 'Authentication failure of type "eauth" occurred for user saltdev.' },
+    });
     assert.deepEqual(await req.request({ cmd: 'wheel', fun: 'key.list_all', eauth: 'auto' }), {
       error: { name: 'EauthAuthenticationError', message: 'Authentication failure of type "eauth" occurred for user UNKNOWN.' },
     });
@@ -472,11 +495,18 @@ describe('credentials', () => {
     // None of that ran anything: no job, no runner, no wheel; only the master's error events.
     assert.deepEqual(master.executed, []);
     assert.equal(master.jobs.size, 0);
-    assert.ok(tap.frames.every((f) => f.tag === 'salt/job//error'), 'only salt/job/<jid>/error events');
+    assert.ok(
+      tap.frames.every((f) => f.tag === 'salt/job//error'),
+      'only salt/job/<jid>/error events',
+    );
     assert.equal(master.counts.publish, 6);
     assert.equal(master.counts.runner, 3);
     assert.equal(master.counts.wheel, 1);
-    assert.equal(master.requests[0].load.kwargs && (master.requests[0].load.kwargs as any).password, 'wrong', 'the log keeps loads as received');
+    assert.equal(
+      master.requests[0].load.kwargs && (master.requests[0].load.kwargs as any).password,
+      'wrong',
+      'the log keeps loads as received',
+    );
 
     // find_job is allowed to anyone authenticated (the master whitelists it), and test.* to limited.
     const find = await req.request(publishLoad({ fun: 'saltutil.find_job', arg: ['1'] }, LIMITED));
@@ -498,7 +528,10 @@ describe('credentials', () => {
     assert.ok((await req.request(publishLoad({ tgt: 'web1' }, ops))).load.jid, 'test.* on web*');
     assert.equal((await req.request(publishLoad({ tgt: '*' }, ops))).error?.name, 'AuthorizationError', 'db1 is not web*');
     assert.ok((await req.request(publishLoad({ tgt: 'web1', fun: 'cmd.run', arg: ['uptime'] }, ops))).load.jid);
-    assert.equal((await req.request(publishLoad({ tgt: 'web1', fun: 'cmd.run', arg: ['rm -rf /'] }, ops))).error?.name, 'AuthorizationError');
+    assert.equal(
+      (await req.request(publishLoad({ tgt: 'web1', fun: 'cmd.run', arg: ['rm -rf /'] }, ops))).error?.name,
+      'AuthorizationError',
+    );
     assert.ok((await req.request({ cmd: 'runner', fun: 'jobs.lookup_jid', kwarg: { jid: '1' }, ...ops })).jid);
     assert.equal((await req.request({ cmd: 'runner', fun: 'manage.up', ...ops })).error?.name, 'EauthAuthenticationError');
     assert.equal((await req.request({ cmd: 'wheel', fun: 'key.list_all', ...ops })).data.success, true);
@@ -516,11 +549,18 @@ describe('runner and wheel calls', () => {
     assert.deepEqual((await ret({ fun: 'test.arg', kwarg: { arg: [1, 2], kwarg: { a: 1 } } })).return, { args: [1, 2], kwargs: { a: 1 } });
     assert.deepEqual((await ret({ fun: 'test.arg', kwarg: { a: 1 } })).return, { args: [], kwargs: { a: 1 } });
     const lookup = await ret({ fun: 'jobs.lookup_jid', kwarg: { jid: '1', timeout: 5 } });
-    assert.deepEqual(lookup.fun_args, ['1', { display_progress: false, missing: false, returned: true, ext_source: null }], 'unknown keys dropped');
+    assert.deepEqual(
+      lookup.fun_args,
+      ['1', { display_progress: false, missing: false, returned: true, ext_source: null }],
+      'unknown keys dropped',
+    );
 
     const missingArg = await ret({ fun: 'jobs.lookup_jid' });
     assert.equal(missingArg.success, false);
-    assert.match(missingArg.return, /^Exception occurred in runner jobs.lookup_jid: [\s\S]*lookup_jid takes at least 1 argument \(0 given\)/);
+    assert.match(
+      missingArg.return,
+      /^Exception occurred in runner jobs.lookup_jid: [\s\S]*lookup_jid takes at least 1 argument \(0 given\)/,
+    );
 
     const reply = await req.request({ cmd: 'runner', fun: 'nosuch.fun', ...SALTDEV });
     const unknown = (await tap.waitFor(`${reply.tag}/ret`)).data;
@@ -584,7 +624,17 @@ describe('lifecycle', () => {
     assert.equal(config.timeout, 0.1);
     assert.equal(config.gather_job_timeout, 0.25);
     assert.deepEqual(config.rest_wsgi, { port: 0 });
-    assert.deepEqual(config.netapi_enable_clients, ['local', 'local_async', 'local_subset', 'local_batch', 'runner', 'runner_async', 'wheel', 'wheel_async', 'ssh']);
+    assert.deepEqual(config.netapi_enable_clients, [
+      'local',
+      'local_async',
+      'local_subset',
+      'local_batch',
+      'runner',
+      'runner_async',
+      'wheel',
+      'wheel_async',
+      'ssh',
+    ]);
     assert.deepEqual(config.external_auth.auto.limited, ['test.*']);
 
     await master.writeConfig({ netapi_enable_clients: ['local'] });
@@ -602,7 +652,11 @@ describe('lifecycle', () => {
     const pub = await req.request(publishLoad({ fun: 'test.arg', arg: ['a'] }));
     const ret = await tap.waitFor(`salt/job/${pub.load.jid}/ret/minion1`);
     assert.deepEqual(ret.data.return.args, ['a']);
-    assert.deepEqual(tap.frames.map((f) => f.tag).slice(0, 3), [pub.load.jid, `salt/job/${pub.load.jid}/new`, `salt/job/${pub.load.jid}/publish`]);
+    assert.deepEqual(tap.frames.map((f) => f.tag).slice(0, 3), [
+      pub.load.jid,
+      `salt/job/${pub.load.jid}/new`,
+      `salt/job/${pub.load.jid}/publish`,
+    ]);
   });
 
   it('can stop answering (answerRequests) or answer late (replyDelayMs) while running', async (t) => {
@@ -624,9 +678,24 @@ describe('noise and logs', () => {
     const noise = Array.from({ length: 8 }, () => master.emitNoise());
     const tags = noise.map((n) => n.tag);
     assert.equal(new Set(tags.map((tag) => tag.replace(/\d{20}/, 'JID'))).size, 7, 'seven tag shapes');
-    assert.deepEqual(noise.filter((n) => 'schedule' in n.data).map((n) => n.data.schedule), ['__mine_interval', 'job1'], 'two scheduled job returns');
-    for (const pattern of [/^minion\/refresh\//, /^salt\/auth$/, /^salt\/minion\/.*\/start$/, /^salt\/job\/\d{20}\/ret\//, /^salt\/presence\/present$/, /^salt\/key$/, /^\d{20}$/]) {
-      assert.ok(tags.some((tag) => pattern.test(tag)), String(pattern));
+    assert.deepEqual(
+      noise.filter((n) => 'schedule' in n.data).map((n) => n.data.schedule),
+      ['__mine_interval', 'job1'],
+      'two scheduled job returns',
+    );
+    for (const pattern of [
+      /^minion\/refresh\//,
+      /^salt\/auth$/,
+      /^salt\/minion\/.*\/start$/,
+      /^salt\/job\/\d{20}\/ret\//,
+      /^salt\/presence\/present$/,
+      /^salt\/key$/,
+      /^\d{20}$/,
+    ]) {
+      assert.ok(
+        tags.some((tag) => pattern.test(tag)),
+        String(pattern),
+      );
     }
     await tap.waitFor(tags[7]);
     assert.equal(master.jobs.size, 0, 'noise is no job of ours');
@@ -648,9 +717,15 @@ describe('noise and logs', () => {
     await req.request(publishLoad());
     await req.request({ cmd: 'nothing' });
     assert.deepEqual(master.counts, { wheel: 1, publish: 1, nothing: 1 });
-    assert.deepEqual(master.requests.map((r) => r.cmd), ['wheel', 'publish', 'nothing']);
+    assert.deepEqual(
+      master.requests.map((r) => r.cmd),
+      ['wheel', 'publish', 'nothing'],
+    );
     assert.deepEqual(master.requests[2].reply, {});
-    assert.deepEqual(master.executed.map((e) => e.kind), ['wheel', 'publish']);
+    assert.deepEqual(
+      master.executed.map((e) => e.kind),
+      ['wheel', 'publish'],
+    );
     master.clearLog();
     assert.deepEqual([master.requests.length, master.events.length, Object.keys(master.counts).length], [0, 0, 0]);
   });
@@ -668,7 +743,10 @@ describe('noise and logs', () => {
         const out = [];
         for (let i = 0; i < all.length; i += step) out.push(...parser.push(all.subarray(i, i + step)));
         assert.equal(out.length, frames.length, `step ${step}`);
-        assert.ok(out.every((f, i) => f.raw.equals(frames[i])), `step ${step}: every frame whole`);
+        assert.ok(
+          out.every((f, i) => f.raw.equals(frames[i])),
+          `step ${step}: every frame whole`,
+        );
       }
     }
   });

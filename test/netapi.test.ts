@@ -61,7 +61,10 @@ describe('checks, in the order of NetapiClient.run', () => {
   let master: SaltMasterDouble;
   let netapi: NetapiClient;
   before(async () => {
-    ({ master, netapi } = await startMasterAndNetapi({ users: USERS, config: { netapi_enable_clients: ['local', 'local_batch', 'local_subset', 'runner', 'wheel', 'ssh'] } }));
+    ({ master, netapi } = await startMasterAndNetapi({
+      users: USERS,
+      config: { netapi_enable_clients: ['local', 'local_batch', 'local_subset', 'runner', 'wheel', 'ssh'] },
+    }));
   });
   after(async () => {
     netapi.close();
@@ -81,29 +84,100 @@ describe('checks, in the order of NetapiClient.run', () => {
       400,
       "Client disabled: 'wheel_async'. Add to 'netapi_enable_clients' master config option to enable.",
     ],
-    ['no eauth and no token', { client: 'local', tgt: '*', fun: 'test.ping', username: 'x', password: 'y' }, AuthenticationError, 401, 'No authentication credentials given'],
-    ['raw_shell without netapi_allow_raw_shell', { client: 'local', tgt: '*', fun: 'test.ping', raw_shell: true, ...CRED }, AuthenticationError, 401, 'Raw shell option not allowed.'],
-    ['a token that is not hexadecimal', { client: 'local', tgt: '*', fun: 'test.ping', token: 'not-hex!' }, AuthenticationError, 401, 'Invalid token'],
+    [
+      'no eauth and no token',
+      { client: 'local', tgt: '*', fun: 'test.ping', username: 'x', password: 'y' },
+      AuthenticationError,
+      401,
+      'No authentication credentials given',
+    ],
+    [
+      'raw_shell without netapi_allow_raw_shell',
+      { client: 'local', tgt: '*', fun: 'test.ping', raw_shell: true, ...CRED },
+      AuthenticationError,
+      401,
+      'Raw shell option not allowed.',
+    ],
+    [
+      'a token that is not hexadecimal',
+      { client: 'local', tgt: '*', fun: 'test.ping', token: 'not-hex!' },
+      AuthenticationError,
+      401,
+      'Invalid token',
+    ],
     ['an empty token', { client: 'runner', fun: 'test.arg', token: '' }, AuthenticationError, 401, 'Invalid token'],
     ['a token that is not a string', { client: 'runner', fun: 'test.arg', token: 1234 }, AuthenticationError, 401, 'Invalid token'],
     ['ssh, enabled but not supported', { client: 'ssh', tgt: '*', fun: 'test.ping', ...CRED }, BadRequestError, 400, SSH_NOT_SUPPORTED],
     ['fun missing', { client: 'local', tgt: '*', ...CRED }, BadRequestError, 400, "Missing 'fun'"],
     ['fun not a string', { client: 'runner', fun: ['test.arg'], ...CRED }, BadRequestError, 400, "'fun' must be a string"],
     ['tgt missing', { client: 'local', fun: 'test.ping', ...CRED }, BadRequestError, 400, "Missing 'tgt'"],
-    ['tgt of the wrong type', { client: 'local', tgt: 5, fun: 'test.ping', ...CRED }, BadRequestError, 400, "'tgt' must be a string or a list of strings"],
-    ['kwarg not an object', { client: 'local', tgt: '*', fun: 'test.ping', kwarg: ['a'], ...CRED }, BadRequestError, 400, "'kwarg' must be an object"],
-    ['runner kwarg not an object', { client: 'runner', fun: 'test.arg', kwarg: 'a=1', ...CRED }, BadRequestError, 400, "'kwarg' must be an object"],
-    ['timeout not a duration', { client: 'local', tgt: '*', fun: 'test.ping', timeout: 'soon', ...CRED }, BadRequestError, 400, "'timeout' must be a positive number of seconds"],
-    ['runner timeout not positive', { client: 'runner', fun: 'test.arg', timeout: 0, ...CRED }, BadRequestError, 400, "'timeout' must be a positive number of seconds"],
-    ['gather_job_timeout negative', { client: 'local', tgt: '*', fun: 'test.ping', gather_job_timeout: -1, ...CRED }, BadRequestError, 400, /^'gather_job_timeout'/],
-    ['subset not a positive integer', { client: 'local_subset', tgt: '*', fun: 'test.ping', subset: 0, ...CRED }, BadRequestError, 400, "'subset' must be a positive integer"],
-    ['tgt_type not a string', { client: 'local', tgt: '*', tgt_type: ['glob'], fun: 'test.ping', ...CRED }, BadRequestError, 400, "'tgt_type' must be a string"],
+    [
+      'tgt of the wrong type',
+      { client: 'local', tgt: 5, fun: 'test.ping', ...CRED },
+      BadRequestError,
+      400,
+      "'tgt' must be a string or a list of strings",
+    ],
+    [
+      'kwarg not an object',
+      { client: 'local', tgt: '*', fun: 'test.ping', kwarg: ['a'], ...CRED },
+      BadRequestError,
+      400,
+      "'kwarg' must be an object",
+    ],
+    [
+      'runner kwarg not an object',
+      { client: 'runner', fun: 'test.arg', kwarg: 'a=1', ...CRED },
+      BadRequestError,
+      400,
+      "'kwarg' must be an object",
+    ],
+    [
+      'timeout not a duration',
+      { client: 'local', tgt: '*', fun: 'test.ping', timeout: 'soon', ...CRED },
+      BadRequestError,
+      400,
+      "'timeout' must be a positive number of seconds",
+    ],
+    [
+      'runner timeout not positive',
+      { client: 'runner', fun: 'test.arg', timeout: 0, ...CRED },
+      BadRequestError,
+      400,
+      "'timeout' must be a positive number of seconds",
+    ],
+    [
+      'gather_job_timeout negative',
+      { client: 'local', tgt: '*', fun: 'test.ping', gather_job_timeout: -1, ...CRED },
+      BadRequestError,
+      400,
+      /^'gather_job_timeout'/,
+    ],
+    [
+      'subset not a positive integer',
+      { client: 'local_subset', tgt: '*', fun: 'test.ping', subset: 0, ...CRED },
+      BadRequestError,
+      400,
+      "'subset' must be a positive integer",
+    ],
+    [
+      'tgt_type not a string',
+      { client: 'local', tgt: '*', tgt_type: ['glob'], fun: 'test.ping', ...CRED },
+      BadRequestError,
+      400,
+      "'tgt_type' must be a string",
+    ],
     ['ret not a string', { client: 'local', tgt: '*', ret: 1, fun: 'test.ping', ...CRED }, BadRequestError, 400, "'ret' must be a string"],
   ];
   for (const [name, low, type, status, message] of cases) {
     test(`${name}: ${status}, and nothing reaches the master`, async () => {
       assertHttpError(await errorOf(() => netapi.check(low, 3)), type, status, message);
-      assertHttpError(await errorOf(() => netapi.run(low)), type, status, typeof message === 'string' ? message.replace('Lowstate item 3', 'A lowstate item') : message);
+      assertHttpError(
+        await errorOf(() => netapi.run(low)),
+        type,
+        status,
+        typeof message === 'string' ? message.replace('Lowstate item 3', 'A lowstate item') : message,
+      );
       assert.equal(master.requests.length, 0);
     });
   }
@@ -111,7 +185,10 @@ describe('checks, in the order of NetapiClient.run', () => {
   test("Salt's order: client known, then enabled, then credentials, then raw_shell, then token, then fun", async () => {
     const order: Array<[unknown, string]> = [
       [{ client: 'bogus', raw_shell: true, token: 'zz' }, "Invalid client specified: 'bogus'"],
-      [{ client: 'runner_async', raw_shell: true, token: 'zz' }, "Client disabled: 'runner_async'. Add to 'netapi_enable_clients' master config option to enable."],
+      [
+        { client: 'runner_async', raw_shell: true, token: 'zz' },
+        "Client disabled: 'runner_async'. Add to 'netapi_enable_clients' master config option to enable.",
+      ],
       [{ client: 'local', raw_shell: true }, 'No authentication credentials given'],
       [{ client: 'local', raw_shell: true, token: 'zz' }, 'Raw shell option not allowed.'],
       [{ client: 'local', token: 'zz' }, 'Invalid token'],
@@ -174,7 +251,13 @@ describe('is the master running (workers.ipc, or publish_pull.ipc with transport
 
   async function clientFor(extra: Partial<MasterOptions>): Promise<NetapiClient> {
     return new NetapiClient(
-      applyMasterDefaults({ sock_dir: dir, interface: '127.0.0.1', ret_port: await unusedPort(), netapi_enable_clients: ['local'], ...extra }),
+      applyMasterDefaults({
+        sock_dir: dir,
+        interface: '127.0.0.1',
+        ret_port: await unusedPort(),
+        netapi_enable_clients: ['local'],
+        ...extra,
+      }),
       { masterTimeoutMs: 200 },
     );
   }
@@ -267,13 +350,26 @@ describe('one channel and one bus; aborts; the bus going away', () => {
     t.after(() => netapi.close());
     await master.waitForBusClients(1);
     const before = master.requests.length;
-    assertHttpError(await errorOf(() => netapi.prepare({ client: 'local', tgt: '*', fun: 'test.ping' }, 1)), AuthenticationError, 401, 'No authentication credentials given');
-    assertHttpError(await errorOf(() => netapi.prepare({ client: 'nope', fun: 'x', ...CRED }, 0)), BadRequestError, 400, "Invalid client specified: 'nope'");
+    assertHttpError(
+      await errorOf(() => netapi.prepare({ client: 'local', tgt: '*', fun: 'test.ping' }, 1)),
+      AuthenticationError,
+      401,
+      'No authentication credentials given',
+    );
+    assertHttpError(
+      await errorOf(() => netapi.prepare({ client: 'nope', fun: 'x', ...CRED }, 0)),
+      BadRequestError,
+      400,
+      "Invalid client specified: 'nope'",
+    );
     const sync = netapi.prepare({ client: 'local', tgt: 'minion1', fun: 'test.ping', ...CRED }, 0);
     const async = netapi.prepare({ client: 'local_async', tgt: 'minion1', fun: 'test.ping', ...CRED }, 1);
     const wheel = netapi.prepare({ client: 'wheel', fun: 'key.list_all', ...CRED }, 2);
     const runner = netapi.prepare({ client: 'runner', fun: 'test.arg', ...CRED }, 3);
-    assert.deepEqual([sync, async, wheel, runner].map((item) => item.waitsForJob), [true, false, false, true]);
+    assert.deepEqual(
+      [sync, async, wheel, runner].map((item) => item.waitsForJob),
+      [true, false, false, true],
+    );
     assert.equal(master.requests.length, before);
     assert.deepEqual(await sync.run(new AbortController().signal), { minion1: true });
     const job = (await async.run()) as { jid: string; minions: string[] };
@@ -327,7 +423,12 @@ describe('one channel and one bus; aborts; the bus going away', () => {
     const start = performance.now();
     await master.stop();
     const err = await failure;
-    assertHttpError(err, GatewayTimeoutError, 504, /^Lost the connection to the master's event bus while waiting for the returns of job \d{20}/);
+    assertHttpError(
+      err,
+      GatewayTimeoutError,
+      504,
+      /^Lost the connection to the master's event bus while waiting for the returns of job \d{20}/,
+    );
     assert.ok(performance.now() - start < 1000);
     assert.equal(busOf(netapi).subscriptionCount, 0);
 
@@ -363,6 +464,11 @@ describe('one channel and one bus; aborts; the bus going away', () => {
     const failure = errorOf(() => run);
     netapi.close();
     assert.ok((await failure) instanceof HttpError);
-    assertHttpError(await errorOf(() => netapi.run({ client: 'wheel', fun: 'key.list_all', ...CRED })), ServiceUnavailableError, 503, 'Salt Master is not available.');
+    assertHttpError(
+      await errorOf(() => netapi.run({ client: 'wheel', fun: 'key.list_all', ...CRED })),
+      ServiceUnavailableError,
+      503,
+      'Salt Master is not available.',
+    );
   });
 });

@@ -52,12 +52,20 @@ async function setup(t: { after(fn: () => unknown): void }, options: MasterDoubl
 
 /** Nothing held: no request in flight, none waiting for the master, no subscription or watcher on the bus. */
 async function assertNothingHeld(handler: RestWsgiHandler, before: Baseline): Promise<void> {
-  await until(() => {
-    const s = handler.stats();
-    return s.inFlight === 0 && s.pendingRequests === 0 && s.busSubscriptions === 0 && s.busWatchers === 0;
-  }, 2000, 'nothing held');
+  await until(
+    () => {
+      const s = handler.stats();
+      return s.inFlight === 0 && s.pendingRequests === 0 && s.busSubscriptions === 0 && s.busWatchers === 0;
+    },
+    2000,
+    'nothing held',
+  );
   await until(() => liveTimers() <= before.timers, 2000, `live timers back to ${before.timers} (now ${liveTimers()})`);
-  await until(() => openHandles() <= before.handles, 2000, `open handles back to ${before.handles} (now ${process.getActiveResourcesInfo().join(', ')})`);
+  await until(
+    () => openHandles() <= before.handles,
+    2000,
+    `open handles back to ${before.handles} (now ${process.getActiveResourcesInfo().join(', ')})`,
+  );
 }
 
 interface Baseline {
@@ -154,7 +162,10 @@ test('master restarted while requests wait: 504 or 503 with a clear message with
     /^Lost the connection to the master's event bus while waiting for the returns of job \d{20}; it may still be running on the master\.$/,
   );
   assert.equal(r.value.status, 504, r.value.text);
-  assert.match((r.value.json as { return: string }).return, /^Lost the connection to the master's event bus while waiting for job \d{20}; it may still be running on the master\.$/);
+  assert.match(
+    (r.value.json as { return: string }).return,
+    /^Lost the connection to the master's event bus while waiting for job \d{20}; it may still be running on the master\.$/,
+  );
   // The waits end when the bus drops, not at their own (30 s) timeouts.
   assert.ok(l.ms < 2000 && r.ms < 2000, `local ${l.ms} ms, runner ${r.ms} ms`);
   // The master never answered the wheel call: 503 at the request timeout.
@@ -200,7 +211,11 @@ test('restarts in a row under load: every request ends (200, 503 or 504) and not
   await sleep(300);
   stop = true;
   await Promise.all(workers);
-  assert.deepEqual([...statuses.keys()].filter((s) => ![200, 503, 504].includes(s)), [], JSON.stringify([...statuses]));
+  assert.deepEqual(
+    [...statuses.keys()].filter((s) => ![200, 503, 504].includes(s)),
+    [],
+    JSON.stringify([...statuses]),
+  );
   assert.ok((statuses.get(200) ?? 0) > 0);
   await assertNothingHeld(handler, timersBefore);
   // And the server serves on.
@@ -241,13 +256,19 @@ test('a client that leaves mid-request: its waits and timers go at once, one log
 
   // At once: well before the minion's 400 ms.
   const start = performance.now();
-  await until(() => {
-    const s = handler.stats();
-    return s.inFlight === 0 && s.busSubscriptions === 0 && s.busWatchers === 0 && s.pendingRequests === 0;
-  }, 1000, 'released');
+  await until(
+    () => {
+      const s = handler.stats();
+      return s.inFlight === 0 && s.busSubscriptions === 0 && s.busWatchers === 0 && s.pendingRequests === 0;
+    },
+    1000,
+    'released',
+  );
   assert.ok(performance.now() - start < 200, `released after ${performance.now() - start} ms`);
   const about = lines.filter((l) => l.msg.includes(job));
-  assert.deepEqual(about, [{ level: 'info', msg: `stopped waiting for job ${job}: the request went away; the job keeps running on the master` }]);
+  assert.deepEqual(about, [
+    { level: 'info', msg: `stopped waiting for job ${job}: the request went away; the job keeps running on the master` },
+  ]);
 
   // The job itself runs to its end on the master.
   await until(() => master.jobs.get(job)?.returns.has('slow1') === true, 3000, 'the job finished on the master');

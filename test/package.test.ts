@@ -79,7 +79,11 @@ test('npm pack: the tarball installs into an empty directory and gives the comma
 
   // Only the built library and command, their declarations, and the docs.
   for (const file of files) {
-    assert.match(file, /^(package\.json|README\.md|LICENSE|dist\/lib\/.+\.(js|d\.ts)|dist\/bin\/[^/]+\.js)$/, `unexpected file in the tarball: ${file}`);
+    assert.match(
+      file,
+      /^(package\.json|README\.md|LICENSE|dist\/lib\/.+\.(js|d\.ts)|dist\/bin\/[^/]+\.js)$/,
+      `unexpected file in the tarball: ${file}`,
+    );
     assert.doesNotMatch(file, /(^|\/)(test|bench|examples)\/|\.map$|\.tsbuildinfo$|(?<!\.d)\.ts$/, file);
   }
   // Every module of lib/ is there, built and declared.
@@ -188,7 +192,22 @@ export const checks = [low, netapi, HttpError];
   ok(
     await run(
       process.execPath,
-      [tsc, '--noEmit', '--strict', '--target', 'es2022', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--types', 'node', '--typeRoots', join(repoRoot, 'node_modules', '@types'), 'consumer.mts'],
+      [
+        tsc,
+        '--noEmit',
+        '--strict',
+        '--target',
+        'es2022',
+        '--module',
+        'nodenext',
+        '--moduleResolution',
+        'nodenext',
+        '--types',
+        'node',
+        '--typeRoots',
+        join(repoRoot, 'node_modules', '@types'),
+        'consumer.mts',
+      ],
       app,
     ),
     'tsc on a consumer of the installed package',

@@ -76,7 +76,13 @@ async function readmeServerBlock(port: number, certPath: string, keyPath: string
  * one TLS server per upstream; the ports it listens on once it accepts
  * connections. A port taken between choosing and binding: try new ones.
  */
-async function startNginx(t: After, nginx: string, dir: string, upstreams: number[], cert: { certPath: string; keyPath: string }): Promise<number[]> {
+async function startNginx(
+  t: After,
+  nginx: string,
+  dir: string,
+  upstreams: number[],
+  cert: { certPath: string; keyPath: string },
+): Promise<number[]> {
   for (let attempt = 1; ; attempt++) {
     const ports = await Promise.all(upstreams.map(() => freePort()));
     const servers = await Promise.all(upstreams.map((up, i) => readmeServerBlock(ports[i], cert.certPath, cert.keyPath, up)));
@@ -249,12 +255,20 @@ test('the command refuses a bad --log-format or rest_wsgi: trust_proxy with one 
     }),
   );
   assert.deepEqual(runs[0], { code: 2, err: 'salt-rest-wsgi: invalid --log-format "xml": one of text, json\n' });
-  assert.deepEqual(runs[1], { code: 2, err: `salt-rest-wsgi: invalid rest_wsgi: trust_proxy "sometimes" in ${master.configPath}: true or false\n` });
+  assert.deepEqual(runs[1], {
+    code: 2,
+    err: `salt-rest-wsgi: invalid rest_wsgi: trust_proxy "sometimes" in ${master.configPath}: true or false\n`,
+  });
 });
 
 test('JSON log lines: level filter, one line whatever the message holds, access fields without the query', () => {
   const written: string[] = [];
-  const logger = createLogger({ level: 'info', format: 'json', stream: { write: (line: string) => written.push(line) }, timestamps: false });
+  const logger = createLogger({
+    level: 'info',
+    format: 'json',
+    stream: { write: (line: string) => written.push(line) },
+    timestamps: false,
+  });
   logger.debug('dropped');
   logger.warn('two\nlines \u2028 and "quotes"');
   logger.access({ method: 'POST', url: '/salt?token=abc', status: 200, bytes: 56, durationMs: 1.26, client: '127.0.0.3' });

@@ -6,7 +6,13 @@ import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { applyMasterDefaults } from '../lib/salt/config.js';
 import { EventBus, eventBusOptions } from '../lib/salt/event-bus.js';
-import { ChannelClosedError, ConnectionLostError, RequestChannel, RequestTimeoutError, requestAddress } from '../lib/salt/request-channel.js';
+import {
+  ChannelClosedError,
+  ConnectionLostError,
+  RequestChannel,
+  RequestTimeoutError,
+  requestAddress,
+} from '../lib/salt/request-channel.js';
 import { startEventPublisher, startReqServerPeer, startRouterPeer, type RoutedRequest } from './support/peers.js';
 import { reqserver } from './support/wire.js';
 import { waitFor } from './support/event-bus.js';
@@ -124,7 +130,8 @@ describe('RequestChannel', () => {
 
   it('rejects an undecodable reply and ignores frames that are not a reply', async (t) => {
     const peer = await startRouterPeer(async (r) => {
-      if (r.payload.load.cmd === 'garbage') await r.replyRaw(Buffer.from([0x82, 0xa1])); // truncated map
+      if (r.payload.load.cmd === 'garbage')
+        await r.replyRaw(Buffer.from([0x82, 0xa1])); // truncated map
       else if (r.payload.load.cmd === 'stray') {
         // a reply for an id never sent, then one without the delimiter: both ignored
         const [routing] = r.frames;

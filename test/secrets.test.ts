@@ -90,7 +90,9 @@ async function runScenario(master: SaltMasterDouble, port: number): Promise<Repl
   master.wheelFunctions.has = has;
   // A client that leaves while its job runs (logged with the jid).
   const leaving = new AbortController();
-  const gone = request(port, { body: [{ ...USER, client: 'local', tgt: 'slow1', fun: 'test.ping' }], signal: leaving.signal }).catch(() => undefined);
+  const gone = request(port, { body: [{ ...USER, client: 'local', tgt: 'slow1', fun: 'test.ping' }], signal: leaving.signal }).catch(
+    () => undefined,
+  );
   await master.nextRequest('publish');
   await new Promise((r) => setTimeout(r, 50));
   leaving.abort();
@@ -123,7 +125,11 @@ test('the handler: no password or token in any log line (every level) or any res
     handler.close();
   });
   // A second handler with only `local` enabled: the disabled-client refusal.
-  const limited = createHandler({ config: applyMasterDefaults({ ...master.config, netapi_enable_clients: ['local'] }), logger, accessLog: true });
+  const limited = createHandler({
+    config: applyMasterDefaults({ ...master.config, netapi_enable_clients: ['local'] }),
+    logger,
+    accessLog: true,
+  });
   const limitedServer = await serve(limited);
   t.after(async () => {
     await limitedServer.close();
@@ -141,8 +147,14 @@ test('the handler: no password or token in any log line (every level) or any res
   replies.push(...(await runScenario(master, server.port)));
 
   await until(() => lines.some((l) => l.msg.includes('the request went away')), 3000, 'the abandoned job logged');
-  assert.ok(lines.some((l) => l.level === 'error'), 'the 500 was logged');
-  assert.ok(lines.some((l) => l.msg.includes('access ')), 'access lines were logged');
+  assert.ok(
+    lines.some((l) => l.level === 'error'),
+    'the 500 was logged',
+  );
+  assert.ok(
+    lines.some((l) => l.msg.includes('access ')),
+    'access lines were logged',
+  );
   assert.ok(replies.length > 60);
   for (const line of lines) assertNoSecret(`log line (${line.level})`, line.msg);
   for (const reply of replies) assertNoSecret(`response ${reply.status}`, JSON.stringify(reply.headers) + reply.text);

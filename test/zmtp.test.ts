@@ -98,7 +98,10 @@ describe('ZMTP framing', () => {
 });
 
 /** A TCP server whose connections get `onConnection`; counts them. */
-async function tcpServer(t: TestContext, onConnection: (socket: net.Socket) => void): Promise<{ address: string; connections: () => number }> {
+async function tcpServer(
+  t: TestContext,
+  onConnection: (socket: net.Socket) => void,
+): Promise<{ address: string; connections: () => number }> {
   let connections = 0;
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
@@ -158,7 +161,14 @@ describe('RequestChannel over ZMTP', () => {
           g[10] = 3;
           g[11] = 1;
           g.write('NULL', 12);
-          const ready = Buffer.concat([Buffer.from([0x04, 28, 5]), Buffer.from('READY'), Buffer.from([11]), Buffer.from('Socket-Type'), Buffer.from([0, 0, 0, 6]), Buffer.from('ROUTER')]);
+          const ready = Buffer.concat([
+            Buffer.from([0x04, 28, 5]),
+            Buffer.from('READY'),
+            Buffer.from([11]),
+            Buffer.from('Socket-Type'),
+            Buffer.from([0, 0, 0, 6]),
+            Buffer.from('ROUTER'),
+          ]);
           const ping = Buffer.concat([Buffer.from([0x04, 10, 4]), Buffer.from('PING'), Buffer.from([0, 10]), Buffer.from('ctx')]);
           socket.write(Buffer.concat([g, ready, ping]));
           return;

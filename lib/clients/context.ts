@@ -133,12 +133,7 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
  * Watch a wait: `onBusLost` runs if the bus disconnects, `onAbort` if the
  * signal aborts. Returns the function that removes both listeners.
  */
-export function watchWait(
-  ctx: ClientContext,
-  signal: AbortSignal | undefined,
-  onBusLost: () => void,
-  onAbort: () => void,
-): () => void {
+export function watchWait(ctx: ClientContext, signal: AbortSignal | undefined, onBusLost: () => void, onAbort: () => void): () => void {
   ctx.bus.on('disconnect', onBusLost);
   signal?.addEventListener('abort', onAbort, { once: true });
   return () => {

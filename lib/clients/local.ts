@@ -114,7 +114,8 @@ export async function publish(ctx: ClientContext, pub: Publication): Promise<Pub
   const reply = await request(ctx, load, 'publish the job');
   const data = reply.load;
   if (!isPlainObject(data)) return null;
-  const jid = typeof data.jid === 'string' ? data.jid : typeof data.jid === 'number' || typeof data.jid === 'bigint' ? String(data.jid) : '';
+  const jid =
+    typeof data.jid === 'string' ? data.jid : typeof data.jid === 'number' || typeof data.jid === 'bigint' ? String(data.jid) : '';
   const minions = Array.isArray(data.minions) ? data.minions.filter((m): m is string => typeof m === 'string') : [];
   if (jid === '' || jid === '0' || minions.length === 0) return null;
   return { jid, minions };
@@ -193,7 +194,11 @@ export async function runLocalAsync(ctx: ClientContext, call: LocalCall): Promis
  * LocalClient.cmd_subset: ask the targets for `sys.list_functions`, pick
  * `subset` of those that have `fun`, at random, and run `fun` on them.
  */
-export async function runLocalSubset(ctx: ClientContext, { local: call, subset }: SubsetCall, signal?: AbortSignal): Promise<Record<string, unknown>> {
+export async function runLocalSubset(
+  ctx: ClientContext,
+  { local: call, subset }: SubsetCall,
+  signal?: AbortSignal,
+): Promise<Record<string, unknown>> {
   const listing = await runLocal(
     ctx,
     {

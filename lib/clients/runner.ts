@@ -11,7 +11,17 @@
  * there are positional arguments does the load say `{"arg", "kwarg"}`.
  */
 import { defineKey, parseInput } from './args.js';
-import { CREDENTIAL_KEYS, argList, copyCredentials, durationMs, extraKeys, kwargDict, masterDurationMs, truthy, type Lowstate } from './fields.js';
+import {
+  CREDENTIAL_KEYS,
+  argList,
+  copyCredentials,
+  durationMs,
+  extraKeys,
+  kwargDict,
+  masterDurationMs,
+  truthy,
+  type Lowstate,
+} from './fields.js';
 import type { MasterOptions } from '../salt/config.js';
 import { abortError, busLostError, logAbandoned, request, watchWait, withBus, MasterError, type ClientContext } from './context.js';
 import { GatewayTimeoutError } from '../errors.js';
@@ -87,13 +97,7 @@ export async function runRunner(ctx: ClientContext, call: RunnerCall, signal?: A
 }
 
 /** The event `tag` of job `jid`, or 504 after `timeoutMs`, or 504 when the bus drops; abort rejects at once. */
-export function waitForEvent(
-  ctx: ClientContext,
-  tag: string,
-  jid: string,
-  timeoutMs: number,
-  signal?: AbortSignal,
-): Promise<SaltEvent> {
+export function waitForEvent(ctx: ClientContext, tag: string, jid: string, timeoutMs: number, signal?: AbortSignal): Promise<SaltEvent> {
   return new Promise<SaltEvent>((resolve, reject) => {
     if (signal?.aborted) {
       // It went away while the runner job was being started: it runs all the same.
@@ -116,7 +120,10 @@ export function waitForEvent(
       fn();
     };
     const timer = setTimeout(
-      () => settle(() => reject(new GatewayTimeoutError(`Job ${jid} did not finish within ${timeoutMs / 1000} s; it may still be running on the master.`))),
+      () =>
+        settle(() =>
+          reject(new GatewayTimeoutError(`Job ${jid} did not finish within ${timeoutMs / 1000} s; it may still be running on the master.`)),
+        ),
       timeoutMs,
     );
     const unwatch = watchWait(

@@ -113,7 +113,14 @@ function readConfFile(file: string): Record<string, unknown> {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : e.code === 'EISDIR' ? 'is a directory' : firstLine(e.message);
+    const why =
+      e.code === 'ENOENT'
+        ? 'no such file'
+        : e.code === 'EACCES'
+          ? 'permission denied'
+          : e.code === 'EISDIR'
+            ? 'is a directory'
+            : firstLine(e.message);
     throw new ConfigError(`Cannot read master config ${file}: ${why}`);
   }
   let value: unknown;
@@ -125,7 +132,9 @@ function readConfFile(file: string): Record<string, unknown> {
   }
   if (value === null || value === undefined) return {};
   if (typeof value !== 'object' || Array.isArray(value)) {
-    throw new ConfigError(`Invalid master config ${file}: expected a mapping of options, got ${Array.isArray(value) ? 'a list' : typeof value}`);
+    throw new ConfigError(
+      `Invalid master config ${file}: expected a mapping of options, got ${Array.isArray(value) ? 'a list' : typeof value}`,
+    );
   }
   return value as Record<string, unknown>;
 }

@@ -12,7 +12,6 @@ import { FrameStreamError } from './errors.js';
 
 export { FrameStreamError };
 
-
 const INITIAL_CAPACITY = 64 * 1024;
 
 export class FrameScanner {
@@ -112,25 +111,56 @@ export function itemSize(buf: Uint8Array, pos: number, end: number): number {
   if (b <= 0xbf) return need(1 + (b & 0x1f), pos, end); // fixstr
   const avail = end - pos;
   switch (b) {
-    case 0xc0: case 0xc2: case 0xc3: return 1; // nil, false, true
-    case 0xc1: return 0;
-    case 0xc4: case 0xd9: return avail < 2 ? -1 : need(2 + buf[pos + 1], pos, end); // bin8, str8
-    case 0xc5: case 0xda: return avail < 3 ? -1 : need(3 + u16(buf, pos + 1), pos, end); // bin16, str16
-    case 0xc6: case 0xdb: return avail < 5 ? -1 : need(5 + u32(buf, pos + 1), pos, end); // bin32, str32
-    case 0xc7: return avail < 2 ? -1 : need(3 + buf[pos + 1], pos, end); // ext8
-    case 0xc8: return avail < 3 ? -1 : need(4 + u16(buf, pos + 1), pos, end); // ext16
-    case 0xc9: return avail < 5 ? -1 : need(6 + u32(buf, pos + 1), pos, end); // ext32
-    case 0xca: case 0xce: case 0xd2: return need(5, pos, end); // float32, uint32, int32
-    case 0xcb: case 0xcf: case 0xd3: return need(9, pos, end); // float64, uint64, int64
-    case 0xcc: case 0xd0: return need(2, pos, end); // uint8, int8
-    case 0xcd: case 0xd1: return need(3, pos, end); // uint16, int16
-    case 0xd4: return need(3, pos, end); // fixext1
-    case 0xd5: return need(4, pos, end); // fixext2
-    case 0xd6: return need(6, pos, end); // fixext4
-    case 0xd7: return need(10, pos, end); // fixext8
-    case 0xd8: return need(18, pos, end); // fixext16
-    case 0xdc: case 0xde: return need(3, pos, end); // array16, map16
-    default: return need(5, pos, end); // 0xdd array32, 0xdf map32
+    case 0xc0:
+    case 0xc2:
+    case 0xc3:
+      return 1; // nil, false, true
+    case 0xc1:
+      return 0;
+    case 0xc4:
+    case 0xd9:
+      return avail < 2 ? -1 : need(2 + buf[pos + 1], pos, end); // bin8, str8
+    case 0xc5:
+    case 0xda:
+      return avail < 3 ? -1 : need(3 + u16(buf, pos + 1), pos, end); // bin16, str16
+    case 0xc6:
+    case 0xdb:
+      return avail < 5 ? -1 : need(5 + u32(buf, pos + 1), pos, end); // bin32, str32
+    case 0xc7:
+      return avail < 2 ? -1 : need(3 + buf[pos + 1], pos, end); // ext8
+    case 0xc8:
+      return avail < 3 ? -1 : need(4 + u16(buf, pos + 1), pos, end); // ext16
+    case 0xc9:
+      return avail < 5 ? -1 : need(6 + u32(buf, pos + 1), pos, end); // ext32
+    case 0xca:
+    case 0xce:
+    case 0xd2:
+      return need(5, pos, end); // float32, uint32, int32
+    case 0xcb:
+    case 0xcf:
+    case 0xd3:
+      return need(9, pos, end); // float64, uint64, int64
+    case 0xcc:
+    case 0xd0:
+      return need(2, pos, end); // uint8, int8
+    case 0xcd:
+    case 0xd1:
+      return need(3, pos, end); // uint16, int16
+    case 0xd4:
+      return need(3, pos, end); // fixext1
+    case 0xd5:
+      return need(4, pos, end); // fixext2
+    case 0xd6:
+      return need(6, pos, end); // fixext4
+    case 0xd7:
+      return need(10, pos, end); // fixext8
+    case 0xd8:
+      return need(18, pos, end); // fixext16
+    case 0xdc:
+    case 0xde:
+      return need(3, pos, end); // array16, map16
+    default:
+      return need(5, pos, end); // 0xdd array32, 0xdf map32
   }
 }
 
@@ -139,11 +169,16 @@ export function childCount(buf: Uint8Array, pos: number, type: number): number {
   if (type >= 0x80 && type <= 0x8f) return 2 * (type & 0x0f);
   if (type >= 0x90 && type <= 0x9f) return type & 0x0f;
   switch (type) {
-    case 0xdc: return u16(buf, pos + 1);
-    case 0xdd: return u32(buf, pos + 1);
-    case 0xde: return 2 * u16(buf, pos + 1);
-    case 0xdf: return 2 * u32(buf, pos + 1);
-    default: return 0;
+    case 0xdc:
+      return u16(buf, pos + 1);
+    case 0xdd:
+      return u32(buf, pos + 1);
+    case 0xde:
+      return 2 * u16(buf, pos + 1);
+    case 0xdf:
+      return 2 * u32(buf, pos + 1);
+    default:
+      return 0;
   }
 }
 

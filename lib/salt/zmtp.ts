@@ -27,7 +27,6 @@ const FLAG_COMMAND = 0x04;
 /** Larger frames are refused (a broken or hostile stream, not a Salt reply). */
 const MAX_FRAME_BYTES = 2 ** 31;
 
-
 /** Our greeting: ZMTP 3.0, NULL, as-server 0. */
 export function greeting(): Buffer {
   const g = Buffer.alloc(GREETING_SIZE);

@@ -24,7 +24,11 @@ export interface Command {
 }
 
 /** Start the command with `args` and wait until it listens (its port from the "listening on" line). */
-export async function startCommand(t: { after(fn: () => unknown): void }, args: string[], env: Record<string, string | undefined> = {}): Promise<Command> {
+export async function startCommand(
+  t: { after(fn: () => unknown): void },
+  args: string[],
+  env: Record<string, string | undefined> = {},
+): Promise<Command> {
   const child = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], {
     cwd: repoRoot,
     env: { ...process.env, SALT_MASTER_CONFIG: undefined, ...env },

@@ -254,12 +254,7 @@ export function publishAuthorized(
  * SaltInvocationError a malformed function name gets. Throws when `fun` is not
  * a string, as the master does (its reply is then the generic exception text).
  */
-export function specCheck(
-  authList: Permission[],
-  fun: unknown,
-  kwarg: unknown,
-  form: 'runner' | 'wheel',
-): boolean | { error: SaltError } {
+export function specCheck(authList: Permission[], fun: unknown, kwarg: unknown, form: 'runner' | 'wheel'): boolean | { error: SaltError } {
   if (authList.length === 0) return false;
   if (typeof fun !== 'string') throw new TypeError(`'${typeof fun}' object has no attribute 'split'`);
   const comps = fun.split('.');
@@ -283,4 +278,3 @@ export function specCheck(
   }
   return false;
 }
-

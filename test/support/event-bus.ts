@@ -32,7 +32,10 @@ export function waitFor(bus: EventBus, tagOrPrefix: string, timeoutMs: number, s
     const onAbort = (): void => finish(() => reject(new AbortError('Aborted', { cause: signal?.reason })));
     const onClose = (): void => finish(() => reject(new EventBusClosedError('The event bus was closed')));
     const unsubscribe = bus.subscribe(tagOrPrefix, (event) => finish(() => resolve(event)));
-    const timer = setTimeout(() => finish(() => reject(new EventBusTimeoutError(`No event ${tagOrPrefix} within ${timeoutMs} ms`))), timeoutMs);
+    const timer = setTimeout(
+      () => finish(() => reject(new EventBusTimeoutError(`No event ${tagOrPrefix} within ${timeoutMs} ms`))),
+      timeoutMs,
+    );
     signal?.addEventListener('abort', onAbort, { once: true });
     bus.on('close', onClose);
   });

@@ -35,32 +35,44 @@ export interface RequestSpec {
 export function request(port: number, spec: RequestSpec = {}): Promise<Reply> {
   const method = spec.method ?? 'POST';
   const body =
-    spec.body === undefined ? undefined : typeof spec.body === 'string' || Buffer.isBuffer(spec.body) ? spec.body : JSON.stringify(spec.body);
+    spec.body === undefined
+      ? undefined
+      : typeof spec.body === 'string' || Buffer.isBuffer(spec.body)
+        ? spec.body
+        : JSON.stringify(spec.body);
   // A POST is JSON unless the test gives its own headers (which may leave the type out on purpose).
-  const headers: Record<string, string | number> = { ...(method === 'POST' && !spec.headers ? { 'content-type': 'application/json' } : {}), ...spec.headers };
+  const headers: Record<string, string | number> = {
+    ...(method === 'POST' && !spec.headers ? { 'content-type': 'application/json' } : {}),
+    ...spec.headers,
+  };
   if (body !== undefined && !('content-length' in headers)) headers['content-length'] = Buffer.byteLength(body);
-  const options: https.RequestOptions = { host: '127.0.0.1', port, method, path: spec.path ?? '/', headers, agent: spec.agent ?? false, signal: spec.signal };
+  const options: https.RequestOptions = {
+    host: '127.0.0.1',
+    port,
+    method,
+    path: spec.path ?? '/',
+    headers,
+    agent: spec.agent ?? false,
+    signal: spec.signal,
+  };
   if (spec.localAddress) options.localAddress = spec.localAddress;
   if (spec.ca) options.ca = spec.ca;
   return new Promise((resolve, reject) => {
-    const req = (spec.ca ? https : http).request(
-      options,
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', reject);
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json: unknown;
-          try {
-            json = text ? JSON.parse(text) : undefined;
-          } catch {
-            json = undefined;
-          }
-          resolve({ status: res.statusCode!, headers: res.headers, text, json });
-        });
-      },
-    );
+    const req = (spec.ca ? https : http).request(options, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let json: unknown;
+        try {
+          json = text ? JSON.parse(text) : undefined;
+        } catch {
+          json = undefined;
+        }
+        resolve({ status: res.statusCode!, headers: res.headers, text, json });
+      });
+    });
     req.on('error', reject);
     req.end(body);
   });
@@ -106,7 +118,10 @@ export function parseRawResponse(raw: string): { status: number; headers: string
   return { status, headers: head, body: end < 0 ? '' : raw.slice(end + 4) };
 }
 
-export async function serve(listener: http.RequestListener, configure?: (server: http.Server) => void): Promise<{ server: http.Server; port: number; close(): Promise<void> }> {
+export async function serve(
+  listener: http.RequestListener,
+  configure?: (server: http.Server) => void,
+): Promise<{ server: http.Server; port: number; close(): Promise<void> }> {
   const server = http.createServer(listener);
   configure?.(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -116,7 +116,12 @@ export function defaultRunnerFunctions(): Map<string, MasterFunction> {
         name: 'up',
         params: ['tgt', 'tgt_type', 'timeout', 'gather_job_timeout', 'show_ip'],
         defaults: ['*', 'glob', null, null, false],
-        run: (b, ctx) => sortedIgnoreCase(targeted(ctx, b.values.tgt, b.values.tgt_type).filter((m) => !m.silent).map((m) => m.id)),
+        run: (b, ctx) =>
+          sortedIgnoreCase(
+            targeted(ctx, b.values.tgt, b.values.tgt_type)
+              .filter((m) => !m.silent)
+              .map((m) => m.id),
+          ),
       },
     ],
     [
@@ -125,7 +130,12 @@ export function defaultRunnerFunctions(): Map<string, MasterFunction> {
         name: 'down',
         params: ['removekeys', 'tgt', 'tgt_type', 'timeout', 'gather_job_timeout'],
         defaults: [false, '*', 'glob', null, null],
-        run: (b, ctx) => sortedIgnoreCase(targeted(ctx, b.values.tgt, b.values.tgt_type).filter((m) => m.silent).map((m) => m.id)),
+        run: (b, ctx) =>
+          sortedIgnoreCase(
+            targeted(ctx, b.values.tgt, b.values.tgt_type)
+              .filter((m) => m.silent)
+              .map((m) => m.id),
+          ),
       },
     ],
     [
@@ -259,7 +269,10 @@ export function defaultWheelFunctions(): Map<string, MasterFunction> {
         run: (b, ctx) => {
           const test = matcher(b.values.match);
           const ret: Record<string, string[]> = {};
-          const gone = ctx.accepted().filter((m) => test(m.id)).map((m) => m.id);
+          const gone = ctx
+            .accepted()
+            .filter((m) => test(m.id))
+            .map((m) => m.id);
           gone.forEach((id) => ctx.removeMinion(id));
           if (gone.length) ret.minions = sortedIgnoreCase(gone);
           for (const [state, set] of [
@@ -277,7 +290,16 @@ export function defaultWheelFunctions(): Map<string, MasterFunction> {
     ],
     [
       'minions.connected',
-      { name: 'connected', run: (_b, ctx) => sortedIgnoreCase(ctx.accepted().filter((m) => !m.silent).map((m) => m.id)) },
+      {
+        name: 'connected',
+        run: (_b, ctx) =>
+          sortedIgnoreCase(
+            ctx
+              .accepted()
+              .filter((m) => !m.silent)
+              .map((m) => m.id),
+          ),
+      },
     ],
   ]);
 }

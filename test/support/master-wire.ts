@@ -70,15 +70,15 @@ export function encodeReply(value: unknown): Buffer {
     if (n >= 0n) {
       if (n < 128n) return parts.push(Buffer.from([Number(n)]));
       if (n < 0x100n) return parts.push(Buffer.from([0xcc, Number(n)]));
-      if (n < 0x10000n) return (b[0] = 0xcd), b.writeUInt16BE(Number(n), 1), parts.push(b.subarray(0, 3));
-      if (n < 0x100000000n) return (b[0] = 0xce), b.writeUInt32BE(Number(n), 1), parts.push(b.subarray(0, 5));
-      if (n < 0x10000000000000000n) return (b[0] = 0xcf), b.writeBigUInt64BE(n, 1), parts.push(b);
+      if (n < 0x10000n) return ((b[0] = 0xcd), b.writeUInt16BE(Number(n), 1), parts.push(b.subarray(0, 3)));
+      if (n < 0x100000000n) return ((b[0] = 0xce), b.writeUInt32BE(Number(n), 1), parts.push(b.subarray(0, 5)));
+      if (n < 0x10000000000000000n) return ((b[0] = 0xcf), b.writeBigUInt64BE(n, 1), parts.push(b));
     } else {
       if (n >= -32n) return parts.push(Buffer.from([Number(n) & 0xff]));
-      if (n >= -128n) return (b[0] = 0xd0), b.writeInt8(Number(n), 1), parts.push(b.subarray(0, 2));
-      if (n >= -32768n) return (b[0] = 0xd1), b.writeInt16BE(Number(n), 1), parts.push(b.subarray(0, 3));
-      if (n >= -2147483648n) return (b[0] = 0xd2), b.writeInt32BE(Number(n), 1), parts.push(b.subarray(0, 5));
-      if (n >= -0x8000000000000000n) return (b[0] = 0xd3), b.writeBigInt64BE(n, 1), parts.push(b);
+      if (n >= -128n) return ((b[0] = 0xd0), b.writeInt8(Number(n), 1), parts.push(b.subarray(0, 2)));
+      if (n >= -32768n) return ((b[0] = 0xd1), b.writeInt16BE(Number(n), 1), parts.push(b.subarray(0, 3)));
+      if (n >= -2147483648n) return ((b[0] = 0xd2), b.writeInt32BE(Number(n), 1), parts.push(b.subarray(0, 5)));
+      if (n >= -0x8000000000000000n) return ((b[0] = 0xd3), b.writeBigInt64BE(n, 1), parts.push(b));
     }
     return write(n.toString()); // too large for msgpack: Salt's packer sends a string
   };

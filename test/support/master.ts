@@ -463,7 +463,15 @@ export class SaltMasterDouble extends EventEmitter {
         [tag, data] = [`minion/refresh/${id}`, { 'Minion data cache refresh': id }];
         break;
       case 'auth':
-        [tag, data] = ['salt/auth', { result: true, act: 'accept', id, pub: '-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n-----END PUBLIC KEY-----' }];
+        [tag, data] = [
+          'salt/auth',
+          {
+            result: true,
+            act: 'accept',
+            id,
+            pub: '-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n-----END PUBLIC KEY-----',
+          },
+        ];
         break;
       case 'minion_start':
         tag = `salt/minion/${id}/start`;
@@ -471,11 +479,33 @@ export class SaltMasterDouble extends EventEmitter {
         break;
       case 'mine':
         tag = `salt/job/${jid}/ret/${id}`;
-        data = { cmd: '_return', id, fun: 'mine.update', fun_args: [], schedule: '__mine_interval', jid, pid: 4242, return: true, retcode: 0, success: true };
+        data = {
+          cmd: '_return',
+          id,
+          fun: 'mine.update',
+          fun_args: [],
+          schedule: '__mine_interval',
+          jid,
+          pid: 4242,
+          return: true,
+          retcode: 0,
+          success: true,
+        };
         break;
       case 'schedule':
         tag = `salt/job/${jid}/ret/${id}`;
-        data = { cmd: '_return', id, fun: 'test.ping', fun_args: [], schedule: 'job1', jid, pid: 4243, return: true, retcode: 0, success: true };
+        data = {
+          cmd: '_return',
+          id,
+          fun: 'test.ping',
+          fun_args: [],
+          schedule: 'job1',
+          jid,
+          pid: 4243,
+          return: true,
+          retcode: 0,
+          success: true,
+        };
         break;
       case 'presence':
         [tag, data] = ['salt/presence/present', { present: [...this.minions.values()].filter((m) => !m.spec.silent).map((m) => m.id) }];

@@ -194,8 +194,7 @@ const BUILTINS: Record<string, Builtin> = {
   },
   'saltutil.running': {
     name: 'running',
-    run: (_b, call) =>
-      [...call.minion.running.values()].filter((j) => j.pub.jid !== call.pub.jid).map((j) => ({ pid: j.pid, ...j.pub })),
+    run: (_b, call) => [...call.minion.running.values()].filter((j) => j.pub.jid !== call.pub.jid).map((j) => ({ pid: j.pid, ...j.pub })),
   },
 };
 

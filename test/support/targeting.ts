@@ -95,7 +95,11 @@ function compoundWord(m: TargetableMinion, word: string, delimiter: string): boo
 
 /** Evaluate a compound target for one minion (or = lowest precedence, then and, then not). */
 function compoundMatches(m: TargetableMinion, expr: string, delimiter: string): boolean {
-  const tokens = expr.replace(/\(/g, ' ( ').replace(/\)/g, ' ) ').split(/\s+/).filter((t) => t);
+  const tokens = expr
+    .replace(/\(/g, ' ( ')
+    .replace(/\)/g, ' ) ')
+    .split(/\s+/)
+    .filter((t) => t);
   let pos = 0;
   const parseOr = (): boolean => {
     let value = parseAnd();
@@ -147,9 +151,7 @@ export function checkMinions(
     case 'grain_pcre':
       return {
         minions:
-          typeof tgt === 'string'
-            ? accepted.filter((m) => grainMatches(m, tgt, delimiter, tgtType === 'grain_pcre')).map((m) => m.id)
-            : [],
+          typeof tgt === 'string' ? accepted.filter((m) => grainMatches(m, tgt, delimiter, tgtType === 'grain_pcre')).map((m) => m.id) : [],
         missing: [],
       };
     case 'compound':
