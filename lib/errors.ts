@@ -22,6 +22,8 @@ export {
   ZmtpError,
 } from './salt/errors.js';
 
+import { errorWithCode } from './salt/errors.js';
+
 /** The 408 answer of a body that doesn't arrive in time. */
 export const BODY_TIMEOUT_MESSAGE = '408: Request Timeout';
 /** The 503 answer past `maxInFlight` (with `Retry-After: 1`). */
@@ -48,85 +50,50 @@ export class HttpError extends Error {
 /** The unread rest of the body is discarded, not buffered; closing the connection saves reading the rest of it. */
 const CLOSE = { Connection: 'close' } as const;
 
-/** 400: the lowstate is malformed, names an unknown or disabled client, lacks `fun`. */
-export class BadRequestError extends HttpError {
-  override name = 'BadRequestError';
-  constructor(message: string) {
-    super(400, message, 'SRW_ERR_BAD_REQUEST');
-  }
+/** The base of one HttpError class: its status, code, headers, and its message when it always says the same. */
+function httpError(status: number, code: string, headers: Readonly<Record<string, string>> = {}, fixedMessage = '') {
+  return class extends HttpError {
+    constructor(message = fixedMessage) {
+      super(status, message, code, headers);
+      this.name = new.target.name;
+    }
+  };
 }
+
+/** 400: the lowstate is malformed, names an unknown or disabled client, lacks `fun`. */
+export class BadRequestError extends httpError(400, 'SRW_ERR_BAD_REQUEST') {}
 
 /** 401: no credentials, bad credentials, or not permitted (eauth). */
-export class AuthenticationError extends HttpError {
-  override name = 'AuthenticationError';
-  constructor(message: string) {
-    super(401, message, 'SRW_ERR_AUTHENTICATION');
-  }
-}
+export class AuthenticationError extends httpError(401, 'SRW_ERR_AUTHENTICATION') {}
 
 /** 405: anything but GET, HEAD, POST. */
-export class MethodNotAllowedError extends HttpError {
-  override name = 'MethodNotAllowedError';
-  constructor() {
-    super(405, '405: Method Not Allowed', 'SRW_ERR_METHOD_NOT_ALLOWED', { Allow: 'GET, HEAD, POST' });
-  }
-}
+export class MethodNotAllowedError extends httpError(
+  405,
+  'SRW_ERR_METHOD_NOT_ALLOWED',
+  { Allow: 'GET, HEAD, POST' },
+  '405: Method Not Allowed',
+) {}
 
 /** 406: a POST whose body is not declared JSON. */
-export class NotAcceptableError extends HttpError {
-  override name = 'NotAcceptableError';
-  constructor() {
-    super(406, '406: JSON required', 'SRW_ERR_NOT_ACCEPTABLE');
-  }
-}
+export class NotAcceptableError extends httpError(406, 'SRW_ERR_NOT_ACCEPTABLE', {}, '406: JSON required') {}
 
 /** 408: the body did not arrive in time. */
-export class BodyTimeoutError extends HttpError {
-  override name = 'BodyTimeoutError';
-  constructor() {
-    super(408, BODY_TIMEOUT_MESSAGE, 'SRW_ERR_BODY_TIMEOUT', CLOSE);
-  }
-}
+export class BodyTimeoutError extends httpError(408, 'SRW_ERR_BODY_TIMEOUT', CLOSE, BODY_TIMEOUT_MESSAGE) {}
 
 /** 413: the body is over the configured limit. */
-export class PayloadTooLargeError extends HttpError {
-  override name = 'PayloadTooLargeError';
-  constructor() {
-    super(413, '413: Request body too large', 'SRW_ERR_PAYLOAD_TOO_LARGE', CLOSE);
-  }
-}
+export class PayloadTooLargeError extends httpError(413, 'SRW_ERR_PAYLOAD_TOO_LARGE', CLOSE, '413: Request body too large') {}
 
 /** 503: the master is not running or not answering. */
-export class ServiceUnavailableError extends HttpError {
-  override name = 'ServiceUnavailableError';
-  constructor(message = MASTER_UNAVAILABLE_MESSAGE) {
-    super(503, message, 'SRW_ERR_MASTER_UNAVAILABLE');
-  }
-}
+export class ServiceUnavailableError extends httpError(503, 'SRW_ERR_MASTER_UNAVAILABLE', {}, MASTER_UNAVAILABLE_MESSAGE) {}
 
 /** 503 past maxInFlight: the connection is shed too, its body unread. */
-export class TooBusyError extends HttpError {
-  override name = 'TooBusyError';
-  constructor() {
-    super(503, TOO_BUSY_MESSAGE, 'SRW_ERR_TOO_BUSY', { 'Retry-After': '1', ...CLOSE });
-  }
-}
+export class TooBusyError extends httpError(503, 'SRW_ERR_TOO_BUSY', { 'Retry-After': '1', ...CLOSE }, TOO_BUSY_MESSAGE) {}
 
 /** 503 once the handler is closed: not "Salt Master is not available", it is us going away. */
-export class ShuttingDownError extends HttpError {
-  override name = 'ShuttingDownError';
-  constructor() {
-    super(503, SHUTTING_DOWN_MESSAGE, 'SRW_ERR_SHUTTING_DOWN');
-  }
-}
+export class ShuttingDownError extends httpError(503, 'SRW_ERR_SHUTTING_DOWN', {}, SHUTTING_DOWN_MESSAGE) {}
 
 /** 504: the master accepted the job but its result did not come in time. */
-export class GatewayTimeoutError extends HttpError {
-  override name = 'GatewayTimeoutError';
-  constructor(message: string) {
-    super(504, message, 'SRW_ERR_GATEWAY_TIMEOUT');
-  }
-}
+export class GatewayTimeoutError extends httpError(504, 'SRW_ERR_GATEWAY_TIMEOUT') {}
 
 /**
  * The master refused a request for a reason that is not about credentials
@@ -146,7 +113,4 @@ export class MasterError extends Error {
 }
 
 /** The request went away before it was answered: nothing to answer. */
-export class ClientGoneError extends Error {
-  override name = 'ClientGoneError';
-  readonly code = 'SRW_ERR_CLIENT_GONE';
-}
+export class ClientGoneError extends errorWithCode('SRW_ERR_CLIENT_GONE') {}

@@ -6,11 +6,22 @@
  * HTTP errors.
  */
 
-/** No reply to a request within its timeout: the master is not answering. */
-export class RequestTimeoutError extends Error {
-  override name = 'RequestTimeoutError';
-  readonly code = 'SRW_ERR_REQUEST_TIMEOUT';
+/**
+ * The base of an error class with a stable `code`; its `name` is the class's
+ * own (for stacks and logs only).
+ */
+export function errorWithCode<Code extends string>(code: Code) {
+  return class extends Error {
+    readonly code: Code = code;
+    constructor(message?: string, options?: ErrorOptions) {
+      super(message, options);
+      this.name = new.target.name;
+    }
+  };
 }
+
+/** No reply to a request within its timeout: the master is not answering. */
+export class RequestTimeoutError extends errorWithCode('SRW_ERR_REQUEST_TIMEOUT') {}
 
 /**
  * The connection dropped after the request was written and before its reply
@@ -18,16 +29,10 @@ export class RequestTimeoutError extends Error {
  * since its ROUTER routes replies by connection. Failing it at once beats
  * waiting out the timeout; whether the master acted on it is unknown.
  */
-export class ConnectionLostError extends Error {
-  override name = 'ConnectionLostError';
-  readonly code = 'SRW_ERR_CONNECTION_LOST';
-}
+export class ConnectionLostError extends errorWithCode('SRW_ERR_CONNECTION_LOST') {}
 
 /** A request on, or pending when, the request channel is closed. */
-export class ChannelClosedError extends Error {
-  override name = 'ChannelClosedError';
-  readonly code = 'SRW_ERR_CHANNEL_CLOSED';
-}
+export class ChannelClosedError extends errorWithCode('SRW_ERR_CHANNEL_CLOSED') {}
 
 /** The codes of a request the master did not answer (any transport): the dispatcher answers 503. */
 export const MASTER_NOT_ANSWERING_CODES: ReadonlySet<string> = new Set([
@@ -37,31 +42,16 @@ export const MASTER_NOT_ANSWERING_CODES: ReadonlySet<string> = new Set([
 ]);
 
 /** Not connected to the event bus in time. */
-export class EventBusTimeoutError extends Error {
-  override name = 'EventBusTimeoutError';
-  readonly code = 'SRW_ERR_EVENT_BUS_TIMEOUT';
-}
+export class EventBusTimeoutError extends errorWithCode('SRW_ERR_EVENT_BUS_TIMEOUT') {}
 
 /** ready() on an event bus that is, or gets, closed. */
-export class EventBusClosedError extends Error {
-  override name = 'EventBusClosedError';
-  readonly code = 'SRW_ERR_EVENT_BUS_CLOSED';
-}
+export class EventBusClosedError extends errorWithCode('SRW_ERR_EVENT_BUS_CLOSED') {}
 
 /** The event bus stream is not msgpack, or a frame passes the size limit: the stream is dropped. */
-export class FrameStreamError extends Error {
-  override name = 'FrameStreamError';
-  readonly code = 'SRW_ERR_FRAME_STREAM';
-}
+export class FrameStreamError extends errorWithCode('SRW_ERR_FRAME_STREAM') {}
 
 /** The peer on ret_port is not a ZeroMQ peer we can talk to: the connection is dropped. */
-export class ZmtpError extends Error {
-  override name = 'ZmtpError';
-  readonly code = 'SRW_ERR_ZMTP';
-}
+export class ZmtpError extends errorWithCode('SRW_ERR_ZMTP') {}
 
 /** The master config can't be read or holds an invalid value (one line, naming the file). */
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-  readonly code = 'SRW_ERR_CONFIG';
-}
+export class ConfigError extends errorWithCode('SRW_ERR_CONFIG') {}
