@@ -1,0 +1,109 @@
+/**
+ * The pieces the layout rests on: every error's code, status and headers;
+ * the client table; the transport factory; the shared number reading.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { CLIENT_TABLE, CLIENTS, isClientName } from '../lib/clients/table.js';
+import * as errors from '../lib/errors.js';
+import { positiveNumber, secondsToMs } from '../lib/numbers.js';
+import { applyMasterDefaults } from '../lib/salt/config.js';
+import { MASTER_NOT_ANSWERING_CODES } from '../lib/salt/errors.js';
+import { ZmqRequestChannel } from '../lib/salt/request-channel.js';
+import { openRequestChannel } from '../lib/salt/transports.js';
+
+describe('errors', () => {
+  it('each HTTP error has its code, status and the headers its answer carries', () => {
+    const cases: [errors.HttpError, string, number, Record<string, string>][] = [
+      [new errors.BadRequestError('x'), 'SRW_ERR_BAD_REQUEST', 400, {}],
+      [new errors.AuthenticationError('x'), 'SRW_ERR_AUTHENTICATION', 401, {}],
+      [new errors.MethodNotAllowedError(), 'SRW_ERR_METHOD_NOT_ALLOWED', 405, { Allow: 'GET, HEAD, POST' }],
+      [new errors.NotAcceptableError(), 'SRW_ERR_NOT_ACCEPTABLE', 406, {}],
+      [new errors.BodyTimeoutError(), 'SRW_ERR_BODY_TIMEOUT', 408, { Connection: 'close' }],
+      [new errors.PayloadTooLargeError(), 'SRW_ERR_PAYLOAD_TOO_LARGE', 413, { Connection: 'close' }],
+      [new errors.ServiceUnavailableError(), 'SRW_ERR_MASTER_UNAVAILABLE', 503, {}],
+      [new errors.TooBusyError(), 'SRW_ERR_TOO_BUSY', 503, { 'Retry-After': '1', Connection: 'close' }],
+      [new errors.ShuttingDownError(), 'SRW_ERR_SHUTTING_DOWN', 503, {}],
+      [new errors.GatewayTimeoutError('x'), 'SRW_ERR_GATEWAY_TIMEOUT', 504, {}],
+    ];
+    for (const [err, code, status, headers] of cases) {
+      assert.ok(err instanceof errors.HttpError);
+      assert.equal(err.code, code);
+      assert.equal(err.status, status);
+      assert.deepEqual(err.headers, headers);
+      assert.equal(err.name, err.constructor.name);
+    }
+    assert.equal(new errors.ServiceUnavailableError().message, errors.MASTER_UNAVAILABLE_MESSAGE);
+    assert.equal(new errors.TooBusyError().message, errors.TOO_BUSY_MESSAGE);
+  });
+
+  it('every other error has a distinct SRW_ERR_ code', () => {
+    const others = [
+      new errors.MasterError('X', 'x'),
+      new errors.ClientGoneError(),
+      new errors.ConfigError('x'),
+      new errors.RequestTimeoutError('x'),
+      new errors.ConnectionLostError('x'),
+      new errors.ChannelClosedError('x'),
+      new errors.EventBusTimeoutError('x'),
+      new errors.EventBusClosedError('x'),
+      new errors.FrameStreamError('x'),
+      new errors.ZmtpError('x'),
+    ];
+    const codes = others.map((err) => err.code);
+    assert.equal(new Set(codes).size, codes.length);
+    for (const code of codes) assert.match(code, /^SRW_ERR_[A-Z_]+$/);
+    assert.deepEqual(
+      [...MASTER_NOT_ANSWERING_CODES].sort(),
+      [new errors.RequestTimeoutError().code, new errors.ConnectionLostError().code, new errors.ChannelClosedError().code].sort(),
+    );
+  });
+});
+
+describe('client table', () => {
+  it("lists Salt's clients, and which of them wait for their job", () => {
+    assert.deepEqual(CLIENTS, [
+      'local',
+      'local_async',
+      'local_subset',
+      'local_batch',
+      'runner',
+      'runner_async',
+      'wheel',
+      'wheel_async',
+      'ssh',
+    ]);
+    const waiting = CLIENTS.filter((name) => CLIENT_TABLE[name].waitsForJob);
+    assert.deepEqual(waiting, ['local', 'local_subset', 'local_batch', 'runner']);
+    assert.equal(isClientName('local'), true);
+    assert.equal(isClientName('toString'), false);
+  });
+
+  it('reads durations as ms when the item is read, falling back to the master', () => {
+    const opts = applyMasterDefaults({ timeout: 7, gather_job_timeout: 3 });
+    const low = { client: 'local', tgt: '*', fun: 'test.ping', timeout: '1.1' };
+    assert.doesNotThrow(() => CLIENT_TABLE.local.prepare(low, opts));
+    assert.throws(() => CLIENT_TABLE.local.prepare({ ...low, timeout: 0 }, opts), errors.BadRequestError);
+    assert.throws(() => CLIENT_TABLE.local_subset.prepare({ ...low, subset: 'two' }, opts), errors.BadRequestError);
+  });
+});
+
+describe('transports', () => {
+  it('zeromq, and any transport without a room of its own yet, opens the ZeroMQ request channel', () => {
+    for (const transport of ['zeromq', 'tcp']) {
+      const channel = openRequestChannel(applyMasterDefaults({ transport, ret_port: 1 }), { timeoutMs: 100 });
+      assert.ok(channel instanceof ZmqRequestChannel);
+      assert.equal(channel.pending, 0);
+      channel.close();
+    }
+  });
+});
+
+describe('numbers', () => {
+  it('positiveNumber reads numbers and numeric strings; secondsToMs gives whole ms', () => {
+    assert.equal(positiveNumber(2), 2);
+    assert.equal(positiveNumber(' 0.5 '), 0.5);
+    for (const bad of [0, -1, '', ' ', 'x', Number.NaN, Number.POSITIVE_INFINITY, null, true]) assert.equal(positiveNumber(bad), undefined);
+    assert.equal(secondsToMs(1.1), 1100);
+  });
+});
