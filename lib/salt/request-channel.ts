@@ -19,8 +19,7 @@ import net from 'node:net';
 import type { RequestChannel } from './channel.js';
 import type { MasterOptions } from './config.js';
 import { decode, encode } from './codec.js';
-import { ChannelClosedError, ConnectionLostError, RequestTimeoutError } from './errors.js';
-import { ZmtpError } from './errors.js';
+import { ChannelClosedError, ConnectionLostError, RequestTimeoutError, ZmtpError } from './errors.js';
 import {
   FrameReader,
   GREETING_SIZE,
