@@ -3,7 +3,7 @@
  * through the whole server) and raw (the master request straight through
  * our transport, RequestChannel + EventBus, no HTTP and no dispatcher).
  */
-import type { RequestChannel } from '../lib/salt/request-channel.js';
+import type { RequestChannel } from '../lib/salt/channel.js';
 import type { EventBus } from '../lib/salt/event-bus.js';
 import { waitFor } from '../test/support/event-bus.js';
 

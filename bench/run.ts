@@ -62,7 +62,7 @@ const MB = 1024 * 1024;
 // The server and the raw loads run the compiled library, as deployed.
 build();
 const { loadMasterConfig } = await compiled<typeof import('../lib/salt/config.js')>('lib/salt/config.js');
-const { RequestChannel, requestAddress } = await compiled<typeof import('../lib/salt/request-channel.js')>('lib/salt/request-channel.js');
+const { openRequestChannel } = await compiled<typeof import('../lib/salt/transports.js')>('lib/salt/transports.js');
 const { EventBus, eventBusOptions } = await compiled<typeof import('../lib/salt/event-bus.js')>('lib/salt/event-bus.js');
 
 const { child: masterChild, ready: masterReady } = await startChild<Message & { configPath: string }>('./master-process.ts');
@@ -79,7 +79,7 @@ const { child: floorChild, ready: floorReady } = await startChild<Message & { po
 
 const opts = loadMasterConfig(configPath);
 const raw: RawTransport = {
-  channel: new RequestChannel({ address: requestAddress(opts), timeoutMs: 5000 }),
+  channel: openRequestChannel(opts, { timeoutMs: 5000 }),
   bus: new EventBus(eventBusOptions(opts)),
 };
 raw.bus.on('error', () => {});

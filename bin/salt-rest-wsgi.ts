@@ -256,7 +256,8 @@ function serve(settings: Settings, handler: RestWsgiHandler, logger: Logger): vo
     const where = typeof address === 'object' && address ? address : { address: settings.host, port: settings.port };
     const host = where.address.includes(':') ? `[${where.address}]` : where.address;
     logger.info(`listening on http://${host}:${where.port}/ (master config ${handler.master.conf_file})`);
-    if (!isMasterRunning(handler.master)) {
+    // With ipc_mode: tcp the master makes no socket file: nothing to tell from at start.
+    if (handler.master.ipc_mode !== 'tcp' && !isMasterRunning(handler.master)) {
       logger.warn(`master not running at ${handler.master.sock_dir}: requests get 503 until it starts`);
     }
   });

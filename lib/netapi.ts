@@ -169,15 +169,16 @@ export class NetapiClient {
   }
 
   /**
-   * salt/netapi/__init__.py _is_master_running: the master's worker socket
-   * exists in sock_dir. A yes is reused for a second (a burst of requests
-   * costs one stat); a no is not, so the first request after the master
-   * comes back finds it.
+   * salt/netapi/__init__.py _is_master_running: the transport's socket
+   * exists in sock_dir (masterSocketFile). A yes is reused for a second (a
+   * burst of requests costs one stat); a no is not, so the first request
+   * after the master comes back finds it. With ipc_mode: tcp the master makes
+   * no such file: a connection to it (request channel or bus) says it too.
    */
   private masterRunning(): boolean {
     const t = performance.now();
     if (this.masterCheck.running && t - this.masterCheck.at < MASTER_CHECK_TTL_MS) return true;
-    const running = isMasterRunning(this.opts);
+    const running = isMasterRunning(this.opts) || (this.opts.ipc_mode === 'tcp' && (this.channel.connected || this.bus.connected));
     this.masterCheck = { at: t, running };
     return running;
   }

@@ -62,7 +62,11 @@ export async function request(ctx: ClientContext, load: Record<string, unknown>,
     reply = await ctx.channel.send(load, ctx.masterTimeoutMs);
   } catch (err) {
     const code = (err as { code?: unknown } | null)?.code;
-    if (typeof code === 'string' && MASTER_NOT_ANSWERING_CODES.has(code)) throw new ServiceUnavailableError();
+    if (typeof code === 'string' && MASTER_NOT_ANSWERING_CODES.has(code)) {
+      // The answer says only "not available"; the log says why (no connection, and the connection's last error).
+      if (code !== 'SRW_ERR_CHANNEL_CLOSED') ctx.logger.warn(`could not ${what}: ${(err as Error).message}`);
+      throw new ServiceUnavailableError();
+    }
     throw err;
   }
   // The master's transport answers a load it could not handle with a bare

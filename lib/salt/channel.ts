@@ -1,10 +1,17 @@
 /**
  * The request channel to the master, whatever carries it: what the
  * dispatcher and the clients use of it. Salt's masters speak one of several
- * transports on ret_port (salt/transport/__init__.py: zeromq, tcp, ws); each
- * is one room behind this interface, and openRequestChannel()
- * (./transports.ts) picks it from the master's `transport` option.
+ * transports on ret_port (salt/transport/base.py: TRANSPORTS, request_client);
+ * each is one room behind this interface, and openRequestChannel()
+ * (./transports.ts) picks it from the master's `transport` option:
+ *
+ *   zeromq  ./request-channel.ts (ZMTP DEALER, ./zmtp.ts)
+ *   tcp     ./tcp-channel.ts     (msgpack `{head: {mid}, body}` frames, ./tcp-frame.ts)
+ *   ws      ./ws-channel.ts      (one binary WebSocket message per request)
+ *
+ * tcp and ws take TLS from the master config's `ssl` (./tls-options.ts).
  */
+import type { MasterOptions } from './config.js';
 
 export interface RequestChannel {
   /**
@@ -17,6 +24,39 @@ export interface RequestChannel {
   send(load: Record<string, unknown>, timeoutMs?: number): Promise<unknown>;
   /** Requests waiting for a reply. */
   readonly pending: number;
-  /** Reject everything pending and release the connection. */
+  /** A connection to the master is up right now. */
+  readonly connected: boolean;
+  /** Reject everything pending and release the connection(s). */
   close(): void;
+}
+
+export interface RequestChannelOptions {
+  /** Default per-request timeout (ms). */
+  timeoutMs?: number;
+  /** How often a connection is retried while the master is away (default 100 ms). */
+  reconnectMs?: number;
+}
+
+/** Salt's default `timeout` (5 s) when the caller gives none. */
+export const DEFAULT_TIMEOUT_MS = 5000;
+export const DEFAULT_RECONNECT_MS = 100;
+
+/**
+ * `<interface>:<ret_port>` as a host and port to connect to, 0.0.0.0 (and
+ * ::) meaning loopback (salt/config/__init__.py: apply_master_config).
+ */
+export function requestHost(opts: MasterOptions): { host: string; port: number } {
+  let host = String(opts.interface);
+  if (host === '0.0.0.0' || host === '') host = '127.0.0.1';
+  else if (host === '::' || host === '[::]') host = '::1';
+  return { host: host.replace(/^\[(.*)\]$/, '$1'), port: Number(opts.ret_port) };
+}
+
+/** `host:port` with an IPv6 host bracketed. */
+export function hostPort(host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+export function positive(value: number | undefined, fallback: number): number {
+  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : fallback;
 }

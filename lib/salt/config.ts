@@ -26,7 +26,7 @@ export interface MasterOptions {
   pki_dir: string;
   ipc_mode: string; // 'ipc' | 'tcp'
   tcp_master_pub_port: number;
-  transport: string; // 'zeromq' | 'tcp'
+  transport: string; // 'zeromq' | 'tcp' | 'ws'
   timeout: number; // seconds (may be fractional in tests)
   gather_job_timeout: number; // seconds
   netapi_enable_clients: string[];
@@ -64,12 +64,21 @@ export const MASTER_DEFAULTS = {
 } as const;
 
 /**
- * salt/netapi/__init__.py _is_master_running: the master's worker socket
- * (its publish socket with transport: tcp) exists in sock_dir.
+ * The socket in sock_dir whose presence says the master runs, per transport:
+ * zeromq's request workers make workers.ipc (salt/transport/zeromq.py); a tcp
+ * or ws master has none, but its publisher's pull socket, publish_pull.ipc
+ * (salt/transport/tcp.py, ws.py: PublishServer), is there while it runs.
+ * Salt's own netapi looks for workers.ipc on ws, which is why its APIs
+ * answer 503 there. With ipc_mode: tcp a master makes neither (they are TCP
+ * ports then): callers also take an open connection to the master as a yes.
  */
+export function masterSocketFile(opts: MasterOptions): string {
+  return path.join(String(opts.sock_dir), opts.transport === 'tcp' || opts.transport === 'ws' ? 'publish_pull.ipc' : 'workers.ipc');
+}
+
+/** salt/netapi/__init__.py _is_master_running: the transport's socket (masterSocketFile) exists. */
 export function isMasterRunning(opts: MasterOptions): boolean {
-  const file = opts.transport === 'tcp' ? 'publish_pull.ipc' : 'workers.ipc';
-  return existsSync(path.join(String(opts.sock_dir), file));
+  return existsSync(masterSocketFile(opts));
 }
 
 /** The directory options apply_master_config passes to prepend_root_dir that we use. */

@@ -141,6 +141,10 @@ export class ZmqRequestChannel implements RequestChannel {
     return this.pendingById.size;
   }
 
+  get connected(): boolean {
+    return this.state === 'ready';
+  }
+
   /** Reject everything pending and release the connection. */
   close(): void {
     if (this.closed) return;

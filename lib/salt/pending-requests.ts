@@ -1,0 +1,98 @@
+/**
+ * The bookkeeping every request channel shares: each request waits under an
+ * id with its own timer until its reply, its timeout, a dropped connection
+ * or close() settles it, exactly once.
+ */
+import { ChannelClosedError, ConnectionLostError, RequestTimeoutError } from './errors.js';
+
+interface Pending {
+  resolve: (reply: unknown) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+  timeoutMs: number;
+}
+
+export class PendingRequests {
+  private readonly byId = new Map<number, Pending>();
+  private lastId = 0;
+
+  /**
+   * @param address for messages
+   * @param maxId ids run 1..maxId, then wrap (skipping ids still pending)
+   * @param onExpire called after a request timed out, to drop it from the transport's queues
+   * @param why what the transport knows about why no reply came (no connection: the last connection error)
+   */
+  constructor(
+    private readonly address: string,
+    private readonly maxId: number,
+    private readonly onExpire: (id: number) => void,
+    private readonly why: () => string | undefined = () => undefined,
+  ) {
+    this.expire = this.expire.bind(this);
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  has(id: number): boolean {
+    return this.byId.has(id);
+  }
+
+  /** An id not in use (1..maxId, wrapping around), for the next add(). */
+  nextId(): number {
+    do this.lastId = this.lastId >= this.maxId ? 1 : this.lastId + 1;
+    while (this.byId.has(this.lastId));
+    return this.lastId;
+  }
+
+  /** Wait for the reply to request `id` (from nextId()): the promise its caller awaits. */
+  add(id: number, timeoutMs: number): Promise<unknown> {
+    return new Promise<unknown>((resolve, reject) => {
+      const timer = setTimeout(this.expire, timeoutMs, id);
+      this.byId.set(id, { resolve, reject, timer, timeoutMs });
+    });
+  }
+
+  /** Settle a request with its reply; false when it is no longer waited for (a late reply). */
+  resolve(id: number, reply: unknown): boolean {
+    const p = this.take(id);
+    p?.resolve(reply);
+    return p !== undefined;
+  }
+
+  reject(id: number, err: Error): boolean {
+    const p = this.take(id);
+    p?.reject(err);
+    return p !== undefined;
+  }
+
+  /** The connection carrying these requests dropped: no reply to them can come. */
+  lost(ids: Iterable<number>): void {
+    const err = new ConnectionLostError(`The connection to the Salt master at ${this.address} dropped before it replied`);
+    for (const id of ids) this.reject(id, err);
+  }
+
+  /** close(): everything still waiting fails. */
+  closeAll(): void {
+    const err = new ChannelClosedError('The request channel was closed before the master replied');
+    for (const id of [...this.byId.keys()]) this.reject(id, err);
+  }
+
+  private take(id: number): Pending | undefined {
+    const p = this.byId.get(id);
+    if (!p) return undefined;
+    this.byId.delete(id);
+    clearTimeout(p.timer);
+    return p;
+  }
+
+  private expire(id: number): void {
+    const p = this.byId.get(id);
+    if (!p) return;
+    this.byId.delete(id);
+    this.onExpire(id);
+    const why = this.why();
+    p.reject(new RequestTimeoutError(`No reply from the Salt master at ${this.address} within ${p.timeoutMs} ms${why ? ` (${why})` : ''}`));
+  }
+}
