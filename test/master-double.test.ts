@@ -9,6 +9,9 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
+import { once } from 'node:events';
+import net from 'node:net';
+import WebSocket from 'ws';
 import { describe, it, type TestContext } from 'node:test';
 import { parse } from 'yaml';
 import { decode, encode } from '../lib/salt/codec.js';
@@ -749,5 +752,45 @@ describe('noise and logs', () => {
         );
       }
     }
+  });
+});
+
+describe('request server on the tcp and ws transports (as a 3007.1 master of each answered)', () => {
+  const tokenLoad = { enc: 'clear', load: { cmd: 'mk_token', ...SALTDEV }, version: 2 };
+
+  it("tcp: a {head, body} frame in, the reply under the request's head, packed with bin type (a 64-byte token is str8)", async (t) => {
+    const master = await startMaster({ transport: 'tcp' });
+    t.after(() => master.close());
+    assert.ok(existsSync(`${master.sockDir}/publish_pull.ipc`) && !existsSync(`${master.sockDir}/workers.ipc`));
+    assert.equal(parse(readFileSync(master.configPath, 'utf8')).transport, 'tcp');
+    const socket = net.connect(master.retPort, '127.0.0.1');
+    t.after(() => socket.destroy());
+    socket.write(encode({ head: { mid: 7 }, body: tokenLoad }));
+    const [reply] = (await once(socket, 'data')) as [Buffer];
+    // 82 a4 'head' 81 a3 'mid' 07 a4 'body': the real master's bytes, head echoed.
+    assert.equal(reply.subarray(0, 17).toString('hex'), '82a46865616481a36d696407a4626f6479');
+    const token = (decode(reply) as { body: { token: string } }).body.token;
+    assert.match(token, /^[0-9a-f]{64}$/);
+    assert.ok(reply.includes(Buffer.concat([Buffer.from([0xd9, 0x40]), Buffer.from(token)])), 'str8, as frame_msg packs it');
+  });
+
+  it('ws: one binary message in, one out, packed as payload.dumps (a 64-byte token is str16); messages of a connection answered in order', async (t) => {
+    const master = await startMaster({ transport: 'ws' });
+    t.after(() => master.close());
+    assert.ok(existsSync(`${master.sockDir}/publish_pull.ipc`) && !existsSync(`${master.sockDir}/workers.ipc`));
+    const socket = new WebSocket(`ws://127.0.0.1:${master.retPort}/`);
+    t.after(() => socket.terminate());
+    await once(socket, 'open');
+    const replies: Buffer[] = [];
+    socket.on('message', (data: Buffer) => replies.push(data));
+    socket.send(encode(tokenLoad));
+    socket.send(encode({ enc: 'clear', load: publishLoad({ tgt: 'minion1' }), version: 2 }));
+    while (replies.length < 2) await wait(10);
+    const token = (decode(replies[0]) as { token: string }).token;
+    assert.ok(
+      replies[0].includes(Buffer.concat([Buffer.from([0xda, 0x00, 0x40]), Buffer.from(token)])),
+      'str16, as payload.dumps packs it',
+    );
+    assert.deepEqual((decode(replies[1]) as { load: { minions: string[] } }).load.minions, ['minion1']);
   });
 });

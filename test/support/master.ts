@@ -34,6 +34,11 @@
  *   authenticate (with no permissions) only under `auto`, as on the captured master.
  * - `keys: { pre?, rejected?, denied? }` — other key states for the key.* wheel functions.
  * - `ipcMode: 'ipc' | 'tcp'` — event bus on the unix socket (default) or TCP 127.0.0.1.
+ * - `transport: 'zeromq' | 'tcp' | 'ws'` — the request server's transport (default zeromq; the others
+ *   from test/support/master-transports.ts), written to the config as `transport`. The running
+ *   master's marker in sockDir follows it: workers.ipc (zeromq) or publish_pull.ipc (tcp, ws).
+ * - `tls: { key, cert, ... }` — tcp/ws only: the request server speaks TLS with these node:tls
+ *   server options; set the config's `ssl` yourself (`config: { ssl: {...} }`).
  * - `sleepScale: number` — test.sleep N (minion) and runner test.sleep take N × 1000 × sleepScale ms; default 0.05.
  * - `tokenExpireS` (default 43200), `authFailDelayMs` (default 0; the real master's time_auth ≈ 1 s).
  * - `config: Record<string, unknown>` — extra/overriding master config options written to the file
@@ -46,7 +51,9 @@
  *
  * - `dir` temp dir (mkdtemp), `sockDir` (`<dir>/sock`), `configPath` (`<dir>/master`, YAML),
  *   `retPort`, `address` (`tcp://127.0.0.1:<retPort>`), `eventPath` (`<sockDir>/master_event_pub.ipc`),
- *   `pubPort` (ipcMode tcp), `eventTarget` (`{path}` or `{host, port}` for net.connect), `workersIpcPath`,
+ *   `pubPort` (ipcMode tcp), `eventTarget` (`{path}` or `{host, port}` for net.connect), `workersIpcPath`
+ *   (the transport's marker: workers.ipc or publish_pull.ipc), `transport`, `requestServer` (tcp/ws: its
+ *   connection counts),
  *   `running`, `config` (the options last written to configPath; change them with `writeConfig(extra)`),
  *   `keys` (`{pre, rejected, denied}`: Sets of key ids besides the accepted minions).
  * - Observability: `requests` (every request: `{cmd, load, at, reply}` — the load as received,
@@ -60,7 +67,7 @@
  *
  * ## Methods
  *
- * - `start()` binds (first time: free ports, temp dir, config file), creates workers.ipc.
+ * - `start()` binds (first time: free ports, temp dir, config file), creates workers.ipc (publish_pull.ipc).
  *   Again after `stop()`: the SAME ports and paths.
  * - `stop()` closes the ROUTER and every bus client, removes workers.ipc and the bus socket,
  *   cancels minion jobs in flight and timers. `close()` = stop() + remove the temp dir.
@@ -96,6 +103,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Router } from 'zeromq';
+import type tls from 'node:tls';
+import { startTcpRequestServer, startWsRequestServer, type IncomingRequest, type TransportServer } from './master-transports.js';
 import { stringify } from 'yaml';
 import { decode } from '../../lib/salt/codec.js';
 import { Eauth, defaultUsers, prepAuthInfo, publishAuthorized, specCheck, type EauthUser } from './eauth.js';
@@ -136,6 +145,8 @@ export interface MasterDoubleOptions {
   eauthBackends?: string[];
   keys?: { pre?: string[]; rejected?: string[]; denied?: string[] };
   ipcMode?: 'ipc' | 'tcp';
+  transport?: 'zeromq' | 'tcp' | 'ws';
+  tls?: tls.TlsOptions;
   sleepScale?: number;
   tokenExpireS?: number;
   authFailDelayMs?: number;
@@ -199,6 +210,9 @@ export class SaltMasterDouble extends EventEmitter {
   private readonly ipcMode: 'ipc' | 'tcp';
   private readonly sleepScale: number;
   private router?: Router;
+  /** tcp/ws: the request server, while running. */
+  requestServer?: TransportServer;
+  readonly transport: 'zeromq' | 'tcp' | 'ws';
   private sendChain: Promise<unknown> = Promise.resolve();
   private bus?: net.Server;
   private readonly busClients = new Set<BusClient>();
@@ -210,6 +224,7 @@ export class SaltMasterDouble extends EventEmitter {
   constructor(private readonly options: MasterDoubleOptions = {}) {
     super();
     this.ipcMode = options.ipcMode ?? 'ipc';
+    this.transport = options.transport ?? 'zeromq';
     this.extraConfig = { ...(options.config ?? {}) };
     this.sleepScale = options.sleepScale ?? 0.05;
     this.keys = {
@@ -240,8 +255,9 @@ export class SaltMasterDouble extends EventEmitter {
     return this.ipcMode === 'tcp' ? { host: '127.0.0.1', port: this.pubPort } : { path: this.eventPath };
   }
 
+  /** The socket file a running master of this transport has in sockDir (what _is_master_running looks at). */
   get workersIpcPath(): string {
-    return path.join(this.sockDir, 'workers.ipc');
+    return path.join(this.sockDir, this.transport === 'zeromq' ? 'workers.ipc' : 'publish_pull.ipc');
   }
 
   get busClientCount(): number {
@@ -279,12 +295,11 @@ export class SaltMasterDouble extends EventEmitter {
       await mkdir(this.sockDir, { recursive: true });
     }
     this.generation++;
-    await this.bindRouter();
+    await this.bindRequestServer();
     try {
       await this.listenBus();
     } catch (err) {
-      this.router?.close();
-      this.router = undefined;
+      await this.closeRequestServer();
       throw err;
     }
     await writeFile(this.workersIpcPath, '');
@@ -301,8 +316,7 @@ export class SaltMasterDouble extends EventEmitter {
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     for (const m of this.minions.values()) m.running.clear();
-    this.router?.close();
-    this.router = undefined;
+    await this.closeRequestServer();
     // Forget the bus server first: a subscriber reconnecting while it closes
     // is turned away (close() would otherwise wait for it forever).
     const bus = this.bus;
@@ -333,6 +347,7 @@ export class SaltMasterDouble extends EventEmitter {
       cachedir: path.join(this.dir, 'cache'),
       pki_dir: path.join(this.dir, 'pki'),
       ipc_mode: this.ipcMode,
+      transport: this.transport,
       tcp_master_pub_port: this.ipcMode === 'tcp' ? this.pubPort : 4512,
       timeout: 0.25,
       gather_job_timeout: 0.25,
@@ -341,6 +356,25 @@ export class SaltMasterDouble extends EventEmitter {
       ...this.extraConfig,
     };
     await writeFile(this.configPath, stringify(this.config));
+  }
+
+  private async bindRequestServer(): Promise<void> {
+    if (this.transport === 'zeromq') return this.bindRouter();
+    const start = this.transport === 'tcp' ? startTcpRequestServer : startWsRequestServer;
+    const server = await start((request) => this.onTransportRequest(server, request), {
+      port: this.retPort || undefined,
+      tls: this.options.tls,
+    });
+    this.retPort = server.port;
+    this.requestServer = server;
+  }
+
+  private async closeRequestServer(): Promise<void> {
+    this.router?.close();
+    this.router = undefined;
+    const server = this.requestServer;
+    this.requestServer = undefined;
+    await server?.close();
   }
 
   private async bindRouter(): Promise<void> {
@@ -552,6 +586,15 @@ export class SaltMasterDouble extends EventEmitter {
     this.sendChain = this.sendChain.then(() => router.send([...envelope, bytes])).catch(() => {});
   }
 
+  /** A request on the tcp or ws transport (payload already decoded by the transport). */
+  private async onTransportRequest(server: TransportServer, request: IncomingRequest): Promise<void> {
+    const reply = request.payload === undefined ? this.answer('bad load') : await this.handleMessage(request.payload);
+    if (reply === NO_REPLY) return;
+    if (this.replyDelayMs > 0) await this.sleep(this.replyDelayMs);
+    if (server !== this.requestServer) return;
+    request.reply(reply);
+  }
+
   private async handle(payload: Buffer): Promise<unknown> {
     let message: unknown;
     try {
@@ -559,6 +602,10 @@ export class SaltMasterDouble extends EventEmitter {
     } catch {
       return this.answer('bad load');
     }
+    return this.handleMessage(message);
+  }
+
+  private async handleMessage(message: unknown): Promise<unknown> {
     // msgpackr turns the never-used byte 0xC1 into an object of its own; Python's msgpack refuses it.
     if (message !== null && typeof message === 'object' && message.constructor?.name === 'C1Type') return this.answer('bad load');
     if (!isPlainObject(message) || !isPlainObject(message.load)) return this.answer('payload and load must be a dict');
