@@ -209,6 +209,9 @@ describe('master restart', () => {
     await publisher.close();
     await disconnected;
     assert.equal(bus.connected, false);
+    // Sent before the channel has seen its socket close, the request would
+    // fail as written to a lost connection instead: wait until it has.
+    for (const until = performance.now() + 2000; ch.connected && performance.now() < until; ) await sleep(10);
     await assert.rejects(ch.send({ n: 2 }, 200), RequestTimeoutError);
 
     // ...and comes back on the same port and socket path.
