@@ -92,6 +92,38 @@ export class TooBusyError extends httpError(503, 'SRW_ERR_TOO_BUSY', { 'Retry-Af
 /** 503 once the handler is closed: not "Salt Master is not available", it is us going away. */
 export class ShuttingDownError extends httpError(503, 'SRW_ERR_SHUTTING_DOWN', {}, SHUTTING_DOWN_MESSAGE) {}
 
+/** 400: the master's list of runner functions has no such function (salt/utils/lazy.py verify_fun, Salt's own text). */
+export class FunctionNotAvailableError extends httpError(400, 'SRW_ERR_FUNCTION_NOT_AVAILABLE') {
+  constructor(fun: string) {
+    super(`'${fun}' is not available.`);
+  }
+}
+
+/**
+ * 502: the master took the runner job but never started the function (no
+ * `salt/run/<jid>/new` within gather_job_timeout): its runner process failed
+ * to find the function or to bind its arguments, and says why in its log.
+ */
+export class RunnerNotStartedError extends httpError(502, 'SRW_ERR_RUNNER_NOT_STARTED') {
+  constructor(fun: string, jid: string, seconds: number) {
+    super(
+      `The master started no job for runner function '${fun}' (jid ${jid}) within ${seconds} s: ` +
+        'it does not have that function or could not bind its arguments; its log says which.',
+    );
+  }
+}
+
+/**
+ * 503: the master may be up, but this process may not reach it: its
+ * sock_dir or event bus socket refuses this user (EACCES/EPERM). `what`
+ * names the access that is missing (README: "Permission denied").
+ */
+export class MasterPermissionError extends httpError(503, 'SRW_ERR_MASTER_PERMISSION') {
+  constructor(what: string) {
+    super(`Salt Master is not reachable: permission denied (${what}).`);
+  }
+}
+
 /** 504: the master accepted the job but its result did not come in time. */
 export class GatewayTimeoutError extends httpError(504, 'SRW_ERR_GATEWAY_TIMEOUT') {}
 

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import type { SaltMasterDouble } from './support/master.js';
 import { startMasterAndNetapi } from './support/netapi.js';
 import type { NetapiClient } from '../lib/netapi.js';
-import { AuthenticationError, GatewayTimeoutError } from '../lib/errors.js';
+import { AuthenticationError, FunctionNotAvailableError, GatewayTimeoutError } from '../lib/errors.js';
 import { parseInput, yamlifyArg, conditionInput, isJid } from '../lib/clients/args.js';
 import type { EventBus } from '../lib/salt/event-bus.js';
 import { waitFor } from './support/event-bus.js';
@@ -47,16 +47,16 @@ describe('runner and wheel', () => {
     assert.deepEqual(lastLoad('runner'), { cmd: 'runner', fun: 'test.arg', kwarg: { arg: [1, 2], kwarg: { a: 1 } }, ...CRED });
   });
 
-  test('runner: old-style top-level keywords travel as the flat kwarg', async () => {
+  test('runner: old-style top-level keywords travel bound, as {"arg": [], "kwarg"} (RunnerClient._reformat_low)', async () => {
     const ret = await netapi.run({ client: 'runner', fun: 'test.arg', a: 1, ...CRED });
     assert.deepEqual(ret, { args: [], kwargs: { a: 1 } });
-    assert.deepEqual(lastLoad('runner'), { cmd: 'runner', fun: 'test.arg', kwarg: { a: 1 }, ...CRED });
+    assert.deepEqual(lastLoad('runner'), { cmd: 'runner', fun: 'test.arg', kwarg: { arg: [], kwarg: { a: 1 } }, ...CRED });
   });
 
   test('runner: CLI-style `k=v` strings in arg are keywords, values read as YAML', async () => {
     const ret = await netapi.run({ client: 'runner', fun: 'test.arg', arg: ['a=1', 'b=[1, 2]', 'c=yes', 'd=text'], ...CRED });
     assert.deepEqual(ret, { args: [], kwargs: { a: 1, b: [1, 2], c: true, d: 'text' } });
-    assert.deepEqual(lastLoad('runner').kwarg, { a: 1, b: [1, 2], c: true, d: 'text' });
+    assert.deepEqual(lastLoad('runner').kwarg, { arg: [], kwarg: { a: 1, b: [1, 2], c: true, d: 'text' } });
   });
 
   test("runner: the three styles merge in Salt's order (k=v, then kwarg, then top-level keys)", async () => {
@@ -83,7 +83,7 @@ describe('runner and wheel', () => {
     assert.equal(ret.data.success, true);
     assert.equal(ret.data.jid, ret.tag.split('/')[2]);
     // timeout and full_return belong to NetapiClient.runner, not to the function.
-    assert.deepEqual(lastLoad('runner').kwarg, { a: 1 });
+    assert.deepEqual(lastLoad('runner').kwarg, { arg: [], kwarg: { a: 1 } });
   });
 
   test('runner: past the item timeout, 504 and nothing left subscribed', async () => {
@@ -106,7 +106,7 @@ describe('runner and wheel', () => {
 
   test('runner_async: timeout and full_return are keywords like any other (no such parameters there)', async () => {
     await netapi.run({ client: 'runner_async', fun: 'test.arg', timeout: 5, full_return: true, ...CRED });
-    assert.deepEqual(lastLoad('runner').kwarg, { timeout: 5, full_return: true });
+    assert.deepEqual(lastLoad('runner').kwarg, { arg: [], kwarg: { timeout: 5, full_return: true } });
   });
 
   test("runner: refusals are 401 with the master's message", async () => {
@@ -122,10 +122,14 @@ describe('runner and wheel', () => {
     assert.equal(busOf(netapi).subscriptionCount, 0);
   });
 
-  test('runner: a function the master lacks ends with its error as the return', async () => {
-    const ret = await netapi.run({ client: 'runner', fun: 'no.such', ...CRED });
-    assert.equal(typeof ret, 'string');
-    assert.match(ret as string, /not available/);
+  test("runner and runner_async: a function the master's list lacks is refused at once, 400 with Salt's text; nothing runs", async () => {
+    for (const client of ['runner', 'runner_async']) {
+      await assert.rejects(
+        netapi.run({ client, fun: 'no.such', ...CRED }),
+        (err: unknown) => err instanceof FunctionNotAvailableError && err.status === 400 && err.message === "'no.such' is not available.",
+      );
+    }
+    assert.ok(!master.requests.some((r) => r.cmd === 'runner' && r.load.fun === 'no.such'));
   });
 
   test('wheel: the master\'s {"tag", "data"}', async () => {

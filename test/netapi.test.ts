@@ -329,7 +329,7 @@ describe('one channel and one bus; aborts; the bus going away', () => {
     const netapi = new NetapiClient(loadMasterConfig(master.configPath));
     t.after(() => netapi.close());
     await master.waitForBusClients(1);
-    const before = master.requests.length;
+    const before = master.itemRequests.length;
     const results = await Promise.all([
       netapi.run({ client: 'local', tgt: 'minion1', fun: 'test.ping', ...CRED }),
       netapi.run({ client: 'local', tgt: 'minion1', fun: 'test.echo', arg: ['x'], ...CRED }),
@@ -340,7 +340,7 @@ describe('one channel and one bus; aborts; the bus going away', () => {
     assert.deepEqual(results[0], { minion1: true });
     assert.deepEqual(results[1], { minion1: 'x' });
     assert.deepEqual(results[2], { args: [], kwargs: { a: 1 } });
-    assert.equal(master.requests.length - before, 5);
+    assert.equal(master.itemRequests.length - before, 5);
     assert.equal(master.busClientCount, 1);
     assert.equal(busOf(netapi).subscriptionCount, 0);
   });
@@ -349,7 +349,7 @@ describe('one channel and one bus; aborts; the bus going away', () => {
     const netapi = new NetapiClient(loadMasterConfig(master.configPath));
     t.after(() => netapi.close());
     await master.waitForBusClients(1);
-    const before = master.requests.length;
+    const before = master.itemRequests.length;
     assertHttpError(
       await errorOf(() => netapi.prepare({ client: 'local', tgt: '*', fun: 'test.ping' }, 1)),
       AuthenticationError,
@@ -370,11 +370,11 @@ describe('one channel and one bus; aborts; the bus going away', () => {
       [sync, async, wheel, runner].map((item) => item.waitsForJob),
       [true, false, false, true],
     );
-    assert.equal(master.requests.length, before);
+    assert.equal(master.itemRequests.length, before);
     assert.deepEqual(await sync.run(new AbortController().signal), { minion1: true });
     const job = (await async.run()) as { jid: string; minions: string[] };
     assert.deepEqual(job.minions, ['minion1']);
-    assert.equal(master.requests.length - before, 2);
+    assert.equal(master.itemRequests.length - before, 2);
   });
 
   test('an abort releases the waiters at once, logs the jid in one line, and the job keeps running', async (t) => {

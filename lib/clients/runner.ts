@@ -4,11 +4,13 @@
  *
  * Keywords come in three styles, merged in Salt's order (later wins):
  * `arg` items of the form `k=v`, the `kwarg` object, and the item's other
- * top-level keys (old style). Python then filters them against the runner
- * function's signature, which only a process holding the runner modules can
- * do; so the load carries them as one flat `kwarg` object and the master
- * maps it onto the signature itself (salt/client/mixins.py: low). Only when
- * there are positional arguments does the load say `{"arg", "kwarg"}`.
+ * top-level keys (old style). RunnerClient._reformat_low then binds them to
+ * the function's signature, dropping those it does not take, and sends
+ * `kwarg: {"arg": [...], "kwarg": {...}}`, which the master calls the
+ * function with as it is. The signature comes from the master
+ * (runner-signatures.ts); where it can't be had, an item with keywords keeps
+ * the flat `kwarg` the master binds itself (salt/client/mixins.py low:
+ * format_call, which records the defaults too).
  */
 import { defineKey, parseInput } from './args.js';
 import {
@@ -23,13 +25,29 @@ import {
   type Lowstate,
 } from './fields.js';
 import type { MasterOptions } from '../salt/config.js';
-import { abortError, busLostError, logAbandoned, request, watchWait, withBus, MasterError, type ClientContext } from './context.js';
-import { GatewayTimeoutError } from '../errors.js';
+import {
+  abortError,
+  busLostError,
+  logAbandoned,
+  request,
+  throwIfAborted,
+  watchWait,
+  withBus,
+  MasterError,
+  type ClientContext,
+} from './context.js';
+import { bindToSignature, masterStartMark, RunnerSignatures, type SignatureTable } from './runner-signatures.js';
+import { FunctionNotAvailableError, GatewayTimeoutError, RunnerNotStartedError } from '../errors.js';
 import type { SaltEvent } from '../salt/event-bus.js';
 
 export interface RunnerCall {
-  /** The load of `cmd: runner`. */
-  load: Record<string, unknown>;
+  fun: string;
+  /** Positional arguments after parse_input. */
+  args: unknown[];
+  /** The three keyword styles merged. */
+  kwargs: Record<string, unknown>;
+  /** username/password/eauth/token as the item gave them. */
+  creds: Record<string, unknown>;
   /** How long `runner` waits: the item's `timeout`, else the master's `rest_timeout` (default 300 s, as Salt), ms. */
   timeoutMs: number;
   fullReturn: boolean;
@@ -37,6 +55,8 @@ export interface RunnerCall {
 
 /** Credentials go at the top of the load; RunnerClient._reformat_low also takes `client`, `user` and `key` out of the keywords. */
 const NOT_KEYWORDS = ['fun', 'arg', 'kwarg', 'client', 'user', 'key', ...CREDENTIAL_KEYS];
+/** Past gather_job_timeout, how long more the master gets to fire a runner job's `new`, ms. */
+const STARTED_MARGIN_MS = 1000;
 
 /**
  * Read a runner item. NetapiClient.runner takes `timeout` and `full_return`
@@ -51,18 +71,56 @@ export function runnerCall(low: Lowstate, opts: MasterOptions, sync: boolean): R
   for (const [key, value] of Object.entries(kwargDict(low) ?? {})) defineKey(kwargs, key, value);
   const skip = new Set(sync ? [...NOT_KEYWORDS, 'timeout', 'full_return'] : NOT_KEYWORDS);
   for (const [key, value] of Object.entries(extraKeys(low, skip))) defineKey(kwargs, key, value);
-
-  const load: Record<string, unknown> = { cmd: 'runner', fun: low.fun };
   const restTimeoutMs = masterDurationMs(opts, 'rest_timeout', 300);
-  // The master reads {"arg", "kwarg"} as the call's own arguments only when both are there.
-  if (parsed.args.length > 0 || ('arg' in kwargs && 'kwarg' in kwargs)) load.kwarg = { arg: parsed.args, kwarg: kwargs };
-  else if (Object.keys(kwargs).length > 0) load.kwarg = kwargs;
-  copyCredentials(low, load);
   return {
-    load,
+    fun: String(low.fun),
+    args: parsed.args,
+    kwargs,
+    creds: copyCredentials(low, {}),
     timeoutMs: sync ? durationMs(low, 'timeout', restTimeoutMs) : restTimeoutMs,
     fullReturn: sync && truthy(low.full_return),
   };
+}
+
+/**
+ * The load of `cmd: runner`: bound to the function's signature when the
+ * table is known (RunnerClient._reformat_low); without it, an item with no
+ * keywords still has nothing to bind, and one with keywords goes flat (the
+ * master binds it with format_call) unless it has positional arguments.
+ */
+export function runnerLoad(call: RunnerCall, table: SignatureTable | undefined): Record<string, unknown> {
+  const load: Record<string, unknown> = { cmd: 'runner', fun: call.fun };
+  const sig = table?.get(call.fun);
+  if (sig) load.kwarg = bindToSignature(sig, call.args, call.kwargs);
+  else if (call.args.length > 0 || Object.keys(call.kwargs).length === 0) load.kwarg = { arg: call.args, kwarg: call.kwargs };
+  else load.kwarg = call.kwargs;
+  return { ...load, ...call.creds };
+}
+
+const signatures = new WeakMap<ClientContext, RunnerSignatures>();
+
+/** The signature table of this client's master (one per ClientContext), or undefined where it can't be had. */
+function signatureTable(ctx: ClientContext, call: RunnerCall): Promise<SignatureTable | undefined> {
+  let sigs = signatures.get(ctx);
+  if (!sigs) {
+    sigs = new RunnerSignatures(
+      // salt.cmd takes (fun, *args, **kwargs): this load is what _reformat_low makes of it.
+      (creds) => fetchTable(ctx, creds),
+      () => masterStartMark(ctx.opts),
+    );
+    signatures.set(ctx, sigs);
+  }
+  return sigs.lookup(call.creds);
+}
+
+/** The load for `call`, or 400 when the master's table says it has no such function (salt/utils/lazy.py verify_fun). */
+async function loadFor(ctx: ClientContext, call: RunnerCall): Promise<Record<string, unknown>> {
+  const table = await signatureTable(ctx, call);
+  if (table && !table.has(call.fun)) {
+    signatures.get(ctx)?.missing(call.creds);
+    throw new FunctionNotAvailableError(call.fun);
+  }
+  return runnerLoad(call, table);
 }
 
 /** The master's `{"tag", "jid"}` for a runner job it started. */
@@ -75,7 +133,7 @@ function jobOf(reply: Record<string, unknown>): { tag: string; jid: string } {
 
 /** RunnerClient.cmd_async: the master's `{"tag", "jid"}`. */
 export async function runRunnerAsync(ctx: ClientContext, call: RunnerCall): Promise<Record<string, unknown>> {
-  const reply = await request(ctx, call.load, 'start the runner job');
+  const reply = await request(ctx, await loadFor(ctx, call), 'start the runner job');
   jobOf(reply);
   return reply;
 }
@@ -87,17 +145,56 @@ export async function runRunnerAsync(ctx: ClientContext, call: RunnerCall): Prom
  * as Salt): 504.
  */
 export async function runRunner(ctx: ClientContext, call: RunnerCall, signal?: AbortSignal): Promise<unknown> {
+  return runLoad(ctx, call, await untilAborted(loadFor(ctx, call), signal), signal);
+}
+
+/** `promise`, or the abort's rejection first: a request that goes away stops waiting for the shared signature lookup. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  throwIfAborted(signal);
+  let onAbort!: () => void;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(abortError(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  return Promise.race([promise, aborted]).finally(() => signal.removeEventListener('abort', onAbort));
+}
+
+async function runLoad(ctx: ClientContext, call: RunnerCall, load: Record<string, unknown>, signal?: AbortSignal): Promise<unknown> {
   const event = await withBus(ctx, signal, async () => {
-    const { tag, jid } = jobOf(await request(ctx, call.load, 'start the runner job'));
-    return waitForEvent(ctx, `${tag}/ret`, jid, call.timeoutMs, signal);
+    const mark = masterStartMark(ctx.opts);
+    const { tag, jid } = jobOf(await request(ctx, load, 'start the runner job'));
+    return waitForJob(ctx, { fun: call.fun, tag, jid, mark }, call.timeoutMs, signal);
   });
   if (call.fullReturn) return { data: event.data, tag: event.tag };
   const data = event.data as Record<string, unknown> | null;
   return data !== null && typeof data === 'object' ? data.return : undefined;
 }
 
-/** The event `tag` of job `jid`, or 504 after `timeoutMs`, or 504 when the bus drops; abort rejects at once. */
-export function waitForEvent(ctx: ClientContext, tag: string, jid: string, timeoutMs: number, signal?: AbortSignal): Promise<SaltEvent> {
+/** The signature table's own job: `salt.cmd sys.runner_argspec '*'` with `creds`, within the request timeout. */
+function fetchTable(ctx: ClientContext, creds: Record<string, unknown>): Promise<unknown> {
+  // salt.cmd takes (fun, *args, **kwargs): this load is what _reformat_low makes of it.
+  const call: RunnerCall = { fun: 'salt.cmd', args: ['sys.runner_argspec', '*'], kwargs: {}, creds, timeoutMs: ctx.masterTimeoutMs, fullReturn: false };
+  return runLoad(ctx, call, runnerLoad(call, undefined));
+}
+
+/**
+ * The `ret` event of runner job `job`, or 504 after `timeoutMs`, or 504 when
+ * the bus drops; abort rejects at once. The master fires `<tag>/new` once
+ * it has found the function and bound its arguments
+ * (salt/client/mixins.py low); when that fails its runner process dies
+ * before firing anything, so no `new` within gather_job_timeout (+ 1 s) is
+ * a job that never started: 502 naming the function; unless the master
+ * started again meanwhile (`mark`, masterStartMark before the request), which
+ * ends the job as a lost bus does (504).
+ */
+export function waitForJob(
+  ctx: ClientContext,
+  job: { fun: string; tag: string; jid: string; mark: string },
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<SaltEvent> {
+  const { fun, tag, jid } = job;
   return new Promise<SaltEvent>((resolve, reject) => {
     if (signal?.aborted) {
       // It went away while the runner job was being started: it runs all the same.
@@ -115,6 +212,7 @@ export function waitForEvent(ctx: ClientContext, tag: string, jid: string, timeo
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      clearTimeout(startTimer);
       unsubscribe?.();
       unwatch();
       fn();
@@ -126,6 +224,14 @@ export function waitForEvent(ctx: ClientContext, tag: string, jid: string, timeo
         ),
       timeoutMs,
     );
+    const startedMs = masterDurationMs(ctx.opts, 'gather_job_timeout', 10) + STARTED_MARGIN_MS;
+    const startTimer =
+      startedMs < timeoutMs
+        ? setTimeout(() => {
+            const restarted = masterStartMark(ctx.opts) !== job.mark;
+            settle(() => reject(restarted ? busLostError(`job ${jid}`) : new RunnerNotStartedError(fun, jid, startedMs / 1000)));
+          }, startedMs)
+        : undefined;
     const unwatch = watchWait(
       ctx,
       signal,
@@ -137,7 +243,10 @@ export function waitForEvent(ctx: ClientContext, tag: string, jid: string, timeo
         }),
     );
     // A retained event may be replayed during subscribe() itself.
-    const off = ctx.bus.subscribe(tag, (event) => settle(() => resolve(event)));
+    const off = ctx.bus.subscribe(`${tag}/`, (event) => {
+      if (event.tag === `${tag}/new`) clearTimeout(startTimer);
+      else if (event.tag === `${tag}/ret`) settle(() => resolve(event));
+    });
     if (settled) off();
     else unsubscribe = off;
   });

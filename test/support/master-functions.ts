@@ -8,6 +8,7 @@
 import type { BoundCall, PySignature } from './python-call.js';
 import { checkMinions, globToRegExp, type TargetableMinion } from './targeting.js';
 import type { MinionSpec } from './minions.js';
+import { CommandExecutionError } from './python-call.js';
 
 /** A job the master published, with the returns seen so far (its job cache). */
 export interface JobRecord {
@@ -26,6 +27,8 @@ export interface MasterCallContext {
   jid: string;
   user: string;
   jobs: Map<string, JobRecord>;
+  /** The master's runner functions (what `salt.cmd sys.runner_argspec` reports). */
+  runnerFunctions: ReadonlyMap<string, MasterFunction>;
   /** Accepted minions (all minion specs, silent ones included). */
   accepted(): Array<TargetableMinion & { silent: boolean }>;
   keys: { pre: Set<string>; rejected: Set<string>; denied: Set<string> };
@@ -54,8 +57,54 @@ function targeted(ctx: MasterCallContext, tgt: unknown, tgtType: unknown) {
   return accepted.filter((m) => ids.has(m.id));
 }
 
+/**
+ * salt/utils/args.py argspec_report over the runner functions: `module`
+ * with `*` or `.` is a glob (fnmatch), otherwise a module name.
+ */
+function argspecReport(functions: ReadonlyMap<string, MasterFunction>, module: string): Record<string, unknown> {
+  const match =
+    module.includes('*') || module.includes('.') ? (f: string) => globToRegExp(module).test(f) : (f: string) => f.startsWith(`${module}.`);
+  const ret: Record<string, unknown> = {};
+  for (const [fun, fn] of functions) {
+    if (!match(fun)) continue;
+    ret[fun] = {
+      args: fn.params?.length ? fn.params : null,
+      defaults: fn.defaults?.length ? fn.defaults : null,
+      varargs: fn.varargs ? true : null,
+      kwargs: fn.varkw ? true : null,
+    };
+  }
+  return ret;
+}
+
+/** The execution functions the double's `salt.cmd` runner can run on the master (salt/modules/sysmod.py). */
+function masterModuleCall(ctx: MasterCallContext, fun: string, args: unknown[]): unknown {
+  switch (fun) {
+    case 'sys.runner_argspec':
+      return argspecReport(ctx.runnerFunctions, args.length ? String(args[0]) : '');
+    case 'sys.list_runner_functions':
+      return [...ctx.runnerFunctions.keys()].sort();
+    default:
+      throw new CommandExecutionError(`'${fun}' is not available.`);
+  }
+}
+
 export function defaultRunnerFunctions(): Map<string, MasterFunction> {
   return new Map<string, MasterFunction>([
+    ['salt.cmd', { name: 'cmd', params: ['fun'], varargs: true, varkw: true, run: (b, ctx) => masterModuleCall(ctx, String(b.values.fun), b.rest) }],
+    [
+      'test.metasyntactic',
+      {
+        name: 'metasyntactic',
+        params: ['locality'],
+        defaults: ['us'],
+        run: (b) =>
+          ({
+            us: ['foo', 'bar', 'baz', 'qux', 'quux', 'quuz', 'corge', 'grault', 'garply', 'waldo', 'fred', 'plugh', 'xyzzy', 'thud'],
+            uk: ['wibble', 'wobble', 'wubble', 'flob'],
+          })[String(b.values.locality)] ?? null,
+      },
+    ],
     ['test.arg', { name: 'arg', varargs: true, varkw: true, run: (b) => ({ args: b.rest, kwargs: b.extra }) }],
     [
       'test.sleep',
@@ -114,8 +163,9 @@ export function defaultRunnerFunctions(): Map<string, MasterFunction> {
       'manage.up',
       {
         name: 'up',
-        params: ['tgt', 'tgt_type', 'timeout', 'gather_job_timeout', 'show_ip'],
-        defaults: ['*', 'glob', null, null, false],
+        // Salt 3007.1's (sys.runner_argspec manage.up); show_ip came later.
+        params: ['tgt', 'tgt_type', 'timeout', 'gather_job_timeout'],
+        defaults: ['*', 'glob', null, null],
         run: (b, ctx) =>
           sortedIgnoreCase(
             targeted(ctx, b.values.tgt, b.values.tgt_type)

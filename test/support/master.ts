@@ -59,6 +59,8 @@
  * - Observability: `requests` (every request: `{cmd, load, at, reply}` — the load as received,
  *   credentials included), `counts` (requests by cmd), `events` (every event fired:
  *   `{tag, data}`), `executed` (what actually ran: `{kind: 'publish'|'runner'|'wheel', fun, jid, user}`),
+ *   `itemRequests` (`requests` without the server's runner-signature lookups),
+ *   `neverStarted` (runner/wheel jobs that died before `new`, as Salt's do: `{fun, jid, error}`),
  *   `jobs` (published jobs and their returns), `busClientCount`.
  * - Behaviour switches: `answerRequests` (false: receive and log, never reply), `replyDelayMs`.
  * - Tables: `minions` (id → Minion; `minion(id).spec` is mutable), `eauth` (users, tokens),
@@ -194,6 +196,8 @@ export class SaltMasterDouble extends EventEmitter {
   readonly counts: Record<string, number> = {};
   readonly events: Array<{ tag: string; data: unknown }> = [];
   readonly executed: ExecutedRecord[] = [];
+  /** Runner/wheel jobs whose process died before firing `new` (unknown function, arguments format_call can't bind). */
+  readonly neverStarted: Array<{ fun: string; jid: string; error: string }> = [];
   readonly jobs = new Map<string, JobRecord>();
   readonly minions = new Map<string, Minion>();
   readonly keys: { pre: Set<string>; rejected: Set<string>; denied: Set<string> };
@@ -666,8 +670,17 @@ export class SaltMasterDouble extends EventEmitter {
     });
   }
 
+  /**
+   * `requests` without the runner-signature lookups salt-rest-wsgi makes once
+   * per master start (`salt.cmd sys.runner_argspec`): the requests the items made.
+   */
+  get itemRequests(): RequestRecord[] {
+    return this.requests.filter((r) => !isSignatureLookup(r.load));
+  }
+
   clearLog(): void {
     this.requests.length = 0;
+    this.neverStarted.length = 0;
     this.events.length = 0;
     this.executed.length = 0;
     for (const k of Object.keys(this.counts)) delete this.counts[k];
@@ -825,6 +838,7 @@ export class SaltMasterDouble extends EventEmitter {
       user,
       jobs: this.jobs,
       accepted: () => this.accepted(),
+      runnerFunctions: this.runnerFunctions,
       keys: this.keys,
       addMinion: (spec) => void this.addMinion(spec),
       removeMinion: (id) => this.removeMinion(id),
@@ -835,9 +849,19 @@ export class SaltMasterDouble extends EventEmitter {
         retcode = code;
       },
     };
+    let bound: { args: unknown[]; kwargs: Record<string, unknown> };
     try {
       if (!fn) throw new CommandExecutionError(`'${fun}' is not available.`);
-      const { args, kwargs } = formatCall(fn, low);
+      bound = formatCall(fn, low);
+    } catch (err) {
+      // Salt fails here before it has opened the job's proc file, and its
+      // `finally` (os.remove(proc_fn)) raises UnboundLocalError: the process
+      // dies with a traceback in the log and fires neither `new` nor `ret`.
+      this.neverStarted.push({ fun, jid, error: String((err as Error).message) });
+      return { ...data, return: `Exception occurred in ${client} ${fun}: ${fakeTraceback('salt/client/mixins.py', err)}`, success: false };
+    }
+    const { args, kwargs } = bound;
+    try {
       data.fun_args = [...args, ...(Object.keys(kwargs).length ? [kwargs] : [])];
       this.fire(`${tag}/new`, data);
       try {
@@ -854,6 +878,11 @@ export class SaltMasterDouble extends EventEmitter {
     this.fire(`${tag}/ret`, data);
     return data;
   }
+}
+
+function isSignatureLookup(load: Record<string, unknown>): boolean {
+  const kwarg = load.kwarg as { arg?: unknown[] } | undefined;
+  return load.cmd === 'runner' && load.fun === 'salt.cmd' && Array.isArray(kwarg?.arg) && kwarg.arg[0] === 'sys.runner_argspec';
 }
 
 /** Create and start a master double. */
