@@ -20,6 +20,7 @@ import {
 } from '../lib/handler.js';
 import { isMasterRunning, loadMasterConfig, type MasterOptions } from '../lib/salt/config.js';
 import { positiveNumber, secondsToMs } from '../lib/numbers.js';
+import { eventBusProblem } from '../lib/salt/sock-access.js';
 import { createLogger, isLogFormat, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger } from '../lib/log.js';
 
 const NAME = 'salt-rest-wsgi';
@@ -256,8 +257,11 @@ function serve(settings: Settings, handler: RestWsgiHandler, logger: Logger): vo
     const where = typeof address === 'object' && address ? address : { address: settings.host, port: settings.port };
     const host = where.address.includes(':') ? `[${where.address}]` : where.address;
     logger.info(`listening on http://${host}:${where.port}/ (master config ${handler.master.conf_file})`);
-    // With ipc_mode: tcp the master makes no socket file: nothing to tell from at start.
-    if (handler.master.ipc_mode !== 'tcp' && !isMasterRunning(handler.master)) {
+    const denied = eventBusProblem(handler.master);
+    if (denied) {
+      logger.error(`permission denied: ${denied.log} (README: "Permission denied")`);
+    } else if (handler.master.ipc_mode !== 'tcp' && !isMasterRunning(handler.master)) {
+      // With ipc_mode: tcp the master makes no socket file: nothing to tell from at start.
       logger.warn(`master not running at ${handler.master.sock_dir}: requests get 503 until it starts`);
     }
   });

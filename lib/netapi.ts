@@ -15,7 +15,8 @@ import { isMasterRunning, type MasterOptions } from './salt/config.js';
 import type { RequestChannel } from './salt/channel.js';
 import { openRequestChannel } from './salt/transports.js';
 import { EventBus, eventBusOptions } from './salt/event-bus.js';
-import { AuthenticationError, BadRequestError, ServiceUnavailableError } from './errors.js';
+import { AuthenticationError, BadRequestError, MasterPermissionError, ServiceUnavailableError } from './errors.js';
+import { sockDirProblem } from './salt/sock-access.js';
 import { isPlainObject } from './clients/args.js';
 import { toJson } from './json.js';
 import { truthy, type Lowstate } from './clients/fields.js';
@@ -113,7 +114,11 @@ export class NetapiClient {
     if (!isPlainObject(low)) {
       throw new BadRequestError(index === undefined ? 'A lowstate item must be an object' : `Lowstate item ${index} must be an object`);
     }
-    if (!this.masterRunning()) throw new ServiceUnavailableError('Salt Master is not available.');
+    if (!this.masterRunning()) {
+      // Not seen: either it is down, or this user may not look (a 503 that says so).
+      const denied = sockDirProblem(this.opts);
+      throw denied ? new MasterPermissionError(denied.reply) : new ServiceUnavailableError('Salt Master is not available.');
+    }
 
     const name = low.client;
     if (!isClientName(name)) throw new BadRequestError(`Invalid client specified: '${pythonText(name)}'`);

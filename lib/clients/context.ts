@@ -6,7 +6,15 @@
 import type { MasterOptions } from '../salt/config.js';
 import type { EventBus } from '../salt/event-bus.js';
 import type { RequestChannel } from '../salt/channel.js';
-import { AuthenticationError, BadRequestError, GatewayTimeoutError, MasterError, ServiceUnavailableError } from '../errors.js';
+import {
+  AuthenticationError,
+  BadRequestError,
+  GatewayTimeoutError,
+  MasterError,
+  MasterPermissionError,
+  ServiceUnavailableError,
+} from '../errors.js';
+import { eventBusProblem } from '../salt/sock-access.js';
 import { MASTER_NOT_ANSWERING_CODES } from '../salt/errors.js';
 
 export { MasterError };
@@ -83,6 +91,9 @@ export async function request(ctx: ClientContext, load: Record<string, unknown>,
  */
 export async function busReady(ctx: ClientContext): Promise<void> {
   if (ctx.bus.connected) return;
+  // Not waiting for a bus this user may not connect to: a 503 that says why.
+  const denied = eventBusProblem(ctx.opts);
+  if (denied) throw new MasterPermissionError(denied.reply);
   try {
     await ctx.bus.ready(ctx.busReadyTimeoutMs);
   } catch {

@@ -23,13 +23,21 @@ export interface Command {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Start the command with `args` and wait until it listens (its port from the "listening on" line). */
+/**
+ * Start the command with `args` and wait until it listens (its port from the
+ * "listening on" line). `runAs`: a user name it runs as, through setpriv
+ * (which execs, so the child is the server itself and killing it kills the server).
+ */
 export async function startCommand(
   t: { after(fn: () => unknown): void },
   args: string[],
   env: Record<string, string | undefined> = {},
+  runAs?: string,
 ): Promise<Command> {
-  const child = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], {
+  const command = [process.execPath, '--import', 'tsx', BIN, ...args];
+  const asUser = runAs === undefined ? [] : ['setpriv', `--reuid=${runAs}`, `--regid=${runAs}`, '--init-groups', '--'];
+  const [file, ...argv] = [...asUser, ...command];
+  const child = spawn(file, argv, {
     cwd: repoRoot,
     env: { ...process.env, SALT_MASTER_CONFIG: undefined, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
