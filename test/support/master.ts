@@ -78,7 +78,8 @@
  *   a scheduled job return, `salt/presence/present`, `salt/key`, another job's legacy `<jid>` event);
  *   `startNoise(ms)` / `stopNoise()`.
  * - `addMinion(spec)`, `removeMinion(id)`, `minion(id)`.
- * - `waitForBusClients(n, timeoutMs)`; `nextRequest(cmd?, timeoutMs)` the next request received (of that cmd);
+ * - `waitForBusClients(n, timeoutMs)`; `nextRequest(cmd?, timeoutMs)` the next request received (of that cmd;
+ *   the server's runner-signature lookups aside);
  *   `clearLog()` empties requests, counts, events, executed; `writeConfig(extra?)` merges `extra` into the
  *   config options (kept across restarts) and rewrites the file. `close()` is final (no start() after it).
  * - EventEmitter: 'request' (record), 'event' ({tag, data}), 'busClient' (count).
@@ -661,7 +662,7 @@ export class SaltMasterDouble extends EventEmitter {
         reject(new Error(`no ${cmd ?? ''} request within ${timeoutMs} ms`));
       }, timeoutMs);
       const on = (r: RequestRecord) => {
-        if (cmd && r.cmd !== cmd) return;
+        if ((cmd && r.cmd !== cmd) || isSignatureLookup(r.load)) return;
         clearTimeout(timer);
         this.off('request', on);
         resolve(r);
