@@ -181,7 +181,10 @@ describe(`contract cases on ${REAL ? `the real master (${REAL})` : 'the master d
     }
   });
 
-  test('the master fires nothing for a runner function it does not have (no new, no ret)', { timeout: SLOW }, async () => {
+  // Salt 3007.1's runner process dies before firing anything (its `finally`
+  // removes a proc file it never opened); 3006 fires the `ret` with the
+  // error. Neither fires `new`: that is what the server waits for.
+  test('the master fires no `new` for a runner function it does not have (3007.1: nothing; 3006: the ret with the error)', { timeout: SLOW }, async () => {
     const opts = loadMasterConfig(configPath);
     const bus = new EventBus(eventBusOptions(opts));
     bus.on('error', () => {});
@@ -195,7 +198,7 @@ describe(`contract cases on ${REAL ? `the real master (${REAL})` : 'the master d
       const off = bus.subscribe(`${reply.tag}/`, (event) => seen.push(event.tag));
       await new Promise((r) => setTimeout(r, REAL ? 5000 : 300));
       off();
-      assert.deepEqual(seen, []);
+      assert.ok(seen.every((tag) => tag === `${reply.tag}/ret`), JSON.stringify(seen));
     } finally {
       channel.close();
       bus.close();
