@@ -431,7 +431,9 @@ test('prototype keys are data: a working request carrying them runs as if they w
   const reply = await env.post(`[{"client":"runner","fun":"test.arg",${cred},"kwarg":{"__proto__":{"arg":[1],"kwarg":{"z":1}},"b":2}}]`);
   assert.equal(reply.status, 200, reply.text);
   // The item's keywords, bound to test.arg's signature (it takes **kwargs): the load's kwarg.kwarg.
-  const load = { kwarg: (env.master.requests.find((r) => r.cmd === 'runner' && r.load.fun === 'test.arg')!.load.kwarg as { kwarg: unknown }).kwarg };
+  const load = {
+    kwarg: (env.master.requests.find((r) => r.cmd === 'runner' && r.load.fun === 'test.arg')!.load.kwarg as { kwarg: unknown }).kwarg,
+  };
   // msgpackr reads a `__proto__` key back as `__proto_` (its own guard): what we sent was the key, as data.
   assert.deepEqual(Object.keys(load.kwarg as object).sort(), ['__proto_', 'b']);
   assert.deepEqual((load.kwarg as Record<string, unknown>).__proto_, { arg: [1], kwarg: { z: 1 } });

@@ -63,10 +63,17 @@ test('sock_dir the user may not enter: logged at start, each request 503 permiss
   const uid = execFileSync('id', ['-u', user]).toString().trim();
   assert.match(
     server.stderr(),
-    new RegExp(`permission denied: user ${user} \\(uid ${uid}\\) may not enter sock_dir ${master.sockDir}: search \\(x\\) permission denied`),
+    new RegExp(
+      `permission denied: user ${user} \\(uid ${uid}\\) may not enter sock_dir ${master.sockDir}: search \\(x\\) permission denied`,
+    ),
   );
   assert.doesNotMatch(server.stderr(), /master not running/);
-  t.diagnostic(server.stderr().split('\n').find((l) => l.includes('permission denied')) ?? '');
+  t.diagnostic(
+    server
+      .stderr()
+      .split('\n')
+      .find((l) => l.includes('permission denied')) ?? '',
+  );
   for (const item of [
     { client: 'local', tgt: 'minion1', fun: 'test.ping' },
     { client: 'local_async', tgt: 'minion1', fun: 'test.ping' },
@@ -92,14 +99,20 @@ test('the event bus socket the user may not connect to: jobs that wait for it 50
   const server = await startCommand(t, ['-c', master.configPath], {}, user);
   await server.waitFor(/permission denied/);
   assert.match(server.stderr(), new RegExp(`may not connect to the event bus ${master.eventPath}: write permission denied on the socket`));
-  t.diagnostic(server.stderr().split('\n').find((l) => l.includes('permission denied')) ?? '');
+  t.diagnostic(
+    server
+      .stderr()
+      .split('\n')
+      .find((l) => l.includes('permission denied')) ?? '',
+  );
 
   const start = performance.now();
   const reply = await post(server.port, { client: 'local', tgt: 'minion1', fun: 'test.ping' });
   assert.ok(performance.now() - start < 1500, 'not after the bus wait');
   assert.equal(reply.status, 503);
   assert.deepEqual(reply.json, {
-    return: "Salt Master is not reachable: permission denied (this server's user may not connect to the master's event bus (master_event_pub.ipc)).",
+    return:
+      "Salt Master is not reachable: permission denied (this server's user may not connect to the master's event bus (master_event_pub.ipc)).",
   });
   assert.equal(master.itemRequests.filter((r) => r.cmd === 'publish').length, 0, 'a job whose returns cannot be heard is not published');
 

@@ -100,7 +100,10 @@ describe(`contract cases on ${REAL ? `the real master (${REAL})` : 'the master d
     assert.match(ret.tag, /^salt\/wheel\/\d{20}$/);
     assert.equal(ret.data.success, true);
     const keys = ret.data.return as Record<string, string[]>;
-    assert.ok(['ghost1', 'minion1'].every((id) => keys.minions.includes(id)), JSON.stringify(keys));
+    assert.ok(
+      ['ghost1', 'minion1'].every((id) => keys.minions.includes(id)),
+      JSON.stringify(keys),
+    );
     const job = (await one({ client: 'wheel_async', fun: 'key.list_all', ...SALTDEV })) as Record<string, unknown>;
     assert.deepEqual(Object.keys(job).sort(), ['jid', 'tag']);
     assert.equal(job.tag, `salt/wheel/${job.jid}`);
@@ -109,13 +112,21 @@ describe(`contract cases on ${REAL ? `the real master (${REAL})` : 'the master d
   test('refusals: no credentials, unknown client, a limited user, an unknown runner', { timeout: SLOW }, async () => {
     refused(await post({ client: 'local', tgt: 'minion1', fun: 'test.ping' }), 401, 'No authentication credentials given');
     refused(await post({ client: 'nope', fun: 'test.ping', ...SALTDEV }), 400, "Invalid client specified: 'nope'");
-    refused(await post({ client: 'local', tgt: 'minion1', fun: 'test.echo', arg: ['x'], ...LIMITED }), 401, 'Authorization error occurred.');
+    refused(
+      await post({ client: 'local', tgt: 'minion1', fun: 'test.echo', arg: ['x'], ...LIMITED }),
+      401,
+      'Authorization error occurred.',
+    );
     refused(
       await post({ client: 'runner', fun: 'test.metasyntactic', ...LIMITED }),
       401,
       'Authentication failure of type "eauth" occurred for user limited.',
     );
-    refused(await post({ client: 'wheel', fun: 'key.list_all', ...LIMITED }), 401, 'Authentication failure of type "eauth" occurred for user limited.');
+    refused(
+      await post({ client: 'wheel', fun: 'key.list_all', ...LIMITED }),
+      401,
+      'Authentication failure of type "eauth" occurred for user limited.',
+    );
     for (const client of ['runner', 'runner_async']) {
       const start = performance.now();
       refused(await post({ client, fun: 'no.such_runner', ...SALTDEV }), 400, "'no.such_runner' is not available.");
@@ -144,15 +155,24 @@ describe(`contract cases on ${REAL ? `the real master (${REAL})` : 'the master d
     }
     assert.match(token, /^[0-9a-f]+$/);
     assert.deepEqual(await one({ client: 'local', tgt: 'minion1', fun: 'test.ping', token }), { minion1: true });
-    assert.deepEqual(await one({ client: 'runner', fun: 'test.metasyntactic', locality: 'uk', token }), ['wibble', 'wobble', 'wubble', 'flob']);
+    assert.deepEqual(await one({ client: 'runner', fun: 'test.metasyntactic', locality: 'uk', token }), [
+      'wibble',
+      'wobble',
+      'wubble',
+      'flob',
+    ]);
     refused(await post({ client: 'local', tgt: 'minion1', fun: 'test.ping', token: 'deadbeef' }), 401, 'Authentication error occurred.');
   });
 
   test('big integers keep every digit, both ways', { timeout: SLOW }, async () => {
     const big = '9007199254740993123';
-    const local = await request(port, { body: `[{"client":"local","tgt":"minion1","fun":"test.echo","arg":[${big}],"eauth":"auto","username":"saltdev","password":"x"}]` });
+    const local = await request(port, {
+      body: `[{"client":"local","tgt":"minion1","fun":"test.echo","arg":[${big}],"eauth":"auto","username":"saltdev","password":"x"}]`,
+    });
     assert.equal(local.text, `{"return":[{"minion1":${big}}]}`);
-    const runner = await request(port, { body: `[{"client":"runner","fun":"test.arg","arg":[${big}],"eauth":"auto","username":"saltdev","password":"x"}]` });
+    const runner = await request(port, {
+      body: `[{"client":"runner","fun":"test.arg","arg":[${big}],"eauth":"auto","username":"saltdev","password":"x"}]`,
+    });
     assert.equal(runner.text, `{"return":[{"args":[${big}],"kwargs":{}}]}`);
   });
 
@@ -172,7 +192,11 @@ describe(`contract cases on ${REAL ? `the real master (${REAL})` : 'the master d
         assert.deepEqual(ours.fun_args, funArgs);
         if (ret !== undefined) assert.deepEqual(ours.return, ret);
         if (PYTHON_URL) {
-          const python = await fetch(PYTHON_URL, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify([item]) });
+          const python = await fetch(PYTHON_URL, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify([item]),
+          });
           const theirs = ((await python.json()) as { return: Array<{ data: Record<string, unknown> }> }).return[0].data;
           assert.deepEqual(ours.fun_args, theirs.fun_args, "Salt's own client");
           console.log(`${style}: fun_args ours ${JSON.stringify(ours.fun_args)} = Python rest_wsgi's ${JSON.stringify(theirs.fun_args)}`);
@@ -184,7 +208,9 @@ describe(`contract cases on ${REAL ? `the real master (${REAL})` : 'the master d
   // Salt 3007.1's runner process dies before firing anything (its `finally`
   // removes a proc file it never opened); 3006 fires the `ret` with the
   // error. Neither fires `new`: that is what the server waits for.
-  test('the master fires no `new` for a runner function it does not have (3007.1: nothing; 3006: the ret with the error)', { timeout: SLOW }, async () => {
+  test('the master fires no `new` for a runner function it does not have (3007.1: nothing; 3006: the ret with the error)', {
+    timeout: SLOW,
+  }, async () => {
     const opts = loadMasterConfig(configPath);
     const bus = new EventBus(eventBusOptions(opts));
     bus.on('error', () => {});
@@ -198,7 +224,10 @@ describe(`contract cases on ${REAL ? `the real master (${REAL})` : 'the master d
       const off = bus.subscribe(`${reply.tag}/`, (event) => seen.push(event.tag));
       await new Promise((r) => setTimeout(r, REAL ? 5000 : 300));
       off();
-      assert.ok(seen.every((tag) => tag === `${reply.tag}/ret`), JSON.stringify(seen));
+      assert.ok(
+        seen.every((tag) => tag === `${reply.tag}/ret`),
+        JSON.stringify(seen),
+      );
     } finally {
       channel.close();
       bus.close();

@@ -53,7 +53,7 @@ describe('runner signatures from the master', () => {
 
   const runnerLoads = (fun?: string) => master.requests.filter((r) => r.cmd === 'runner' && (fun === undefined || r.load.fun === fun));
 
-  test('each keyword style is bound to the signature, invalid keywords dropped: the master records what Salt\'s client makes it record', async () => {
+  test("each keyword style is bound to the signature, invalid keywords dropped: the master records what Salt's client makes it record", async () => {
     const styles: Array<[string, Record<string, unknown>, unknown[]]> = [
       ['no arguments', {}, []],
       ['positional only', { arg: ['minion1'] }, ['minion1']],
@@ -70,7 +70,7 @@ describe('runner signatures from the master', () => {
     }
   });
 
-  test('the table is fetched once per master start, with the item\'s own credentials', async () => {
+  test("the table is fetched once per master start, with the item's own credentials", async () => {
     await netapi.run({ client: 'runner', fun: 'test.arg', ...CRED });
     await netapi.run({ client: 'runner_async', fun: 'test.arg', a: 1, ...CRED });
     assert.equal(runnerLoads('salt.cmd').length, 0, 'known since the first test');
@@ -138,7 +138,10 @@ describe('runner jobs the master never starts', () => {
         assert.ok(err instanceof RunnerNotStartedError, String(err));
         assert.equal(err.status, 502);
         assert.equal(err.code, 'SRW_ERR_RUNNER_NOT_STARTED');
-        assert.match(err.message, new RegExp(`^The master started no job for runner function '${fun.replace('.', '\\.')}' \\(jid \\d{20}\\) within 1\\.3 s: `));
+        assert.match(
+          err.message,
+          new RegExp(`^The master started no job for runner function '${fun.replace('.', '\\.')}' \\(jid \\d{20}\\) within 1\\.3 s: `),
+        );
         return true;
       });
       const took = performance.now() - start;

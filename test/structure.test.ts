@@ -25,6 +25,9 @@ describe('errors', () => {
       [new errors.TooBusyError(), 'SRW_ERR_TOO_BUSY', 503, { 'Retry-After': '1', Connection: 'close' }],
       [new errors.ShuttingDownError(), 'SRW_ERR_SHUTTING_DOWN', 503, {}],
       [new errors.GatewayTimeoutError('x'), 'SRW_ERR_GATEWAY_TIMEOUT', 504, {}],
+      [new errors.FunctionNotAvailableError('x.y'), 'SRW_ERR_FUNCTION_NOT_AVAILABLE', 400, {}],
+      [new errors.RunnerNotStartedError('x.y', '1', 11), 'SRW_ERR_RUNNER_NOT_STARTED', 502, {}],
+      [new errors.MasterPermissionError('x'), 'SRW_ERR_MASTER_PERMISSION', 503, {}],
     ];
     for (const [err, code, status, headers] of cases) {
       assert.ok(err instanceof errors.HttpError);

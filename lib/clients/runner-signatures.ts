@@ -113,7 +113,12 @@ export class RunnerSignatures {
         }
       },
     );
-    const entry = { mark, promise: promise.finally(() => (this.pending === entry ? (this.pending = undefined) : undefined)) };
+    const entry = {
+      mark,
+      promise: promise.finally(() => {
+        if (this.pending === entry) this.pending = undefined;
+      }),
+    };
     this.pending = entry;
     return entry.promise;
   }

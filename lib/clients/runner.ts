@@ -174,7 +174,14 @@ async function runLoad(ctx: ClientContext, call: RunnerCall, load: Record<string
 /** The signature table's own job: `salt.cmd sys.runner_argspec '*'` with `creds`, within the request timeout. */
 function fetchTable(ctx: ClientContext, creds: Record<string, unknown>): Promise<unknown> {
   // salt.cmd takes (fun, *args, **kwargs): this load is what _reformat_low makes of it.
-  const call: RunnerCall = { fun: 'salt.cmd', args: ['sys.runner_argspec', '*'], kwargs: {}, creds, timeoutMs: ctx.masterTimeoutMs, fullReturn: false };
+  const call: RunnerCall = {
+    fun: 'salt.cmd',
+    args: ['sys.runner_argspec', '*'],
+    kwargs: {},
+    creds,
+    timeoutMs: ctx.masterTimeoutMs,
+    fullReturn: false,
+  };
   return runLoad(ctx, call, runnerLoad(call, undefined));
 }
 

@@ -91,7 +91,10 @@ function masterModuleCall(ctx: MasterCallContext, fun: string, args: unknown[]):
 
 export function defaultRunnerFunctions(): Map<string, MasterFunction> {
   return new Map<string, MasterFunction>([
-    ['salt.cmd', { name: 'cmd', params: ['fun'], varargs: true, varkw: true, run: (b, ctx) => masterModuleCall(ctx, String(b.values.fun), b.rest) }],
+    [
+      'salt.cmd',
+      { name: 'cmd', params: ['fun'], varargs: true, varkw: true, run: (b, ctx) => masterModuleCall(ctx, String(b.values.fun), b.rest) },
+    ],
     [
       'test.metasyntactic',
       {
