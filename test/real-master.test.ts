@@ -13,7 +13,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHandler, type RestWsgiHandler } from '../lib/handler.js';
 import { loadMasterConfig } from '../lib/salt/config.js';
-import { RequestChannel, requestAddress } from '../lib/salt/request-channel.js';
+import { openRequestChannel } from '../lib/salt/transports.js';
 import { EventBus, eventBusOptions } from '../lib/salt/event-bus.js';
 import { startMaster, type SaltMasterDouble } from './support/master.js';
 import { request, serve, type Reply } from './support/http.js';
@@ -146,7 +146,7 @@ describe(`contract cases on ${REAL ? `the real master (${REAL})` : 'the master d
 
   test('a token from mk_token serves local and runner items', { timeout: SLOW }, async () => {
     const opts = loadMasterConfig(configPath);
-    const channel = new RequestChannel({ address: requestAddress(opts), timeoutMs: 10_000 });
+    const channel = openRequestChannel(opts, { timeoutMs: 10_000 });
     let token: string;
     try {
       token = String(((await channel.send({ cmd: 'mk_token', ...SALTDEV })) as { token: string }).token);
@@ -215,7 +215,7 @@ describe(`contract cases on ${REAL ? `the real master (${REAL})` : 'the master d
     const bus = new EventBus(eventBusOptions(opts));
     bus.on('error', () => {});
     bus.start();
-    const channel = new RequestChannel({ address: requestAddress(opts), timeoutMs: 10_000 });
+    const channel = openRequestChannel(opts, { timeoutMs: 10_000 });
     try {
       await bus.ready(5000);
       const seen: string[] = [];
