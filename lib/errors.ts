@@ -83,6 +83,21 @@ export class BodyTimeoutError extends httpError(408, 'SRW_ERR_BODY_TIMEOUT', CLO
 /** 413: the body is over the configured limit. */
 export class PayloadTooLargeError extends httpError(413, 'SRW_ERR_PAYLOAD_TOO_LARGE', CLOSE, '413: Request body too large') {}
 
+/**
+ * 429: too many failed logins from the client's address within the window
+ * (lib/throttle.ts). Nothing was read or run; the connection is shed too,
+ * its body unread.
+ */
+export class TooManyFailedLoginsError extends HttpError {
+  constructor(readonly retryAfterS: number) {
+    super(429, `Too many failed logins; retry after ${retryAfterS} s`, 'SRW_ERR_TOO_MANY_FAILED_LOGINS', {
+      'Retry-After': String(retryAfterS),
+      ...CLOSE,
+    });
+    this.name = 'TooManyFailedLoginsError';
+  }
+}
+
 /** 503: the master is not running or not answering. */
 export class ServiceUnavailableError extends httpError(503, 'SRW_ERR_MASTER_UNAVAILABLE', {}, MASTER_UNAVAILABLE_MESSAGE) {}
 
