@@ -14,6 +14,7 @@ import { NetapiClient, type NetapiStats } from './netapi.js';
 import { loadMasterConfig, applyMasterDefaults, type MasterOptions } from './salt/config.js';
 import {
   HttpError,
+  AuthenticationError,
   BadRequestError,
   ClientGoneError,
   MethodNotAllowedError,
@@ -27,6 +28,7 @@ import { positiveNumber } from './numbers.js';
 import { BodyReader, MAX_JSON_DEPTH, TOO_DEEP_MESSAGE, deeperThan, parseBody } from './body.js';
 import { formatAccess, silentLogger, type AccessRecord, type Logger } from './log.js';
 import { clientAddress, onAccess } from './access.js';
+import { authThrottle } from './throttle.js';
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
@@ -79,9 +81,9 @@ export interface HandlerOptions {
    */
   accessLog?: boolean | ((record: AccessRecord) => void);
   /**
-   * Behind a proxy you run: the client address logged is the right-most
-   * `X-Forwarded-For` entry (the one that proxy appended) instead of the
-   * socket's peer. Only logging uses it. Default false.
+   * Behind a proxy you run: the client address (logged, and counted by the
+   * failed-login throttle) is the right-most `X-Forwarded-For` entry (the one
+   * that proxy appended) instead of the socket's peer. Default false.
    */
   trustProxy?: boolean;
   /**
@@ -94,12 +96,20 @@ export interface HandlerOptions {
   bodyTimeoutMs?: number;
   /** No more than this may pass between two pieces of the body, ms; else 408. Default 10 s. */
   bodyIdleTimeoutMs?: number;
+  /**
+   * Failed logins (401s) of one client address (as logged) within the window
+   * after which its POSTs get 429, unread (lib/throttle.ts). Default 10 in 60 s; 0 turns it off.
+   */
+  authFailureLimit?: number;
+  authFailureWindowMs?: number;
 }
 
 /** RestWsgiHandler.stats(): what the handler holds right now. */
 export interface HandlerStats extends NetapiStats {
   /** POST requests being handled. */
   inFlight: number;
+  /** Client addresses with failed logins in the throttle's window (at most its table's cap; not back to 0 when idle). */
+  failedLoginAddresses: number;
 }
 
 export interface RestWsgiHandler {
@@ -171,6 +181,7 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
         ? (record: AccessRecord) => logger.info(formatAccess(record))
         : undefined;
   const netapi = new NetapiClient(master, { logger, masterTimeoutMs: options.masterTimeoutMs ?? options.requestTimeoutMs });
+  const throttle = authThrottle(options, logger);
 
   async function handlePost(req: MaybeParsedRequest, res: ServerResponse, hangup: Hangup): Promise<void> {
     if (!isJsonContentType(req.headers['content-type'])) throw new NotAcceptableError();
@@ -195,16 +206,23 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
     else if (acceptSingleObject && body !== null && typeof body === 'object') lowstates = [body];
     else throw new BadRequestError('Lowstates must be a list');
 
-    // Refuse the whole request before running anything (rest_wsgi ran the
-    // items before a bad one).
-    const items = lowstates.map((low, index) => netapi.prepare(low, index));
+    let current: unknown; // the item being checked or run, for the throttle's log
+    try {
+      // Refuse the whole request before running anything (rest_wsgi ran the
+      // items before a bad one).
+      const items = lowstates.map((low, index) => netapi.prepare((current = low), index));
 
-    const results: unknown[] = [];
-    for (const item of items) {
-      if (hangup.happened) throw new ClientGoneError();
-      results.push(await item.run(item.waitsForJob ? hangup.signal : undefined));
+      const results: unknown[] = [];
+      for (const [index, item] of items.entries()) {
+        if (hangup.happened) throw new ClientGoneError();
+        current = lowstates[index];
+        results.push(await item.run(item.waitsForJob ? hangup.signal : undefined));
+      }
+      send(res, 200, { return: results });
+    } catch (err) {
+      if (throttle && err instanceof AuthenticationError) throttle.fail(clientAddress(req, trustProxy), current);
+      throw err;
     }
-    send(res, 200, { return: results });
   }
 
   const handler = ((req: IncomingMessage, res: ServerResponse) => {
@@ -221,14 +239,17 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
       case 'HEAD':
         work = Promise.resolve().then(() => send(res, 200, { return: GET_MESSAGE }));
         break;
-      case 'POST':
-        if (inFlight >= maxInFlight) {
-          work = Promise.reject(new TooBusyError());
+      case 'POST': {
+        // An address with too many failed logins is refused before anything is read or sent to the master.
+        const throttled = throttle?.refusal(clientAddress(req, trustProxy));
+        if (throttled || inFlight >= maxInFlight) {
+          work = Promise.reject(throttled ?? new TooBusyError());
           break;
         }
         inFlight++;
         work = handlePost(req, res, hangup).finally(() => inFlight--);
         break;
+      }
       default:
         work = Promise.reject(new MethodNotAllowedError());
     }
@@ -259,7 +280,7 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
       },
       enumerable: true,
     },
-    stats: { value: (): HandlerStats => ({ inFlight, ...netapi.stats() }), enumerable: true },
+    stats: { value: (): HandlerStats => ({ inFlight, failedLoginAddresses: throttle?.addresses ?? 0, ...netapi.stats() }), enumerable: true },
   });
   return handler;
 }

@@ -38,6 +38,7 @@ export {
   NotAcceptableError,
   BodyTimeoutError,
   PayloadTooLargeError,
+  TooManyFailedLoginsError,
   ServiceUnavailableError,
   TooBusyError,
   ShuttingDownError,
