@@ -21,6 +21,7 @@ import {
 import { isMasterRunning, loadMasterConfig, type MasterOptions } from '../lib/salt/config.js';
 import { positiveNumber, secondsToMs } from '../lib/numbers.js';
 import { eventBusProblem } from '../lib/salt/sock-access.js';
+import { DEFAULT_AUTH_FAILURE_LIMIT, DEFAULT_AUTH_FAILURE_WINDOW_MS } from '../lib/throttle.js';
 import { createLogger, isLogFormat, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger } from '../lib/log.js';
 
 const NAME = 'salt-rest-wsgi';
@@ -44,6 +45,8 @@ Settings come from the Salt master's config file, section rest_wsgi:
     shutdown_timeout: ${DEFAULT_SHUTDOWN_TIMEOUT_S}  # seconds to finish running requests on SIGTERM
     headers_timeout: ${DEFAULT_HEADERS_TIMEOUT_MS / 1000}   # seconds; also body_timeout (${DEFAULT_BODY_TIMEOUT_MS / 1000}), body_idle_timeout (${DEFAULT_BODY_IDLE_TIMEOUT_MS / 1000}),
                         # keepalive_timeout (${DEFAULT_KEEP_ALIVE_TIMEOUT_MS / 1000})
+    auth_failure_limit: ${DEFAULT_AUTH_FAILURE_LIMIT}   # failed logins (401s) from one client address within
+    auth_failure_window: ${DEFAULT_AUTH_FAILURE_WINDOW_MS / 1000}  # seconds, then its POSTs get 429; 0 turns it off
 
 Options:
   -c, --config FILE    master config file, or a directory holding "master"
@@ -81,6 +84,8 @@ interface Settings {
   bodyTimeoutMs: number;
   bodyIdleTimeoutMs: number;
   keepAliveTimeoutMs: number;
+  authFailureLimit: number;
+  authFailureWindowMs: number;
 }
 
 function version(): string {
@@ -104,12 +109,13 @@ function parsePort(value: unknown, where: string): number {
   return port;
 }
 
-/** A positive number of seconds (fractions allowed) from a flag or `rest_wsgi:`, as ms. */
-function secondsSetting(value: unknown, fallbackMs: number, name: string, file?: string): number {
+/** A positive (or with `zero`, non-negative) number of seconds (fractions allowed) from a flag or `rest_wsgi:`, as ms. */
+function secondsSetting(value: unknown, fallbackMs: number, name: string, file?: string, zero = false): number {
   if (value === undefined || value === null) return fallbackMs;
-  const n = positiveNumber(value);
+  const n = zero && (value === 0 || value === '0') ? 0 : positiveNumber(value);
   if (n === undefined) {
-    throw new UsageError(`invalid ${name} ${JSON.stringify(value)}${file ? ` in ${file}` : ''}: expected a positive number of seconds`);
+    const expected = zero ? 'a number of seconds, 0 or more' : 'a positive number of seconds';
+    throw new UsageError(`invalid ${name} ${JSON.stringify(value)}${file ? ` in ${file}` : ''}: expected ${expected}`);
   }
   return secondsToMs(n);
 }
@@ -181,6 +187,12 @@ function settingsFrom(argv: string[]): Settings | 'help' | 'version' {
         : `rest_wsgi: max_in_flight ${JSON.stringify(cap)} in ${file}`;
     throw new UsageError(`invalid ${where}: expected a positive integer`);
   }
+  const failures = section.auth_failure_limit;
+  const authFailureLimit =
+    failures === undefined || failures === null ? DEFAULT_AUTH_FAILURE_LIMIT : typeof failures === 'string' && /^\s*\d+\s*$/.test(failures) ? Number(failures) : failures;
+  if (typeof authFailureLimit !== 'number' || !Number.isInteger(authFailureLimit) || authFailureLimit < 0) {
+    throw new UsageError(`invalid rest_wsgi: auth_failure_limit ${JSON.stringify(failures)} in ${file}: expected an integer, 0 (off) or more`);
+  }
   const shutdownTimeoutMs =
     values['shutdown-timeout'] !== undefined
       ? secondsSetting(values['shutdown-timeout'], 0, '--shutdown-timeout')
@@ -199,6 +211,8 @@ function settingsFrom(argv: string[]): Settings | 'help' | 'version' {
     bodyTimeoutMs: secondsSetting(section.body_timeout, DEFAULT_BODY_TIMEOUT_MS, 'rest_wsgi: body_timeout', file),
     bodyIdleTimeoutMs: secondsSetting(section.body_idle_timeout, DEFAULT_BODY_IDLE_TIMEOUT_MS, 'rest_wsgi: body_idle_timeout', file),
     keepAliveTimeoutMs: secondsSetting(section.keepalive_timeout, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, 'rest_wsgi: keepalive_timeout', file),
+    authFailureLimit,
+    authFailureWindowMs: secondsSetting(section.auth_failure_window, DEFAULT_AUTH_FAILURE_WINDOW_MS, 'rest_wsgi: auth_failure_window', file, true),
   };
 }
 
@@ -326,6 +340,8 @@ function main(argv: string[]): void {
       maxInFlight: settings.maxInFlight,
       bodyTimeoutMs: settings.bodyTimeoutMs,
       bodyIdleTimeoutMs: settings.bodyIdleTimeoutMs,
+      authFailureLimit: settings.authFailureLimit,
+      authFailureWindowMs: settings.authFailureWindowMs,
     });
   } catch (err) {
     // Usage and config problems: one line, no stack.
