@@ -25,11 +25,12 @@ const SECRETS = [PASSWORD, TOKEN, WRONG_PASSWORD, UNKNOWN_TOKEN];
 
 const USER = { eauth: 'pam', username: 'saltdev', password: PASSWORD };
 
-async function secretMaster(t: { after(fn: () => unknown): void }): Promise<SaltMasterDouble> {
+async function secretMaster(t: { after(fn: () => unknown): void }, throttle: Record<string, unknown> = { auth_failure_limit: 0 }): Promise<SaltMasterDouble> {
   const master = await startMaster({
     users: { saltdev: { password: PASSWORD, permissions: ['.*', '@runner', '@wheel', '@jobs'] } },
     minions: [{ id: 'minion1' }, { id: 'slow1', delayMs: 2000 }],
-    config: { rest_wsgi: { port: 0 } },
+    // The scenario's 17 failed logins come from one address: the command's throttle is off there, and checked below.
+    config: { rest_wsgi: { port: 0, ...throttle } },
   });
   t.after(() => master.close());
   // A token of our choosing: made by the master (mk_token), then renamed.
@@ -118,7 +119,8 @@ function assertNoSecret(where: string, text: string): void {
 test('the handler: no password or token in any log line (every level) or any response', async (t) => {
   const master = await secretMaster(t);
   const { logger, lines } = recordingLogger();
-  const handler = createHandler({ config: master.configPath, logger, accessLog: true, masterTimeoutMs: 500 });
+  // The scenario's 17 failed logins come from one address: the throttle is off here, and checked below.
+  const handler = createHandler({ config: master.configPath, logger, accessLog: true, masterTimeoutMs: 500, authFailureLimit: 0 });
   const server = await serve(handler);
   t.after(async () => {
     await server.close();
@@ -171,6 +173,60 @@ for (const format of ['text', 'json']) {
     const stderr = run.stderr();
     assert.match(stderr, /status=500|"status":500/);
     assert.match(stderr, /ERROR|"level":"error"/);
+    assertNoSecret('stderr', stderr);
+    for (const reply of replies) assertNoSecret(`response ${reply.status}`, JSON.stringify(reply.headers) + reply.text);
+  });
+}
+
+/**
+ * Failed logins of every kind, with the secrets in every field a client
+ * could put them, until the address is throttled (limit 5); then 429s to
+ * the right password and the right token.
+ */
+async function throttleScenario(port: number): Promise<Reply[]> {
+  const replies: Reply[] = [];
+  const post = async (body: unknown, expected: number) => {
+    const reply = await request(port, { body });
+    assert.equal(reply.status, expected, `${JSON.stringify(body)} → ${reply.text}`);
+    replies.push(reply);
+  };
+  await post([{ ...USER, password: WRONG_PASSWORD, client: 'runner', fun: 'test.arg' }], 401);
+  await post([{ token: UNKNOWN_TOKEN, client: 'wheel', fun: 'key.list_all' }], 401);
+  await post([{ ...USER, password: WRONG_PASSWORD, token: UNKNOWN_TOKEN, client: 'local', tgt: '*', fun: 'test.ping' }], 401);
+  await post([{ token: `${TOKEN}-${PASSWORD}`, client: 'local', tgt: '*', fun: 'test.ping' }], 401); // malformed
+  await post([{ username: 'saltdev', password: PASSWORD, client: 'local', tgt: '*', fun: 'test.ping' }], 401); // no eauth
+  await post([{ ...USER, client: 'runner', fun: 'test.arg' }], 429);
+  await post([{ token: TOKEN, client: 'runner', fun: 'test.arg' }], 429);
+  return replies;
+}
+
+test('the throttle of failed logins: its warning and its 429s hold no password or token', async (t) => {
+  const master = await secretMaster(t);
+  const { logger, lines } = recordingLogger();
+  const handler = createHandler({ config: master.configPath, logger, accessLog: true, authFailureLimit: 5 });
+  const server = await serve(handler);
+  t.after(async () => {
+    await server.close();
+    handler.close();
+  });
+  const replies = await throttleScenario(server.port);
+  const warnings = lines.filter((l) => l.level === 'warn' && l.msg.startsWith('too many failed logins'));
+  assert.equal(warnings.length, 1, JSON.stringify(lines));
+  assert.match(warnings[0].msg, /tried "saltdev", \(token\);/);
+  for (const line of lines) assertNoSecret(`log line (${line.level})`, line.msg);
+  for (const reply of replies) assertNoSecret(`response ${reply.status}`, JSON.stringify(reply.headers) + reply.text);
+});
+
+for (const format of ['text', 'json']) {
+  test(`the command's throttle at --log-level debug --log-format ${format}: no password or token in its output or any response`, async (t) => {
+    const master = await secretMaster(t, { auth_failure_limit: 5, auth_failure_window: 60 });
+    const run = await startCommand(t, ['-c', master.configPath, '--log-level', 'debug', '--log-format', format]);
+    const replies = await throttleScenario(run.port);
+    await run.waitFor(/too many failed logins from 127\.0\.0\.1: 5 within 60 s/, 3000);
+    run.child.kill('SIGTERM');
+    assert.equal((await run.exited).code, 0);
+    const stderr = run.stderr();
+    assert.match(stderr, /status=429|"status":429/);
     assertNoSecret('stderr', stderr);
     for (const reply of replies) assertNoSecret(`response ${reply.status}`, JSON.stringify(reply.headers) + reply.text);
   });

@@ -118,6 +118,64 @@ export function parseRawResponse(raw: string): { status: number; headers: string
   return { status, headers: head, body: end < 0 ? '' : raw.slice(end + 4) };
 }
 
+/**
+ * HTTP/1.1 pipelining: write `requests` (raw, one after the other) on one
+ * connection and read `expected` answers; their statuses, counted. Costs the
+ * client little more than writing: for floods of requests.
+ */
+export function pipeline(port: number, requests: string, expected: number): Promise<Map<number, number>> {
+  return new Promise((resolve, reject) => {
+    const statuses = new Map<number, number>();
+    let answers = 0;
+    let tail = '';
+    // Written as a Buffer made here: the string itself is not kept alive with the socket.
+    const socket = net.connect(port, '127.0.0.1');
+    socket.write(Buffer.from(requests, 'latin1'));
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => {
+      const text = tail + chunk;
+      let end = 0;
+      for (const m of text.matchAll(/HTTP\/1\.1 (\d{3}) /g)) {
+        statuses.set(Number(m[1]), (statuses.get(Number(m[1])) ?? 0) + 1);
+        answers++;
+        end = m.index + m[0].length;
+      }
+      // A status line cut between two chunks (at most 12 characters of it) is read with the next one.
+      tail = text.slice(Math.max(end, text.length - 12));
+      if (answers >= expected) {
+        socket.destroy();
+        resolve(statuses);
+      }
+    });
+    socket.on('error', reject);
+    socket.on('close', () => reject(new Error(`connection closed after ${answers} of ${expected} answers`)));
+  });
+}
+
+/** The i-th address of a flood: 10.0.0.0 onwards. */
+export const floodAddress = (i: number) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
+
+/**
+ * `total` POSTs without credentials (refused by our own check, a 401: no
+ * master round trip), the i-th with `X-Forwarded-For: address(i)`,
+ * pipelined on `connections` connections; their statuses, counted.
+ */
+export async function forwardedFlood(port: number, total: number, address: (i: number) => string, connections = 4): Promise<Map<number, number>> {
+  const body = JSON.stringify([{ client: 'local', tgt: '*', fun: 'test.ping' }]);
+  const counts = await Promise.all(
+    Array.from({ length: connections }, (_, c) => {
+      const requests: string[] = [];
+      for (let i = c; i < total; i += connections) {
+        requests.push(`POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Forwarded-For: ${address(i)}\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      }
+      return pipeline(port, requests.join(''), requests.length);
+    }),
+  );
+  const statuses = new Map<number, number>();
+  for (const count of counts) for (const [status, n] of count) statuses.set(status, (statuses.get(status) ?? 0) + n);
+  return statuses;
+}
+
 export async function serve(
   listener: http.RequestListener,
   configure?: (server: http.Server) => void,
