@@ -17,7 +17,7 @@ import { TooManyFailedLoginsError } from './errors.js';
 
 export const DEFAULT_AUTH_FAILURE_LIMIT = 10;
 export const DEFAULT_AUTH_FAILURE_WINDOW_MS = 60_000;
-/** Addresses tracked at once: a few MB (README: Reliability and limits). */
+/** Addresses tracked at once: 3 to 10 MB (README: Failed logins; bench/throttle.ts). */
 export const DEFAULT_AUTH_FAILURE_ADDRESSES = 10_000;
 
 /** Distinct names kept per address for the warning, and their length. */
@@ -27,7 +27,7 @@ const NAME_CHARS = 64;
 const ENTRY_OVERHEAD_BYTES = 260;
 
 export interface AuthThrottleOptions {
-  /** Failures within the window that throttle an address; 0 turns the throttle off. */
+  /** Failures within the window that throttle an address, 1 or more (authThrottle() takes 0 as off). */
   limit: number;
   windowMs: number;
   /** Addresses tracked at most (oldest last failure out first). */
