@@ -100,7 +100,8 @@ function measure(name: string, failuresEach: number, names: (i: number, k: numbe
   const { addresses, approxBytes } = table.stats();
   // The latest address fails up to the limit: throttled.
   const latest = address(ADDRESSES - 1);
-  for (let k = failuresEach; k < DEFAULT_AUTH_FAILURE_LIMIT; k++) table.fail(latest, { eauth: 'pam', username: 'u', password: 'x' }, now + 200);
+  for (let k = failuresEach; k < DEFAULT_AUTH_FAILURE_LIMIT; k++)
+    table.fail(latest, { eauth: 'pam', username: 'u', password: 'x' }, now + 200);
   const throttlesLatest = table.retryAfterS(latest, now + 200) > 0 && table.retryAfterS(address(ADDRESSES - 2), now + 200) === 0;
   return { name, addresses, heapBytes, approxBytes, throttlesLatest };
 }
@@ -108,10 +109,14 @@ function measure(name: string, failuresEach: number, names: (i: number, k: numbe
 const runs = [
   await httpFlood(),
   measure('table, one failure each', 1, (i) => `user${i % 50}`),
-  measure(`table, ${DEFAULT_AUTH_FAILURE_LIMIT - 1} failures each, 5 long names`, DEFAULT_AUTH_FAILURE_LIMIT - 1, (i, k) => `${k % 5}`.padEnd(64, 'n')),
+  measure(`table, ${DEFAULT_AUTH_FAILURE_LIMIT - 1} failures each, 5 long names`, DEFAULT_AUTH_FAILURE_LIMIT - 1, (_i, k) =>
+    `${k % 5}`.padEnd(64, 'n'),
+  ),
 ];
 
-const lines = [`failed-login table, ${ADDRESSES.toLocaleString('en')} addresses, cap ${DEFAULT_AUTH_FAILURE_ADDRESSES.toLocaleString('en')}:`];
+const lines = [
+  `failed-login table, ${ADDRESSES.toLocaleString('en')} addresses, cap ${DEFAULT_AUTH_FAILURE_ADDRESSES.toLocaleString('en')}:`,
+];
 let failed = false;
 for (const r of runs) {
   lines.push(

@@ -189,9 +189,15 @@ function settingsFrom(argv: string[]): Settings | 'help' | 'version' {
   }
   const failures = section.auth_failure_limit;
   const authFailureLimit =
-    failures === undefined || failures === null ? DEFAULT_AUTH_FAILURE_LIMIT : typeof failures === 'string' && /^\s*\d+\s*$/.test(failures) ? Number(failures) : failures;
+    failures === undefined || failures === null
+      ? DEFAULT_AUTH_FAILURE_LIMIT
+      : typeof failures === 'string' && /^\s*\d+\s*$/.test(failures)
+        ? Number(failures)
+        : failures;
   if (typeof authFailureLimit !== 'number' || !Number.isInteger(authFailureLimit) || authFailureLimit < 0) {
-    throw new UsageError(`invalid rest_wsgi: auth_failure_limit ${JSON.stringify(failures)} in ${file}: expected an integer, 0 (off) or more`);
+    throw new UsageError(
+      `invalid rest_wsgi: auth_failure_limit ${JSON.stringify(failures)} in ${file}: expected an integer, 0 (off) or more`,
+    );
   }
   const shutdownTimeoutMs =
     values['shutdown-timeout'] !== undefined
@@ -212,7 +218,13 @@ function settingsFrom(argv: string[]): Settings | 'help' | 'version' {
     bodyIdleTimeoutMs: secondsSetting(section.body_idle_timeout, DEFAULT_BODY_IDLE_TIMEOUT_MS, 'rest_wsgi: body_idle_timeout', file),
     keepAliveTimeoutMs: secondsSetting(section.keepalive_timeout, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, 'rest_wsgi: keepalive_timeout', file),
     authFailureLimit,
-    authFailureWindowMs: secondsSetting(section.auth_failure_window, DEFAULT_AUTH_FAILURE_WINDOW_MS, 'rest_wsgi: auth_failure_window', file, true),
+    authFailureWindowMs: secondsSetting(
+      section.auth_failure_window,
+      DEFAULT_AUTH_FAILURE_WINDOW_MS,
+      'rest_wsgi: auth_failure_window',
+      file,
+      true,
+    ),
   };
 }
 

@@ -210,7 +210,10 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
     try {
       // Refuse the whole request before running anything (rest_wsgi ran the
       // items before a bad one).
-      const items = lowstates.map((low, index) => netapi.prepare((current = low), index));
+      const items = lowstates.map((low, index) => {
+        current = low;
+        return netapi.prepare(low, index);
+      });
 
       const results: unknown[] = [];
       for (const [index, item] of items.entries()) {
@@ -280,7 +283,10 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
       },
       enumerable: true,
     },
-    stats: { value: (): HandlerStats => ({ inFlight, failedLoginAddresses: throttle?.addresses ?? 0, ...netapi.stats() }), enumerable: true },
+    stats: {
+      value: (): HandlerStats => ({ inFlight, failedLoginAddresses: throttle?.addresses ?? 0, ...netapi.stats() }),
+      enumerable: true,
+    },
   });
   return handler;
 }

@@ -59,7 +59,8 @@ export class AuthThrottle {
     this.maxAddresses = options.maxAddresses ?? DEFAULT_AUTH_FAILURE_ADDRESSES;
     this.logger = options.logger;
     if (!Number.isInteger(this.limit) || this.limit < 1) throw new RangeError(`limit must be a positive integer, got ${this.limit}`);
-    if (!(this.windowMs > 0) || !Number.isFinite(this.windowMs)) throw new RangeError(`windowMs must be a positive number, got ${this.windowMs}`);
+    if (!(this.windowMs > 0) || !Number.isFinite(this.windowMs))
+      throw new RangeError(`windowMs must be a positive number, got ${this.windowMs}`);
     if (!Number.isInteger(this.maxAddresses) || this.maxAddresses < 1) {
       throw new RangeError(`maxAddresses must be a positive integer, got ${this.maxAddresses}`);
     }
@@ -88,7 +89,8 @@ export class AuthThrottle {
       this.table.delete(address); // set again below, last: the newest
       let expired = 0;
       while (expired < entry.times.length && entry.times[expired] <= now - this.windowMs) expired++;
-      if (expired === entry.times.length) entry = undefined; // a new streak: forget who was tried before
+      if (expired === entry.times.length)
+        entry = undefined; // a new streak: forget who was tried before
       else if (expired) entry.times.splice(0, expired);
     }
     // Requests already running when the address was throttled fail too: no second warning for them.

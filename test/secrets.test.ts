@@ -25,7 +25,10 @@ const SECRETS = [PASSWORD, TOKEN, WRONG_PASSWORD, UNKNOWN_TOKEN];
 
 const USER = { eauth: 'pam', username: 'saltdev', password: PASSWORD };
 
-async function secretMaster(t: { after(fn: () => unknown): void }, throttle: Record<string, unknown> = { auth_failure_limit: 0 }): Promise<SaltMasterDouble> {
+async function secretMaster(
+  t: { after(fn: () => unknown): void },
+  throttle: Record<string, unknown> = { auth_failure_limit: 0 },
+): Promise<SaltMasterDouble> {
   const master = await startMaster({
     users: { saltdev: { password: PASSWORD, permissions: ['.*', '@runner', '@wheel', '@jobs'] } },
     minions: [{ id: 'minion1' }, { id: 'slow1', delayMs: 2000 }],

@@ -21,6 +21,7 @@ describe('errors', () => {
       [new errors.NotAcceptableError(), 'SRW_ERR_NOT_ACCEPTABLE', 406, {}],
       [new errors.BodyTimeoutError(), 'SRW_ERR_BODY_TIMEOUT', 408, { Connection: 'close' }],
       [new errors.PayloadTooLargeError(), 'SRW_ERR_PAYLOAD_TOO_LARGE', 413, { Connection: 'close' }],
+      [new errors.TooManyFailedLoginsError(42), 'SRW_ERR_TOO_MANY_FAILED_LOGINS', 429, { 'Retry-After': '42', Connection: 'close' }],
       [new errors.ServiceUnavailableError(), 'SRW_ERR_MASTER_UNAVAILABLE', 503, {}],
       [new errors.TooBusyError(), 'SRW_ERR_TOO_BUSY', 503, { 'Retry-After': '1', Connection: 'close' }],
       [new errors.ShuttingDownError(), 'SRW_ERR_SHUTTING_DOWN', 503, {}],

@@ -98,7 +98,10 @@ test('40 wrong passwords from one address: 401s up to the limit, then 429 with R
   // One warning, naming the address and the username tried; no password.
   const warnings = env.lines.filter((l) => l.level === 'warn');
   assert.equal(warnings.length, 1, JSON.stringify(warnings));
-  assert.match(warnings[0].msg, /^too many failed logins from 127\.0\.0\.2: 10 within 4 s, tried "saltdev"; its POSTs get 429 for [1-4] s$/);
+  assert.match(
+    warnings[0].msg,
+    /^too many failed logins from 127\.0\.0\.2: 10 within 4 s, tried "saltdev"; its POSTs get 429 for [1-4] s$/,
+  );
   for (const line of env.lines) assert.ok(!line.msg.includes(WRONG) && !line.msg.includes(PASSWORD), line.msg);
 
   // Past the window (the oldest failure out): the first address is served again.
@@ -132,7 +135,10 @@ test('what counts: every 401 (the master refusing a password, a token or a comma
   assertThrottled(await env.post([RIGHT]), 60);
   const warnings = env.lines.filter((l) => l.level === 'warn');
   assert.equal(warnings.length, 1);
-  assert.match(warnings[0].msg, /^too many failed logins from 127\.0\.0\.1: 6 within 60 s, tried "saltdev", \(token\), \(none\), "nobody"; its POSTs get 429 for 60 s$/);
+  assert.match(
+    warnings[0].msg,
+    /^too many failed logins from 127\.0\.0\.1: 6 within 60 s, tried "saltdev", \(token\), \(none\), "nobody"; its POSTs get 429 for 60 s$/,
+  );
   assert.ok(!warnings[0].msg.includes('abad1dea') && !warnings[0].msg.includes(WRONG));
 });
 
@@ -147,7 +153,7 @@ test('behind a proxy (trustProxy): the client is the X-Forwarded-For address, so
   assert.match(env.lines.find((l) => l.level === 'warn')!.msg, /^too many failed logins from 203\.0\.113\.7: /);
 });
 
-test('without trustProxy every client behind a proxy has the proxy\'s address: one client\'s failures throttle them all', async (t) => {
+test("without trustProxy every client behind a proxy has the proxy's address: one client's failures throttle them all", async (t) => {
   const env = await start(t, { authFailureLimit: 3, authFailureWindowMs: 60_000 });
   for (let i = 0; i < 3; i++) assert.equal((await env.post([WRONG_LOGIN], '203.0.113.7', true)).status, 401);
   assertThrottled(await env.post([RIGHT], '203.0.113.8', true), 60);
@@ -238,7 +244,10 @@ test('the command: rest_wsgi: auth_failure_limit and auth_failure_window (second
   for (let i = 0; i < 2; i++) assert.equal((await request(run.port, { body: [WRONG_LOGIN] })).status, 401);
   const throttledAt = performance.now();
   assertThrottled(await request(run.port, { body: [RIGHT] }), 3);
-  await run.waitFor(/WARN.*too many failed logins from 127\.0\.0\.1: 2 within 2\.5 s, tried "saltdev"; its POSTs get 429 for [1-3] s/, 2000);
+  await run.waitFor(
+    /WARN.*too many failed logins from 127\.0\.0\.1: 2 within 2\.5 s, tried "saltdev"; its POSTs get 429 for [1-3] s/,
+    2000,
+  );
   await sleep(2500 - (performance.now() - throttledAt) + 100);
   assert.equal((await request(run.port, { body: [RIGHT] })).status, 200);
   run.child.kill('SIGTERM');
@@ -277,7 +286,11 @@ test('the command: rest_wsgi: auth_failure_limit and auth_failure_window (second
  * and, as a cross-check, in the master's log_file.
  */
 const REAL_MASTER = process.env.SALT_REAL_MASTER_CONFIG;
-test('a real master: 40 failing logins give 401s then 429s, nothing sent past the limit; another address served in the same second; served again after the window', { skip: REAL_MASTER ? false : 'set SALT_REAL_MASTER_CONFIG to a running master\'s config file (e.g. /var/tmp/saltenv/etc/salt/master) to run it' }, async (t) => {
+test('a real master: 40 failing logins give 401s then 429s, nothing sent past the limit; another address served in the same second; served again after the window', {
+  skip: REAL_MASTER
+    ? false
+    : "set SALT_REAL_MASTER_CONFIG to a running master's config file (e.g. /var/tmp/saltenv/etc/salt/master) to run it",
+}, async (t) => {
   const windowMs = 5000;
   const { logger, lines } = recordingLogger();
   const handler = createHandler({ config: REAL_MASTER, logger, authFailureLimit: 10, authFailureWindowMs: windowMs });
@@ -320,7 +333,11 @@ test('a real master: 40 failing logins give 401s then 429s, nothing sent past th
   assert.equal((other.json as { return: Array<{ data: { success: boolean } }> }).return[0].data.success, true, other.text);
   assert.ok(otherAfterMs < 1000, `sent ${otherAfterMs} ms after the first 429`);
   const masterLines = logFile.startsWith('/')
-    ? readFileSync(logFile).subarray(logStart).toString().split('\n').filter((l) => l.includes('Authentication failure of type "eauth" occurred.')).length
+    ? readFileSync(logFile)
+        .subarray(logStart)
+        .toString()
+        .split('\n')
+        .filter((l) => l.includes('Authentication failure of type "eauth" occurred.')).length
     : -1;
   assert.match(lines.find((l) => l.level === 'warn')!.msg, /^too many failed logins from 127\.0\.0\.2: 10 within 5 s, tried "nobody"; /);
 

@@ -160,13 +160,20 @@ export const floodAddress = (i: number) => `10.${(i >> 16) & 255}.${(i >> 8) & 2
  * master round trip), the i-th with `X-Forwarded-For: address(i)`,
  * pipelined on `connections` connections; their statuses, counted.
  */
-export async function forwardedFlood(port: number, total: number, address: (i: number) => string, connections = 4): Promise<Map<number, number>> {
+export async function forwardedFlood(
+  port: number,
+  total: number,
+  address: (i: number) => string,
+  connections = 4,
+): Promise<Map<number, number>> {
   const body = JSON.stringify([{ client: 'local', tgt: '*', fun: 'test.ping' }]);
   const counts = await Promise.all(
     Array.from({ length: connections }, (_, c) => {
       const requests: string[] = [];
       for (let i = c; i < total; i += connections) {
-        requests.push(`POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Forwarded-For: ${address(i)}\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+        requests.push(
+          `POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Forwarded-For: ${address(i)}\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+        );
       }
       return pipeline(port, requests.join(''), requests.length);
     }),
