@@ -143,6 +143,13 @@ export class MasterPermissionError extends httpError(503, 'SRW_ERR_MASTER_PERMIS
 export class GatewayTimeoutError extends httpError(504, 'SRW_ERR_GATEWAY_TIMEOUT') {}
 
 /**
+ * 507: a synchronous item's returns are more than `rest_wsgi: max_result_bytes`
+ * lets it hold (Insufficient Storage: the request is fine, the server won't
+ * hold its answer); what it held is let go, the job runs on.
+ */
+export class ResultTooLargeError extends httpError(507, 'SRW_ERR_RESULT_TOO_LARGE') {}
+
+/**
  * The master refused a request for a reason that is not about credentials
  * (`errorName` is Salt's exception name), or answered something we can't
  * read. A 500, answered without detail: the detail goes to the log.
@@ -161,3 +168,6 @@ export class MasterError extends Error {
 
 /** The request went away before it was answered: nothing to answer. */
 export class ClientGoneError extends errorWithCode('SRW_ERR_CLIENT_GONE') {}
+
+/** The connection closed while its answer was being written (lib/response.ts): nobody to finish it for. */
+export class AnswerAbortedError extends errorWithCode('SRW_ERR_ANSWER_ABORTED') {}

@@ -36,6 +36,12 @@ export interface NetapiClientOptions {
   busReadyTimeoutMs?: number;
   /** Logger for job-level messages (never given secrets). */
   logger?: Logger;
+  /**
+   * What one synchronous call (local, local_subset, local_batch) may hold of
+   * its jobs' returns, in packed bytes; past it the call fails with 507 and
+   * lets go of them. Default: no ceiling.
+   */
+  maxResultBytes?: number;
 }
 
 /** NetapiClient.stats(). */
@@ -88,6 +94,7 @@ export class NetapiClient {
       // the master is down ends within the request timeout.
       busReadyTimeoutMs: options.busReadyTimeoutMs ?? Math.min(DEFAULT_BUS_READY_TIMEOUT_MS, masterTimeoutMs),
       user: saltUser(),
+      maxResultBytes: options.maxResultBytes,
     };
   }
 

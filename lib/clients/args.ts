@@ -136,5 +136,9 @@ export function isPlainObject(value: unknown): value is Record<string, unknown> 
 
 /** obj[key] = value, also for keys such as `__proto__` (minion ids and keywords are user data). */
 export function defineKey(obj: Record<string, unknown>, key: string, value: unknown): void {
-  Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+  // `__proto__` is Object.prototype's only accessor: every other key assigns
+  // an own property, several times faster than defineProperty (a result of
+  // 20,000 minions is 20,000 keys).
+  if (key === '__proto__') Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+  else obj[key] = value;
 }

@@ -17,7 +17,7 @@ import { toJson } from '../json.js';
 import { isPlainObject } from './args.js';
 import { copyCredentials, durationMs, truthy, type Lowstate } from './fields.js';
 import type { MasterOptions } from '../salt/config.js';
-import { findJob, localCall, publish, type LocalCall } from './local.js';
+import { findJob, localCall, publishWatched, resultBudget, type LocalCall } from './local.js';
 import { withBus, type ClientContext } from './context.js';
 import { collectReturns, type MinionReturn } from './returns.js';
 import type { SaltEvent } from '../salt/event-bus.js';
@@ -86,17 +86,22 @@ function now(): number {
 
 /** Run a `local_batch` item: the list of `{minion: ret}` in arrival order. */
 export function runBatch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal): Promise<unknown[]> {
-  return withBus(ctx, signal, () => batch(ctx, call, signal));
+  // Every job of the batch is listened to before it is published: nothing to retain on the bus.
+  return withBus(ctx, signal, () => batch(ctx, call, signal), false);
 }
 
 async function batch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal): Promise<unknown[]> {
   const { local } = call;
+  // One ceiling for the whole batch: its sub-jobs' returns end up in one answer.
+  const budget = resultBudget(ctx);
 
   // Batch.__gather_minions: who answers a test.ping now.
-  const ping = await publish(ctx, { ...local.pub, fun: 'test.ping', arg: [], ret: '', jid: '', kwargs: call.credentials });
-  if (!ping) return [];
+  const job = await publishWatched(ctx, { ...local.pub, fun: 'test.ping', arg: [], ret: '', jid: '', kwargs: call.credentials });
+  if (!job) return [];
+  const ping = job.pub;
   const presence = await collectReturns(ctx, {
     jid: ping.jid,
+    watch: job.watch,
     minions: ping.minions,
     timeoutMs: call.presencePingTimeoutMs,
     gatherJobTimeoutMs: call.presencePingGatherJobTimeoutMs,
@@ -145,10 +150,14 @@ async function batch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal):
     function runSubJob(targets: string[]): void {
       const returned = new Set<string>();
       (async () => {
-        const pub = await publish(ctx, { ...local.pub, tgt: targets, tgtType: 'list', kwargs: call.credentials });
-        if (pub && !settled) {
+        const job = await publishWatched(ctx, { ...local.pub, tgt: targets, tgtType: 'list', jid: '', kwargs: call.credentials });
+        if (job && settled) job.watch.close();
+        else if (job) {
+          const pub = job.pub;
           await collectReturns(ctx, {
             jid: pub.jid,
+            watch: job.watch,
+            budget,
             minions: pub.minions,
             timeoutMs: local.timeoutMs,
             gatherJobTimeoutMs: local.gatherJobTimeoutMs,

@@ -31,6 +31,8 @@ export interface ClientContext {
   readonly masterTimeoutMs: number;
   /** How long a synchronous call waits for a disconnected event bus, ms. */
   readonly busReadyTimeoutMs: number;
+  /** What one synchronous call may hold of its jobs' returns, in packed bytes (`rest_wsgi: max_result_bytes`); undefined: no ceiling. */
+  readonly maxResultBytes?: number;
   /** LocalClient's `salt_user`: who publishes (the master replaces it for eauth and tokens). */
   readonly user: string;
 }
@@ -107,11 +109,12 @@ export async function busReady(ctx: ClientContext): Promise<void> {
  * it is held while the call runs, so that the job's events that come before
  * the call subscribes (the master's reply names the job) are kept for it.
  */
-export async function withBus<T>(ctx: ClientContext, signal: AbortSignal | undefined, run: () => Promise<T>): Promise<T> {
+export async function withBus<T>(ctx: ClientContext, signal: AbortSignal | undefined, run: () => Promise<T>, hold = true): Promise<T> {
   throwIfAborted(signal);
   await busReady(ctx);
   throwIfAborted(signal);
-  const release = ctx.bus.hold();
+  // `hold` false: the call listens to its jobs before publishing them (JobWatch), nothing to keep.
+  const release = hold ? ctx.bus.hold() : () => {};
   try {
     return await run();
   } finally {

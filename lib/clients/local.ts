@@ -18,7 +18,8 @@ import {
 } from './fields.js';
 import type { MasterOptions } from '../salt/config.js';
 import { request, withBus, type ClientContext } from './context.js';
-import { collectReturns, type MinionReturn } from './returns.js';
+import { collectReturns, JobWatch, ResultBudget, type MinionReturn } from './returns.js';
+import { newJid } from './jid.js';
 
 /** What a publish carries (LocalClient._prep_pub). */
 export interface Publication {
@@ -123,14 +124,14 @@ export async function publish(ctx: ClientContext, pub: Publication): Promise<Pub
 
 /** `saltutil.find_job` for `jid`, sent with the job's own credentials (LocalClient.gather_job_info). */
 export function findJob(ctx: ClientContext, jid: string, kwargs: Record<string, unknown>) {
-  return async (targets: string[]): Promise<string | null> => {
+  return async (targets: string[], findJid: string): Promise<string | null> => {
     const pub = await publish(ctx, {
       tgt: targets,
       fun: 'saltutil.find_job',
       arg: [jid],
       tgtType: 'list',
       ret: '',
-      jid: '',
+      jid: findJid,
       kwargs,
     });
     return pub?.jid ?? null;
@@ -150,20 +151,61 @@ function noResponse(jid: string): MinionReturn {
 }
 
 /**
+ * Publish `pub` as a job listened to from before its publish on: its jid is
+ * the item's `jid`, else one of ours (jid.ts), so that no return can come
+ * before we listen. Null when nothing was published; the watch is closed then.
+ */
+export async function publishWatched(ctx: ClientContext, pub: Publication): Promise<{ pub: PubData; watch: JobWatch } | null> {
+  const jid = pub.jid || newJid();
+  let watch = new JobWatch(ctx, jid);
+  let published: PubData | null;
+  try {
+    published = await publish(ctx, { ...pub, jid });
+  } catch (err) {
+    watch.close();
+    throw err;
+  }
+  if (!published) {
+    watch.close();
+    return null;
+  }
+  if (published.jid !== jid) {
+    // A master that did not take the jid: its job's events from now on.
+    watch.close();
+    watch = new JobWatch(ctx, published.jid);
+  }
+  return { pub: published, watch };
+}
+
+/**
  * LocalClient.cmd: publish, wait as get_iter_returns does, then map each
  * targeted minion that never answered to `false`. Nothing matched: `{}`.
  */
 export function runLocal(ctx: ClientContext, call: LocalCall, signal?: AbortSignal): Promise<Record<string, unknown>> {
-  return withBus(ctx, signal, async () => {
-    const pub = await publish(ctx, call.pub);
-    return pub ? gatherReturns(ctx, call, pub, signal) : {};
-  });
+  // The job is listened to before it is published: nothing to retain on the bus for it.
+  return withBus(
+    ctx,
+    signal,
+    async () => {
+      const job = await publishWatched(ctx, call.pub);
+      return job ? gatherReturns(ctx, call, job.pub, job.watch, signal) : {};
+    },
+    false,
+  );
 }
 
 /** The waiting half of LocalClient.cmd, for a job already published. */
-async function gatherReturns(ctx: ClientContext, call: LocalCall, pub: PubData, signal?: AbortSignal): Promise<Record<string, unknown>> {
+async function gatherReturns(
+  ctx: ClientContext,
+  call: LocalCall,
+  pub: PubData,
+  watch: JobWatch,
+  signal?: AbortSignal,
+): Promise<Record<string, unknown>> {
   const { returns, minions, missing } = await collectReturns(ctx, {
     jid: pub.jid,
+    watch,
+    budget: resultBudget(ctx),
     minions: pub.minions,
     timeoutMs: call.timeoutMs,
     gatherJobTimeoutMs: call.gatherJobTimeoutMs,
@@ -183,6 +225,11 @@ async function gatherReturns(ctx: ClientContext, call: LocalCall, pub: PubData, 
   }
   for (const id of pub.minions) if (!Object.hasOwn(result, id)) defineKey(result, id, false);
   return result;
+}
+
+/** What a synchronous call may hold of returns, if the server has a ceiling (`rest_wsgi: max_result_bytes`). */
+export function resultBudget(ctx: ClientContext): ResultBudget | undefined {
+  return ctx.maxResultBytes ? new ResultBudget(ctx.maxResultBytes) : undefined;
 }
 
 /** LocalClient.run_job: `{"jid", "minions"}` at once, or `{}` when nothing matched. */

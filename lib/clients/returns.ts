@@ -15,9 +15,32 @@
  *
  * A silent minion thus costs `timeout + gather_job_timeout`.
  */
-import type { SaltEvent } from '../salt/event-bus.js';
+import { packedSize, type SaltEvent } from '../salt/event-bus.js';
 import { isPlainObject } from './args.js';
 import { abortError, busLostError, logAbandoned, watchWait, type ClientContext } from './context.js';
+import { newJid } from './jid.js';
+import { ResultTooLargeError } from '../errors.js';
+
+/**
+ * What a call may hold of its jobs' returns (`rest_wsgi: max_result_bytes`),
+ * counted in packed bytes as they come; past it the call ends with 507 and
+ * lets go of them. One per call, shared by its jobs (local_batch's).
+ */
+export class ResultBudget {
+  private used = 0;
+  constructor(readonly limit: number) {}
+
+  /** Count `bytes` of job `jid`'s returns; throws ResultTooLargeError past the limit. */
+  charge(bytes: number, jid: string): void {
+    this.used += bytes;
+    if (this.used <= this.limit) return;
+    throw new ResultTooLargeError(
+      `The returns of job ${jid} are more than this server may hold for one request ` +
+        `(rest_wsgi: max_result_bytes, ${this.limit} bytes). The job keeps running on the master: ` +
+        `look its returns up with the runner jobs.lookup_jid (jid ${jid}), or target fewer minions.`,
+    );
+  }
+}
 
 /** One minion's return as get_iter_returns yields it (`{"ret", "out", "retcode", "jid"}`). */
 export interface MinionReturn {
@@ -33,14 +56,54 @@ export interface CollectOptions {
   minions: readonly string[];
   timeoutMs: number;
   gatherJobTimeoutMs: number;
-  /** Publish `saltutil.find_job` for this job to `targets`; the find_job's jid, or null when nothing was published. */
-  findJob(targets: string[]): Promise<string | null>;
+  /** Publish `saltutil.find_job` for this job to `targets` as job `jid` (already listened to); the jid the master gave it, or null when nothing was published. */
+  findJob(targets: string[], jid: string): Promise<string | null>;
   /** Called for each return as it arrives. */
   onReturn?(id: string, ret: MinionReturn, event: SaltEvent): void;
   /** The request went away: reject at once (logged with the jid; the job keeps running). */
   signal?: AbortSignal;
   /** Stop waiting and resolve with what came so far (batch: failhard, or done). */
   stop?: AbortSignal;
+  /** The job's events heard since before it was published; closed when the wait ends. Default: listen from now on. */
+  watch?: JobWatch;
+  /** What the call may hold of returns; past it the wait fails with 507. */
+  budget?: ResultBudget;
+}
+
+/**
+ * A job's events from before its publish on: subscribed at once, they wait
+ * here until listen() (the wait for the returns, once the master's reply
+ * named the minions). What waits is the job's own events, no more than the
+ * request would hold in the end.
+ */
+export class JobWatch {
+  private early: SaltEvent[] | null = [];
+  private listener: ((event: SaltEvent) => void) | undefined;
+  private readonly unsubscribe: () => void;
+
+  constructor(
+    ctx: ClientContext,
+    readonly jid: string,
+  ) {
+    this.unsubscribe = ctx.bus.subscribe(`salt/job/${jid}/`, (event) => {
+      if (this.listener) this.listener(event);
+      else this.early?.push(event);
+    });
+  }
+
+  /** Hand the job's events to `listener`: those heard so far, then each as it comes. */
+  listen(listener: (event: SaltEvent) => void): void {
+    this.listener = listener;
+    const early = this.early ?? [];
+    this.early = null;
+    for (let i = 0; i < early.length && this.listener; i++) listener(early[i]);
+  }
+
+  close(): void {
+    this.unsubscribe();
+    this.listener = undefined;
+    this.early = null;
+  }
 }
 
 export interface CollectResult {
@@ -56,8 +119,11 @@ export interface CollectResult {
 export function collectReturns(ctx: ClientContext, options: CollectOptions): Promise<CollectResult> {
   return new Promise<CollectResult>((resolve, reject) => {
     const { jid, timeoutMs, gatherJobTimeoutMs, signal } = options;
-    const minions = new Set(options.minions);
-    const found = new Set<string>();
+    // Everything below costs O(1) per return and per minion added: a fleet
+    // of 20,000 must not pay for its size on each of its 20,000 returns.
+    const minions = new Set<string>();
+    /** Expected minions that have not returned. */
+    const pending = new Set<string>();
     const missing = new Set<string>();
     const returns = new Map<string, MinionReturn>();
     // A silent minion's deadline: `timeout` after it became expected, or
@@ -67,22 +133,29 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
     // True so that find_job is asked at least once.
     let minionsRunning = true;
     let findJobPending = false;
+    /** A timer's decision waits for the bus to hand over what it has unread. */
+    let deciding = false;
     let settled = false;
     let timer: NodeJS.Timeout | undefined;
-    let unsubscribeFindJob: (() => void) | undefined;
+    let findJobWatch: JobWatch | undefined;
+    let extraFindJobWatch: JobWatch | undefined;
+    const added = now();
+    for (const id of options.minions) expect(id, added);
+    const watch = options.watch ?? new JobWatch(ctx, jid);
 
     if (signal?.aborted) {
       // It went away while the publish was on its way: the job runs all the same.
+      watch.close();
       logAbandoned(ctx, jid);
       reject(abortError(signal));
       return;
     }
 
     if (!ctx.bus.connected) {
+      watch.close();
       reject(busLostError(`the returns of job ${jid}`));
       return;
     }
-    let unsubscribeJob: (() => void) | undefined;
     const unwatch = watchWait(
       ctx,
       signal,
@@ -93,34 +166,50 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
       },
     );
     options.stop?.addEventListener('abort', finish, { once: true });
-    // Retained events of the job (a fast minion's return) may be replayed
-    // during subscribe() itself, and may settle the wait there.
-    const off = ctx.bus.subscribe(`salt/job/${jid}/`, onJobEvent);
-    if (settled) off();
-    else unsubscribeJob = off;
+    // The returns heard before the master's reply come first, and may settle the wait here.
+    watch.listen(onJobEvent);
+    if (settled) return;
     if (options.stop?.aborted) finish();
-    else evaluate();
+    else if (pending.size === 0) finish();
+    else schedule();
+
+    /** `id` is expected: pending unless it returned already; its deadline starts now (once). */
+    function expect(id: string, t = now()): void {
+      minions.add(id);
+      if (returns.has(id)) return;
+      pending.add(id);
+      if (!minionTimeouts.has(id)) minionTimeouts.set(id, t + timeoutMs);
+    }
 
     function onJobEvent(event: SaltEvent): void {
       if (settled) return;
       const data = event.data;
       if (!isPlainObject(data)) return;
       if ('minions' in data) {
-        for (const id of asIds(data.minions)) minions.add(id);
+        const t = now();
+        for (const id of asIds(data.minions)) expect(id, t);
         for (const id of asIds(data.missing)) missing.add(id);
-        evaluate();
         return;
       }
       if (!('return' in data) || typeof data.id !== 'string') return;
       const id = data.id;
-      found.add(id);
+      if (options.budget) {
+        try {
+          options.budget.charge(packedSize(event) ?? 0, jid);
+        } catch (err) {
+          fail(err); // the returns held so far go with the wait
+          return;
+        }
+      }
       const ret: MinionReturn = { ret: data.return };
       if ('out' in data) ret.out = data.out;
       if ('retcode' in data) ret.retcode = data.retcode;
       if ('jid' in data) ret.jid = data.jid;
       returns.set(id, ret);
+      pending.delete(id);
+      minionTimeouts.delete(id);
       options.onReturn?.(id, ret, event);
-      evaluate();
+      if (pending.size === 0) finish();
     }
 
     function onFindJobEvent(event: SaltEvent): void {
@@ -132,11 +221,12 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
       if (typeof data.retcode === 'number' && data.retcode > 0 && id !== undefined) {
         ctx.logger.debug(`saltutil.find_job returned errors on minion ${id}`);
         minions.delete(id);
-        evaluate();
+        pending.delete(id);
+        if (pending.size === 0) finish();
         return;
       }
       if ('minions' in data) {
-        for (const m of asIds(data.minions)) minions.add(m);
+        for (const m of asIds(data.minions)) expect(m);
         return;
       }
       if ('syndic' in data || !('return' in data) || id === undefined) return;
@@ -144,77 +234,92 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
       // `{}`: the job is not running there any more.
       if (isEmptyObject(running) || typeof running === 'string') return;
       if (isPlainObject(running) && 'return' in running && isEmptyObject(running.return)) return;
-      minions.add(id);
+      expect(id);
       minionTimeouts.set(id, now() + timeoutMs);
       minionsRunning = true;
-      evaluate();
+      // A deadline moved: the next look is due later than planned.
+      if (!findJobPending && !deciding) schedule();
     }
 
     function startFindJob(): void {
-      const targets = [...minions].filter((m) => !found.has(m));
+      // Only the minions still pending: those that returned are not asked.
+      const targets = [...pending];
       minionsRunning = false;
       findJobPending = true;
-      options.findJob(targets).then(
+      // Listened to before it is published: a quick minion's answer comes before the reply.
+      closeFindJob();
+      const ownJid = newJid();
+      findJobWatch = new JobWatch(ctx, ownJid);
+      findJobWatch.listen(onFindJobEvent);
+      options.findJob(targets, ownJid).then(
         (findJid) => {
           if (settled) return;
           findJobPending = false;
-          unsubscribeFindJob?.();
-          unsubscribeFindJob = undefined;
-          if (findJid !== null) {
-            const offFindJob = ctx.bus.subscribe(`salt/job/${findJid}/`, onFindJobEvent);
-            if (settled) offFindJob();
-            else unsubscribeFindJob = offFindJob;
+          if (findJid !== null && findJid !== ownJid) {
+            // A master that chose its own jid: its events from now on.
+            extraFindJobWatch = new JobWatch(ctx, findJid);
+            extraFindJobWatch.listen(onFindJobEvent);
           }
           if (settled) return;
           // get_iter_returns starts the gather_job_timeout once the publish returned.
           timeoutAt = now() + gatherJobTimeoutMs;
-          evaluate();
+          schedule();
         },
         (err: unknown) => fail(err),
       );
     }
 
-    function evaluate(): void {
-      if (settled) return;
-      const t = now();
-      let pending = 0;
-      for (const m of minions) if (!found.has(m)) pending++;
-      if (pending === 0) {
-        finish();
-        return;
-      }
-      for (const m of minions) {
-        if (!found.has(m) && !minionTimeouts.has(m)) minionTimeouts.set(m, t + timeoutMs);
-      }
-      if (findJobPending) {
-        clearTimeout(timer);
-        return; // the publish reply re-evaluates
-      }
-      if (t > timeoutAt && minionsRunning) {
-        startFindJob();
-        return;
-      }
+    /** The last deadline of a pending minion (or the round's end): O(pending), once per timer. */
+    function latestDeadline(): number {
       let latest = timeoutAt;
-      if (!minionsRunning) {
-        for (const m of minions) if (!found.has(m)) latest = Math.max(latest, minionTimeouts.get(m)!);
-        if (t > latest) {
+      if (!minionsRunning) for (const m of pending) latest = Math.max(latest, minionTimeouts.get(m) ?? 0);
+      return latest;
+    }
+
+    /** Next look: when find_job is due, or when the last deadline passes (Salt's comparisons are strict, hence the extra millisecond). */
+    function schedule(): void {
+      clearTimeout(timer);
+      timer = setTimeout(onTimer, Math.max(0, latestDeadline() - now()) + 1);
+    }
+
+    /**
+     * A deadline passed. Before giving up on anyone (find_job, or the end),
+     * the bus hands over what it has read or holds unread: a return the
+     * master sent before the deadline must count, even when the bus is
+     * behind (a burst of returns from a large fleet).
+     */
+    function onTimer(): void {
+      if (settled || findJobPending) return;
+      deciding = true;
+      ctx.bus.settle().then(() => {
+        deciding = false;
+        if (settled || findJobPending) return;
+        const t = now();
+        if (t > timeoutAt && minionsRunning) {
+          startFindJob();
+          return;
+        }
+        if (!minionsRunning && t > latestDeadline()) {
           finish();
           return;
         }
-      }
-      // Next look: when find_job is due, or when the last deadline passes
-      // (Salt's comparisons are strict, hence the extra millisecond).
-      clearTimeout(timer);
-      timer = setTimeout(evaluate, Math.max(0, latest - t) + 1);
+        schedule();
+      });
     }
 
     function release(): void {
       settled = true;
       options.stop?.removeEventListener('abort', finish);
       clearTimeout(timer);
-      unsubscribeJob?.();
-      unsubscribeFindJob?.();
+      watch.close();
+      closeFindJob();
       unwatch();
+    }
+
+    function closeFindJob(): void {
+      findJobWatch?.close();
+      extraFindJobWatch?.close();
+      findJobWatch = extraFindJobWatch = undefined;
     }
 
     function finish(): void {

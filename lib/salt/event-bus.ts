@@ -24,6 +24,7 @@ import { Subscriptions } from './event-subscriptions.js';
 import { FrameScanner, frameBody } from './frame-scanner.js';
 
 export type { SaltEvent } from './event-retention.js';
+export { packedSize } from './event-retention.js';
 export { EventBusClosedError, EventBusTimeoutError };
 
 export interface EventBusOptions {
@@ -84,6 +85,9 @@ export class EventBus extends EventEmitter {
   private started = false;
   private closed = false;
   private isConnected = false;
+  /** Reads so far, and whether the last one filled the read buffer (more was likely waiting): for settle(). */
+  private reads = 0;
+  private lastReadFull = false;
   private readonly readyWaiters = new Set<{ resolve: () => void; reject: (err: Error) => void }>();
 
   private readonly retention: Retention;
@@ -181,6 +185,25 @@ export class EventBus extends EventEmitter {
     };
   }
 
+  /**
+   * Resolves once what the socket holds now has been read and dispatched:
+   * after at least one turn of the event loop's I/O phase, and then as long
+   * as each turn read a full buffer (a backlog). A waiter about to give up
+   * on a minion calls it first, so that a return already sent counts.
+   */
+  settle(): Promise<void> {
+    return new Promise((resolve) => {
+      let reads = this.reads;
+      const check = (): void => {
+        if (this.socket && this.lastReadFull && this.reads !== reads) {
+          reads = this.reads;
+          setImmediate(check);
+        } else resolve();
+      };
+      setImmediate(check);
+    });
+  }
+
   /** Live subscriptions: for leak tests. */
   get subscriptionCount(): number {
     return this.subscriptions.count;
@@ -257,6 +280,8 @@ export class EventBus extends EventEmitter {
   /** Returns false to pause reading (net's onread contract). */
   private onRead(socket: net.Socket, size: number, buf: Uint8Array): boolean {
     if (socket !== this.socket) return true;
+    this.reads++;
+    this.lastReadFull = size === buf.length;
     try {
       this.scanner.push(buf.subarray(0, size), this.onFrame);
     } catch {

@@ -16,10 +16,20 @@ export interface SaltEvent {
 /** Job events, the ones retained; the match is the job's own prefix, `salt/job/<jid>/`. */
 export const JOB_TAG = /^salt\/(?:job|run|wheel)\/[^/]+\//;
 
+/** Bytes of each decoded event's packed data: what holding it costs, about (kept beside it, so that an event stays `{tag, data}`). */
+const packedSizes = new WeakMap<SaltEvent, number>();
+
+/** The size of `event`'s packed data, if it came from the bus. */
+export function packedSize(event: SaltEvent): number | undefined {
+  return packedSizes.get(event);
+}
+
 /** The event, or null when its data is not msgpack (it is then dropped). */
 export function decodeEvent(tag: string, bytes: Buffer): SaltEvent | null {
   try {
-    return { tag, data: decode(bytes) };
+    const event = { tag, data: decode(bytes) };
+    packedSizes.set(event, bytes.length);
+    return event;
   } catch {
     return null;
   }
