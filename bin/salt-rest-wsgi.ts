@@ -7,6 +7,8 @@ import http from 'node:http';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import {
   applyServerTimeouts,
   createHandler,
@@ -43,6 +45,7 @@ Settings come from the Salt master's config file, section rest_wsgi:
     trust_proxy: false  # true behind your proxy: log the client from X-Forwarded-For
     max_in_flight: 1024 # POSTs handled at once, then 503 (default: from the machine's memory)
     shutdown_timeout: ${DEFAULT_SHUTDOWN_TIMEOUT_S}  # seconds to finish running requests on SIGTERM
+    max_result_bytes: 0 # what one sync item may hold of returns, bytes, then 507 (0: no ceiling)
     headers_timeout: ${DEFAULT_HEADERS_TIMEOUT_MS / 1000}   # seconds; also body_timeout (${DEFAULT_BODY_TIMEOUT_MS / 1000}), body_idle_timeout (${DEFAULT_BODY_IDLE_TIMEOUT_MS / 1000}),
                         # keepalive_timeout (${DEFAULT_KEEP_ALIVE_TIMEOUT_MS / 1000})
     auth_failure_limit: ${DEFAULT_AUTH_FAILURE_LIMIT}   # failed logins (401s) from one client address within
@@ -363,4 +366,16 @@ function main(argv: string[]): void {
   serve(settings, handler, logger);
 }
 
+/**
+ * gc() for the handler, which collects right after writing a large answer
+ * (hundreds of MB of returns), so that the memory goes back to the system
+ * at once rather than when V8 next feels like collecting.
+ */
+function exposeGc(): void {
+  if (typeof (globalThis as { gc?: unknown }).gc === 'function') return;
+  setFlagsFromString('--expose-gc');
+  (globalThis as { gc?: unknown }).gc = runInNewContext('gc');
+}
+
+exposeGc();
 main(process.argv.slice(2));

@@ -14,6 +14,7 @@ import { NetapiClient, type NetapiStats } from './netapi.js';
 import { loadMasterConfig, applyMasterDefaults, type MasterOptions } from './salt/config.js';
 import {
   HttpError,
+  AnswerAbortedError,
   AuthenticationError,
   BadRequestError,
   ClientGoneError,
@@ -26,6 +27,7 @@ import {
 import { toJson } from './json.js';
 import { positiveNumber } from './numbers.js';
 import { BodyReader, MAX_JSON_DEPTH, TOO_DEEP_MESSAGE, deeperThan, parseBody } from './body.js';
+import { writeJsonAnswer } from './response.js';
 import { formatAccess, silentLogger, type AccessRecord, type Logger } from './log.js';
 import { clientAddress, onAccess } from './access.js';
 import { authThrottle } from './throttle.js';
@@ -92,6 +94,8 @@ export interface HandlerOptions {
    * unread. Default defaultMaxInFlight(maxBodyBytes), from the machine's memory.
    */
   maxInFlight?: number;
+  /** Bytes of returns one sync item may hold, then 507 (README); default `rest_wsgi: max_result_bytes`, else none. */
+  maxResultBytes?: number;
   /** The whole body must arrive within this, ms, from the headers; else 408. Default 30 s. */
   bodyTimeoutMs?: number;
   /** No more than this may pass between two pieces of the body, ms; else 408. Default 10 s. */
@@ -180,7 +184,15 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
       : options.accessLog
         ? (record: AccessRecord) => logger.info(formatAccess(record))
         : undefined;
-  const netapi = new NetapiClient(master, { logger, masterTimeoutMs: options.masterTimeoutMs ?? options.requestTimeoutMs });
+  const maxResultBytes = options.maxResultBytes ?? master.rest_wsgi?.max_result_bytes ?? 0;
+  if (maxResultBytes !== 0 && !Number.isInteger(positiveNumber(maxResultBytes))) {
+    throw new RangeError(`max_result_bytes must be a whole number of bytes (0: no ceiling), got ${String(maxResultBytes)}`);
+  }
+  const netapi = new NetapiClient(master, {
+    logger,
+    masterTimeoutMs: options.masterTimeoutMs ?? options.requestTimeoutMs,
+    maxResultBytes: Number(maxResultBytes) || undefined,
+  });
   const throttle = authThrottle(options, logger);
 
   async function handlePost(req: MaybeParsedRequest, res: ServerResponse, hangup: Hangup): Promise<void> {
@@ -221,7 +233,8 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
         current = lowstates[index];
         results.push(await item.run(item.waitsForJob ? hangup.signal : undefined));
       }
-      send(res, 200, { return: results });
+      // In pieces, with backpressure: the answer may be past what one string can hold (lib/response.ts).
+      await writeJsonAnswer(res, 200, { return: results });
     } catch (err) {
       if (throttle && err instanceof AuthenticationError) throttle.fail(clientAddress(req, trustProxy), current);
       throw err;
@@ -260,7 +273,7 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
       if (res.headersSent || res.destroyed || hangup.happened) {
         // Nobody is waiting for an answer any more. A failure after the
         // answer started would be a bug of ours: say so.
-        if (res.headersSent && !(err instanceof ClientGoneError)) {
+        if (res.headersSent && !(err instanceof ClientGoneError) && !(err instanceof AnswerAbortedError)) {
           logger.error(`error after the response started (${req.method}): ${describe(err)}`);
         }
         if (!res.writableEnded) res.destroy();

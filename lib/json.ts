@@ -37,6 +37,24 @@ export function toJson(value: unknown): string {
   return parts.join('');
 }
 
+/**
+ * The JSON text of `value` as a member of an object, or undefined when it
+ * has none there (undefined, a function, a symbol, a toJSON() giving one of
+ * those): toJson leaves such a member out. The streaming writer's piece.
+ */
+export function memberJson(value: unknown): string | undefined {
+  if (isPlainJson(value)) return JSON.stringify(value);
+  const parts: string[] = [];
+  return write(value, parts, new Set()) ? parts.join('') : undefined;
+}
+
+/** The text of a Map key or object key, as toJson writes it (without quotes). */
+export function keyText(key: unknown): string {
+  if (typeof key === 'string') return key;
+  if (key instanceof Uint8Array) return bytesToText(key);
+  return String(key);
+}
+
 const MAX_PLAIN_DEPTH = 200;
 
 /**
@@ -76,12 +94,6 @@ function isPlainJson(value: unknown, depth = 0): boolean {
 export function bytesToText(bytes: Uint8Array): string {
   const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   return isUtf8(buf) ? buf.toString('utf8') : buf.toString('base64');
-}
-
-function keyText(key: unknown): string {
-  if (typeof key === 'string') return key;
-  if (key instanceof Uint8Array) return bytesToText(key);
-  return String(key);
 }
 
 /** Writes `value`; returns false when it has no JSON form (undefined, function, symbol). */
