@@ -19,6 +19,8 @@
  *   --seconds N    measured time of each rate run (default 2.5)
  *   --profile      CPU-profile the server during each measured HTTP run (a .cpuprofile per run, in a temp dir)
  *   --only LOAD    only the rate runs of LOAD (local_async, local or wheel): no leak run, no burst
+ *   --only scale   fleets of thousands of minions and gigabyte answers instead (bench/scale.ts);
+ *                  --case TEXT runs only the cases whose name contains TEXT
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -37,8 +39,16 @@ const { values: flags } = parseArgs({
     seconds: { type: 'string', default: '2.5' },
     profile: { type: 'boolean', default: false },
     only: { type: 'string' },
+    case: { type: 'string' },
   },
 });
+if (flags.only === 'scale') {
+  // Fleets and big answers: processes of their own, one fresh server per case.
+  const { runScale } = await import('./scale.js');
+  const ok = await runScale(flags.case);
+  await new Promise((resolve) => process.stdout.write('', resolve));
+  process.exit(ok ? 0 : 1);
+}
 if (flags.only !== undefined && !(LOADS as string[]).includes(flags.only)) {
   throw new Error(`--only takes one of ${LOADS.join(', ')}`);
 }
