@@ -29,6 +29,7 @@ describe('errors', () => {
       [new errors.FunctionNotAvailableError('x.y'), 'SRW_ERR_FUNCTION_NOT_AVAILABLE', 400, {}],
       [new errors.RunnerNotStartedError('x.y', '1', 11), 'SRW_ERR_RUNNER_NOT_STARTED', 502, {}],
       [new errors.MasterPermissionError('x'), 'SRW_ERR_MASTER_PERMISSION', 503, {}],
+      [new errors.ResultTooLargeError('x'), 'SRW_ERR_RESULT_TOO_LARGE', 507, {}],
     ];
     for (const [err, code, status, headers] of cases) {
       assert.ok(err instanceof errors.HttpError);
@@ -45,6 +46,7 @@ describe('errors', () => {
     const others = [
       new errors.MasterError('X', 'x'),
       new errors.ClientGoneError(),
+      new errors.AnswerAbortedError(),
       new errors.ConfigError('x'),
       new errors.RequestTimeoutError('x'),
       new errors.ConnectionLostError('x'),
