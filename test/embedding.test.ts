@@ -261,6 +261,20 @@ test('examples/dispatcher.mjs: a lowstate item run without HTTP', async (t) => {
   assert.equal(master.executed.filter((e) => e.kind === 'publish' && e.fun === 'test.ping').length, 1);
 });
 
+test('examples/dispatcher.mjs: a wrong password prints the refusal (status and message), exit 1, no stack', async (t) => {
+  const master = await masterFor(t, { minions: [{ id: 'minion1' }] });
+  const child = spawnExample('dispatcher.mjs', { SALT_MASTER_CONFIG: master.configPath, SALT_USER: 'saltdev', SALT_PASSWORD: 'wrong' });
+  let out = '';
+  let err = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const [code] = await once(child, 'exit');
+  assert.equal(code, 1, err);
+  assert.equal(out, '');
+  assert.equal(err, 'refused: 401 Authentication error occurred.\n');
+  assert.equal(master.executed.length, 0);
+});
+
 async function listen(server: http.Server): Promise<number> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return (server.address() as AddressInfo).port;
