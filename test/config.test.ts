@@ -226,6 +226,14 @@ describe('errors', () => {
     );
   });
 
+  it('shows the offending source line of a YAML error on its one line', () => {
+    const dir = confDir({ master: 'rest_wsgi:\n  port: 8001\n host: 0.0.0.0\n' });
+    oneLineError(
+      () => loadMasterConfig(path.join(dir, 'master')),
+      /: All mapping items must start at the same column at line 3, column 1: " host: 0\.0\.0\.0"$/,
+    );
+  });
+
   it('names an included file with invalid YAML', () => {
     const dir = confDir({ master: 'ret_port: 1\n', 'master.d/bad.conf': 'a: b: c\n' });
     oneLineError(

@@ -115,6 +115,18 @@ function finish(overrides: Record<string, unknown>, file: string | undefined): M
   return opts as MasterOptions;
 }
 
+/**
+ * The yaml package's message ends its first line with "at line N, column M:"
+ * and puts an excerpt on the lines after it; the command shows one line, so
+ * the offending source line goes on that line, quoted.
+ */
+function yamlErrorLine(err: Error & { linePos?: Array<{ line: number; col: number }> }, text: string): string {
+  const message = firstLine(err.message);
+  const line = err.linePos?.[0]?.line;
+  const source = line === undefined ? undefined : text.split(/\r?\n/)[line - 1];
+  return source === undefined ? message : `${message} ${JSON.stringify(source)}`;
+}
+
 /** salt.config._read_conf_file: a YAML mapping (empty file = no options). */
 function readConfFile(file: string): Record<string, unknown> {
   let text: string;
@@ -137,7 +149,7 @@ function readConfFile(file: string): Record<string, unknown> {
     // PyYAML is YAML 1.1: `yes`/`no`/`on`/`off` are booleans, 0755 is octal.
     value = YAML.parse(text, { version: '1.1' });
   } catch (err) {
-    throw new ConfigError(`Invalid YAML in master config ${file}: ${firstLine((err as Error).message)}`);
+    throw new ConfigError(`Invalid YAML in master config ${file}: ${yamlErrorLine(err as Error, text)}`);
   }
   if (value === null || value === undefined) return {};
   if (typeof value !== 'object' || Array.isArray(value)) {
