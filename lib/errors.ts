@@ -142,6 +142,23 @@ export class MasterPermissionError extends httpError(503, 'SRW_ERR_MASTER_PERMIS
 /** 504: the master accepted the job but its result did not come in time. */
 export class GatewayTimeoutError extends httpError(504, 'SRW_ERR_GATEWAY_TIMEOUT') {}
 
+/** 504 of a call whose wait for job `jid` ended when the event bus dropped: a master restart, or our own close(). */
+export class JobWaitLostError extends GatewayTimeoutError {
+  constructor(
+    readonly jid: string,
+    what: string,
+  ) {
+    super(`Lost the connection to the master's event bus while waiting for ${what}; it may still be running on the master.`);
+  }
+}
+
+/** 504 once the handler is closed while a call waited for job `jid`: it is us going away, and the job goes on. */
+export class ShutdownCutWaitError extends httpError(504, 'SRW_ERR_SHUTDOWN_CUT_WAIT') {
+  constructor(readonly jid: string) {
+    super(`${SHUTTING_DOWN_MESSAGE}: it stopped waiting for job ${jid}, which goes on on the master.`);
+  }
+}
+
 /**
  * 507: a synchronous item's returns are more than `rest_wsgi: max_result_bytes`
  * lets it hold (Insufficient Storage: the request is fine, the server won't

@@ -22,6 +22,8 @@ import {
   NotAcceptableError,
   PayloadTooLargeError,
   ShuttingDownError,
+  JobWaitLostError,
+  ShutdownCutWaitError,
   TooBusyError,
 } from './errors.js';
 import { toJson } from './json.js';
@@ -282,7 +284,7 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
       if (!(err instanceof HttpError)) {
         logger.error(`unexpected error on ${req.method} from ${clientAddress(req, trustProxy)}: ${describe(err)}`);
       }
-      sendError(res, closed && isMasterUnavailable(err) ? new ShuttingDownError() : err);
+      sendError(res, closed ? shutdownError(err) : err);
     });
   }) as RestWsgiHandler;
 
@@ -362,9 +364,14 @@ function sendError(res: ServerResponse, err: unknown): void {
   else send(res, 500, { return: UNEXPECTED_ERROR_MESSAGE });
 }
 
-/** Once close() was called, a request cut short hears that the server is going away, not that the master is. */
-function isMasterUnavailable(err: unknown): boolean {
-  return err instanceof HttpError && err.code === 'SRW_ERR_MASTER_UNAVAILABLE';
+/**
+ * Once close() was called, a request cut short hears that the server is going
+ * away, not that the master is (nor that the event bus dropped: a job it
+ * waited for is named, and goes on).
+ */
+function shutdownError(err: unknown): unknown {
+  if (err instanceof JobWaitLostError) return new ShutdownCutWaitError(err.jid);
+  return err instanceof HttpError && err.code === 'SRW_ERR_MASTER_UNAVAILABLE' ? new ShuttingDownError() : err;
 }
 
 function send(res: ServerResponse, status: number, body: unknown, headers: Readonly<Record<string, string>> = {}): void {

@@ -47,6 +47,8 @@ export {
   RunnerNotStartedError,
   MasterPermissionError,
   ResultTooLargeError,
+  JobWaitLostError,
+  ShutdownCutWaitError,
   MasterError,
   ClientGoneError,
   AnswerAbortedError,

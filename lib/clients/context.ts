@@ -9,7 +9,7 @@ import type { RequestChannel } from '../salt/channel.js';
 import {
   AuthenticationError,
   BadRequestError,
-  GatewayTimeoutError,
+  JobWaitLostError,
   MasterError,
   MasterPermissionError,
   ServiceUnavailableError,
@@ -122,11 +122,9 @@ export async function withBus<T>(ctx: ClientContext, signal: AbortSignal | undef
   }
 }
 
-/** The error a waiting call ends with when the bus drops (master restart). */
-export function busLostError(what: string): GatewayTimeoutError {
-  return new GatewayTimeoutError(
-    `Lost the connection to the master's event bus while waiting for ${what}; it may still be running on the master.`,
-  );
+/** The error a waiting call ends with when the bus drops (master restart, or close()). */
+export function busLostError(jid: string, what: string): JobWaitLostError {
+  return new JobWaitLostError(jid, what);
 }
 
 /** The rejection of a call whose `signal` aborted. */

@@ -153,13 +153,13 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
 
     if (!ctx.bus.connected) {
       watch.close();
-      reject(busLostError(`the returns of job ${jid}`));
+      reject(busLostError(jid, `the returns of job ${jid}`));
       return;
     }
     const unwatch = watchWait(
       ctx,
       signal,
-      () => fail(busLostError(`the returns of job ${jid}`)),
+      () => fail(busLostError(jid, `the returns of job ${jid}`)),
       () => {
         logAbandoned(ctx, jid);
         fail(abortError(signal!));

@@ -210,7 +210,7 @@ export function waitForJob(
       return;
     }
     if (!ctx.bus.connected) {
-      reject(busLostError(`job ${jid}`));
+      reject(busLostError(jid, `job ${jid}`));
       return;
     }
     let settled = false;
@@ -236,13 +236,13 @@ export function waitForJob(
       startedMs < timeoutMs
         ? setTimeout(() => {
             const restarted = masterStartMark(ctx.opts) !== job.mark;
-            settle(() => reject(restarted ? busLostError(`job ${jid}`) : new RunnerNotStartedError(fun, jid, startedMs / 1000)));
+            settle(() => reject(restarted ? busLostError(jid, `job ${jid}`) : new RunnerNotStartedError(fun, jid, startedMs / 1000)));
           }, startedMs)
         : undefined;
     const unwatch = watchWait(
       ctx,
       signal,
-      () => settle(() => reject(busLostError(`job ${jid}`))),
+      () => settle(() => reject(busLostError(jid, `job ${jid}`))),
       () =>
         settle(() => {
           logAbandoned(ctx, jid);
