@@ -33,6 +33,7 @@ import { writeJsonAnswer } from './response.js';
 import { formatAccess, silentLogger, type AccessRecord, type Logger } from './log.js';
 import { clientAddress, onAccess } from './access.js';
 import { authThrottle } from './throttle.js';
+import { endAfterDrainingBody } from './linger.js';
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
@@ -284,7 +285,7 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
       if (!(err instanceof HttpError)) {
         logger.error(`unexpected error on ${req.method} from ${clientAddress(req, trustProxy)}: ${describe(err)}`);
       }
-      sendError(res, closed ? shutdownError(err) : err);
+      sendError(req, res, closed ? shutdownError(err) : err);
     });
   }) as RestWsgiHandler;
 
@@ -358,9 +359,12 @@ export function isJsonContentType(header: string | undefined): boolean {
   return header.split(';', 1)[0].trim().toLowerCase() === 'application/json';
 }
 
-/** Any error as its answer: an HttpError's status, headers and message; anything else a 500 without detail. */
-function sendError(res: ServerResponse, err: unknown): void {
-  if (err instanceof HttpError) send(res, err.status, { return: err.message }, err.headers);
+/**
+ * Any error as its answer: an HttpError's status, headers and message; anything else a 500 without detail.
+ * A 413 is sent before the body is read: the rest is drained first, so that every client reads the answer.
+ */
+function sendError(req: IncomingMessage, res: ServerResponse, err: unknown): void {
+  if (err instanceof HttpError) send(res, err.status, { return: err.message }, err.headers, err instanceof PayloadTooLargeError ? req : undefined);
   else send(res, 500, { return: UNEXPECTED_ERROR_MESSAGE });
 }
 
@@ -374,7 +378,7 @@ function shutdownError(err: unknown): unknown {
   return err instanceof HttpError && err.code === 'SRW_ERR_MASTER_UNAVAILABLE' ? new ShuttingDownError() : err;
 }
 
-function send(res: ServerResponse, status: number, body: unknown, headers: Readonly<Record<string, string>> = {}): void {
+function send(res: ServerResponse, status: number, body: unknown, headers: Readonly<Record<string, string>> = {}, lingerOn?: IncomingMessage): void {
   if (res.headersSent || res.destroyed) return;
   const text = toJson(body);
   // setHeader rather than writeHead(status, headers): wrappers (an access
@@ -383,7 +387,8 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Reado
   res.setHeader('Content-Type', 'application/json');
   res.setHeader('Content-Length', Buffer.byteLength(text));
   res.writeHead(status);
-  res.end(text); // Node leaves the body out for HEAD
+  if (lingerOn) endAfterDrainingBody(lingerOn, res, text);
+  else res.end(text); // Node leaves the body out for HEAD
 }
 
 function describe(err: unknown): string {
