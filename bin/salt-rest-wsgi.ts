@@ -4,6 +4,7 @@
  * master's config file as salt-api does (its `rest_wsgi:` section).
  */
 import http from 'node:http';
+import https from 'node:https';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -25,6 +26,8 @@ import { positiveNumber, secondsToMs } from '../lib/numbers.js';
 import { eventBusProblem } from '../lib/salt/sock-access.js';
 import { DEFAULT_AUTH_FAILURE_LIMIT, DEFAULT_AUTH_FAILURE_WINDOW_MS } from '../lib/throttle.js';
 import { createLogger, isLogFormat, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger } from '../lib/log.js';
+import { readTls, tlsFilesFrom, type TlsFiles } from './tls.js';
+import { isLoopback, unknownKeyWarnings } from './checks.js';
 
 const NAME = 'salt-rest-wsgi';
 const DEFAULT_HOST = '127.0.0.1'; // rest_wsgi binds localhost: credentials travel in clear text
@@ -34,13 +37,15 @@ const DEFAULT_SHUTDOWN_TIMEOUT_S = 25;
 const SHUTDOWN_GRACE_MS = 1000;
 
 const USAGE = `Usage: ${NAME} [-c|--config FILE] [--port N] [--host ADDR] [--log-level LEVEL] [--log-format FORMAT] [--trust-proxy]
-                      [--max-in-flight N] [--shutdown-timeout S]
+                      [--max-in-flight N] [--shutdown-timeout S] [--ssl-crt FILE --ssl-key FILE]
 
 Salt's rest_wsgi API: POST a JSON list of lowstate items, get {"return": [...]}.
 Settings come from the Salt master's config file, section rest_wsgi:
   rest_wsgi:
     port: 8001          # required (here or --port)
     host: 127.0.0.1     # default 127.0.0.1
+    ssl_crt: /etc/pki/tls/certs/salt-api.crt   # HTTPS with ssl_key (as rest_cherrypy); SIGHUP reloads both
+    ssl_key: /etc/pki/tls/private/salt-api.key # disable_ssl: true serves HTTP even with them
     max_request_body_size: 1048576
     trust_proxy: false  # true behind your proxy: log the client from X-Forwarded-For
     max_in_flight: 1024 # POSTs handled at once, then 503 (default: from the machine's memory)
@@ -56,7 +61,7 @@ Options:
                        (default: $SALT_MASTER_CONFIG, else /etc/salt/master)
       --port N         port to listen on (overrides rest_wsgi: port)
       --host ADDR      address to listen on (overrides rest_wsgi: host)
-      --log-level L    ${LOG_LEVELS.join(', ')} (default info)
+  -l, --log-level L    ${LOG_LEVELS.join(', ')} (default info)
       --log-format F   text (default) or json (one JSON object a line)
       --trust-proxy    the access log's client is the right-most X-Forwarded-For
                        entry, the address your proxy saw (as rest_wsgi: trust_proxy)
@@ -65,6 +70,9 @@ Options:
       --shutdown-timeout S
                        on SIGTERM/SIGINT, wait up to S seconds for running requests
                        (default ${DEFAULT_SHUTDOWN_TIMEOUT_S}; as rest_wsgi: shutdown_timeout)
+      --ssl-crt FILE, --ssl-key FILE
+                       serve HTTPS with this certificate (PEM, chain after it) and key
+                       (as rest_wsgi: ssl_crt and ssl_key); SIGHUP reads them again
   -h, --help           show this help
       --version        show the version
 `;
@@ -89,6 +97,10 @@ interface Settings {
   keepAliveTimeoutMs: number;
   authFailureLimit: number;
   authFailureWindowMs: number;
+  /** HTTPS from these files; none: plain HTTP. */
+  tls?: TlsFiles;
+  /** Said once the logger exists: unknown rest_wsgi: keys. */
+  warnings: string[];
 }
 
 function version(): string {
@@ -127,11 +139,13 @@ const FLAGS = {
   config: { type: 'string', short: 'c' },
   port: { type: 'string' },
   host: { type: 'string' },
-  'log-level': { type: 'string' },
+  'log-level': { type: 'string', short: 'l' },
   'log-format': { type: 'string' },
   'trust-proxy': { type: 'boolean' },
   'max-in-flight': { type: 'string' },
   'shutdown-timeout': { type: 'string' },
+  'ssl-crt': { type: 'string' },
+  'ssl-key': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const;
@@ -160,7 +174,7 @@ function settingsFrom(argv: string[]): Settings | 'help' | 'version' {
     configPath = join(configPath, 'master');
   }
   const master = loadMasterConfig(configPath);
-  const section = master.rest_wsgi ?? {};
+  const section = (master.rest_wsgi ?? {}) as Record<string, unknown>;
 
   let port: number;
   if (values.port !== undefined) port = parsePort(values.port, '--port');
@@ -228,10 +242,12 @@ function settingsFrom(argv: string[]): Settings | 'help' | 'version' {
       file,
       true,
     ),
+    tls: tlsFilesFrom(values, section, file),
+    warnings: unknownKeyWarnings(section, file),
   };
 }
 
-function serve(settings: Settings, handler: RestWsgiHandler, logger: Logger): void {
+function serve(settings: Settings, handler: RestWsgiHandler, logger: Logger, pem?: { cert: Buffer; key: Buffer }): void {
   const inFlight = new Set<http.ServerResponse>();
   let stopping = false;
 
@@ -241,7 +257,8 @@ function serve(settings: Settings, handler: RestWsgiHandler, logger: Logger): vo
     if (stopping) res.setHeader('Connection', 'close');
     handler(req, res);
   };
-  const server = http.createServer(onRequest);
+  // https.Server has node:http's request handling (and its timeouts) on TLS sockets.
+  const server = (pem ? https.createServer(pem, onRequest) : http.createServer(onRequest)) as http.Server;
   // Slow clients can't hold connections: headers, then the whole request,
   // must come in time (the handler's body timeouts answer first, in JSON).
   applyServerTimeouts(server, {
@@ -285,7 +302,10 @@ function serve(settings: Settings, handler: RestWsgiHandler, logger: Logger): vo
     const address = server.address();
     const where = typeof address === 'object' && address ? address : { address: settings.host, port: settings.port };
     const host = where.address.includes(':') ? `[${where.address}]` : where.address;
-    logger.info(`listening on http://${host}:${where.port}/ (master config ${handler.master.conf_file})`);
+    logger.info(`listening on ${pem ? 'https' : 'http'}://${host}:${where.port}/ (master config ${handler.master.conf_file})`);
+    if (!pem && !isLoopback(settings.host)) {
+      logger.warn(`serving ${settings.host} without TLS: credentials travel in clear; set rest_wsgi: ssl_crt and ssl_key, or keep 127.0.0.1 behind a TLS proxy`);
+    }
     const denied = eventBusProblem(handler.master);
     if (denied) {
       logger.error(`permission denied: ${denied.log} (README: "Permission denied")`);
@@ -328,12 +348,26 @@ function serve(settings: Settings, handler: RestWsgiHandler, logger: Logger): vo
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  // SIGHUP (logrotate, certbot's deploy hook) must not kill us, as it would by default.
+  process.on('SIGHUP', () => {
+    if (!settings.tls || !pem) {
+      logger.info('SIGHUP: no TLS certificate to reload; nothing else is reread (restart to apply config changes)');
+      return;
+    }
+    try {
+      (server as unknown as https.Server).setSecureContext(readTls(settings.tls));
+      logger.info(`SIGHUP: reloaded the TLS certificate ${settings.tls.cert} and key ${settings.tls.key} for new connections`);
+    } catch (err) {
+      logger.error(`SIGHUP: kept the current TLS certificate: ${(err as Error).message}`);
+    }
+  });
 }
 
 function main(argv: string[]): void {
   let settings: ReturnType<typeof settingsFrom>;
   let handler: RestWsgiHandler;
   let logger: Logger;
+  let pem: { cert: Buffer; key: Buffer } | undefined;
   try {
     settings = settingsFrom(argv);
     if (settings === 'help') {
@@ -344,8 +378,10 @@ function main(argv: string[]): void {
       process.stdout.write(`${NAME} ${version()}\n`);
       return;
     }
+    if (settings.tls) pem = readTls(settings.tls);
     const commandLogger = createLogger({ level: settings.logLevel, format: settings.logFormat });
     logger = commandLogger;
+    for (const warning of settings.warnings) logger.warn(warning);
     handler = createHandler({
       master: settings.master,
       maxBodyBytes: settings.maxBodyBytes,
@@ -363,7 +399,7 @@ function main(argv: string[]): void {
     process.stderr.write(`${NAME}: ${(err as Error).message.split('\n', 1)[0]}\n`);
     process.exit(2);
   }
-  serve(settings, handler, logger);
+  serve(settings, handler, logger, pem);
 }
 
 /**

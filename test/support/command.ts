@@ -83,6 +83,6 @@ export async function startCommand(
       child.once('exit', gone);
       check();
     });
-  const [, host, port] = await waitFor(/listening on http:\/\/([^ ]+):(\d+)\//);
+  const [, host, port] = await waitFor(/listening on https?:\/\/([^ ]+):(\d+)\//);
   return { child, host, port: Number(port), stderr: () => err, waitFor, exited };
 }
