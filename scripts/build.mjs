@@ -28,15 +28,21 @@ if (tsc && existsSync(tsc)) {
   execFileSync(process.execPath, [tsc, ...args], { cwd: root, stdio: 'inherit' });
 } else {
   const lock = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8'));
-  const version = lock.packages?.['node_modules/typescript']?.version;
-  if (!version) throw new Error('package-lock.json names no typescript version to build with');
-  process.stderr.write(`salt-rest-wsgi: dev dependencies omitted; building dist/ with typescript@${version} through npm exec\n`);
+  const locked = (name) => {
+    const version = lock.packages?.[`node_modules/${name}`]?.version;
+    if (!version) throw new Error(`package-lock.json names no ${name} version to build with`);
+    return `${name}@${version}`;
+  };
+  const [typescript, nodeTypes] = [locked('typescript'), locked('@types/node')];
+  process.stderr.write(`salt-rest-wsgi: dev dependencies omitted; building dist/ with ${typescript} and ${nodeTypes} through npm exec\n`);
   const npm = process.env.npm_execpath; // the npm running this script, when it does
   const [cmd, pre] = npm && npm.endsWith('.js') ? [process.execPath, [npm]] : ['npm', []];
-  execFileSync(cmd, [...pre, 'exec', '--yes', `--package=typescript@${version}`, '--', 'tsc', ...args], {
+  // Node's types sit next to that tsc (<npx cache>/node_modules/@types), not in this project.
+  const script = 'tsc "$@" --typeRoots "$(dirname "$(dirname "$(command -v tsc)")")/@types"';
+  execFileSync(cmd, [...pre, 'exec', '--yes', `--package=${typescript}`, `--package=${nodeTypes}`, '--', 'sh', '-c', script, 'tsc', ...args], {
     cwd: root,
     stdio: 'inherit',
-    // npm's settings for this install (omit=dev, ...) are not the compiler's.
-    env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('npm_config_omit') && k !== 'NODE_ENV')),
+    // npm's settings for this install (omit=dev) are not those of the compiler's own install.
+    env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_config_(omit|production|only)$/i.test(k) && k !== 'NODE_ENV')),
   });
 }
