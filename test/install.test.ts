@@ -1,0 +1,56 @@
+/**
+ * A production install from a clone (issue 14): `npm ci --omit=dev` in a
+ * fresh clone (the files git would give one, in a temp dir) installs only the
+ * runtime dependencies, and the prepare script still builds dist/ (with the
+ * lock file's compiler through npm exec: scripts/build.mjs), so the command
+ * runs: `node dist/bin/salt-rest-wsgi.js --help` and `npm start -- --help`.
+ * The tarball's global install is in test/package.test.ts.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { setPriority, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { repoRoot } from './support/command.js';
+
+async function run(cmd: string, args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  // npm's own variables (set under `npm test`) left out: the inner npm acts as in a fresh shell.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('npm_') && k !== 'INIT_CWD'));
+  const child = spawn(cmd, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    setPriority(child.pid!, 15); // an install is CPU-heavy: leave the CPU to timing-sensitive tests
+  } catch {
+    // already gone, or not allowed
+  }
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const [code] = await once(child, 'close');
+  return { code: code as number, stdout, stderr };
+}
+
+test('npm ci --omit=dev in a fresh clone: only runtime dependencies, and a working command', { timeout: 300_000 }, async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'salt-rest-wsgi-clone-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  // What a clone of this tree holds: tracked files, and new ones not ignored (no dist/, no node_modules/).
+  const files = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '-z'], { cwd: repoRoot, encoding: 'utf8' }).split('\0').filter(Boolean);
+  assert.ok(!files.some((f) => f.startsWith('dist/') || f.startsWith('node_modules/')), 'no built files in git');
+  for (const file of files) await cp(join(repoRoot, file), join(dir, file), { recursive: true }).catch(() => undefined); // deleted, not yet committed
+  assert.ok(files.includes('package-lock.json') && files.includes('scripts/build.mjs'));
+
+  const install = await run('npm', ['ci', '--omit=dev', '--prefer-offline', '--no-audit', '--no-fund'], dir);
+  assert.equal(install.code, 0, `${install.stdout}\n${install.stderr}`);
+  assert.doesNotMatch(install.stderr, /EBADENGINE/);
+  const installed = await readdir(join(dir, 'node_modules'));
+  for (const devOnly of ['typescript', 'tsx', 'zeromq', '@types', 'express', 'fastify']) assert.ok(!installed.includes(devOnly), `${devOnly} installed`);
+
+  const help = await run(process.execPath, ['dist/bin/salt-rest-wsgi.js', '--help'], dir);
+  assert.equal(help.code, 0, help.stderr);
+  assert.match(help.stdout, /^Usage: salt-rest-wsgi /);
+  const viaNpm = await run('npm', ['start', '--silent', '--', '--help'], dir);
+  assert.equal(viaNpm.code, 0, viaNpm.stderr);
+  assert.match(viaNpm.stdout, /^Usage: salt-rest-wsgi /);
+});
