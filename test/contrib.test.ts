@@ -37,7 +37,7 @@ test('the unit runs node directly on the global install, stops after shutdown_ti
   assert.match(unit, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m);
   const readme = await readFile(join(repoRoot, 'README.md'), 'utf8');
   const deployment = readme.slice(readme.indexOf('## Deployment'));
-  const block = /`contrib\/salt-rest-wsgi\.service`[^`]*```ini\n([\s\S]*?)```/.exec(deployment);
+  const block = /`contrib\/salt-rest-wsgi\.service`[\s\S]*?```ini\n([\s\S]*?)```/.exec(deployment);
   assert.ok(block, 'the Deployment section shows contrib/salt-rest-wsgi.service in an ini block');
   assert.equal(block[1], unit);
   assert.match(deployment, /npm install -g /);
