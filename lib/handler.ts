@@ -26,14 +26,13 @@ import {
   ShutdownCutWaitError,
   TooBusyError,
 } from './errors.js';
-import { toJson } from './json.js';
 import { positiveNumber } from './numbers.js';
 import { BodyReader, MAX_JSON_DEPTH, TOO_DEEP_MESSAGE, deeperThan, parseBody } from './body.js';
 import { writeJsonAnswer } from './response.js';
 import { formatAccess, silentLogger, type AccessRecord, type Logger } from './log.js';
 import { clientAddress, onAccess } from './access.js';
 import { authThrottle } from './throttle.js';
-import { endAfterDrainingBody } from './linger.js';
+import { send } from './reply.js';
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
@@ -376,19 +375,6 @@ function sendError(req: IncomingMessage, res: ServerResponse, err: unknown): voi
 function shutdownError(err: unknown): unknown {
   if (err instanceof JobWaitLostError) return new ShutdownCutWaitError(err.jid);
   return err instanceof HttpError && err.code === 'SRW_ERR_MASTER_UNAVAILABLE' ? new ShuttingDownError() : err;
-}
-
-function send(res: ServerResponse, status: number, body: unknown, headers: Readonly<Record<string, string>> = {}, lingerOn?: IncomingMessage): void {
-  if (res.headersSent || res.destroyed) return;
-  const text = toJson(body);
-  // setHeader rather than writeHead(status, headers): wrappers (an access
-  // log, middleware) can read them back with getHeader.
-  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
-  res.setHeader('Content-Type', 'application/json');
-  res.setHeader('Content-Length', Buffer.byteLength(text));
-  res.writeHead(status);
-  if (lingerOn) endAfterDrainingBody(lingerOn, res, text);
-  else res.end(text); // Node leaves the body out for HEAD
 }
 
 function describe(err: unknown): string {
