@@ -33,6 +33,8 @@ export function onAccess(req: IncomingMessage, res: ServerResponse, trustProxy: 
   // Express strips its mount path from req.url (app.use('/salt', ...)); the
   // log shows the path the client asked for.
   const url = (req as IncomingMessage & { originalUrl?: string }).originalUrl ?? req.url ?? '/';
+  // Read now: a socket destroyed before the close (the shutdown deadline) no longer knows its peer.
+  const client = clientAddress(req, trustProxy);
   res.once('close', () => {
     const finished = res.writableFinished;
     const length = Number(res.getHeader('content-length') ?? 0);
@@ -42,7 +44,7 @@ export function onAccess(req: IncomingMessage, res: ServerResponse, trustProxy: 
       status: finished ? res.statusCode : 499,
       bytes: finished && req.method !== 'HEAD' ? length : 0,
       durationMs: Number(process.hrtime.bigint() - start) / 1e6,
-      client: clientAddress(req, trustProxy),
+      client,
     });
   });
 }
