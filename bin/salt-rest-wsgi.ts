@@ -348,8 +348,7 @@ function serve(settings: Settings, handler: RestWsgiHandler, logger: Logger, pem
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
-  // SIGHUP (logrotate, certbot's deploy hook) must not kill us, as it would by default.
-  process.on('SIGHUP', () => {
+  onHangup = () => {
     if (!settings.tls || !pem) {
       logger.info('SIGHUP: no TLS certificate to reload; nothing else is reread (restart to apply config changes)');
       return;
@@ -360,10 +359,15 @@ function serve(settings: Settings, handler: RestWsgiHandler, logger: Logger, pem
     } catch (err) {
       logger.error(`SIGHUP: kept the current TLS certificate: ${(err as Error).message}`);
     }
-  });
+  };
 }
 
+/** What SIGHUP does once serving; before that (while starting) nothing. */
+let onHangup = () => {};
+
 function main(argv: string[]): void {
+  // SIGHUP (systemctl reload, certbot's deploy hook) must never kill us, as it would by default.
+  process.on('SIGHUP', () => onHangup());
   let settings: ReturnType<typeof settingsFrom>;
   let handler: RestWsgiHandler;
   let logger: Logger;
