@@ -5,12 +5,12 @@
  * answer rather than EPIPE or ECONNRESET. Node's fetch, curl (with and
  * without `Expect: 100-continue`) and Python's requests, 100 tries each.
  */
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { startMaster } from './support/master.js';
-import { startCommand } from './support/command.js';
+import { startCommand, type Command } from './support/command.js';
 import { LINGER_MAX_MS } from '../lib/linger.js';
 
 const TRIES = 100;
@@ -18,10 +18,19 @@ const BODY = Buffer.alloc(2 * 1024 * 1024, 0x20);
 const ANSWER = '{"return":"413: Request body too large"}';
 const run = promisify(execFile);
 
-async function command(t: { after(fn: () => unknown): void }) {
-  const master = await startMaster({ config: { rest_wsgi: { port: 0 } } });
-  t.after(() => master.close());
-  return startCommand(t, ['-c', master.configPath]);
+// One command for every test here: its start is most of what a test would cost.
+let shared: Promise<Command> | undefined;
+const cleanups: Array<() => unknown> = [];
+after(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup();
+});
+function command(_t?: unknown): Promise<Command> {
+  shared ??= (async () => {
+    const master = await startMaster({ config: { rest_wsgi: { port: 0 } } });
+    cleanups.push(() => master.close());
+    return startCommand({ after: (fn) => cleanups.push(fn) }, ['-c', master.configPath]);
+  })();
+  return shared;
 }
 
 test('Node fetch reads the 413 of a 2 MiB body on 100 of 100 tries', async (t) => {
