@@ -304,7 +304,9 @@ function serve(settings: Settings, handler: RestWsgiHandler, logger: Logger, pem
     const host = where.address.includes(':') ? `[${where.address}]` : where.address;
     logger.info(`listening on ${pem ? 'https' : 'http'}://${host}:${where.port}/ (master config ${handler.master.conf_file})`);
     if (!pem && !isLoopback(settings.host)) {
-      logger.warn(`serving ${settings.host} without TLS: credentials travel in clear; set rest_wsgi: ssl_crt and ssl_key, or keep 127.0.0.1 behind a TLS proxy`);
+      logger.warn(
+        `serving ${settings.host} without TLS: credentials travel in clear; set rest_wsgi: ssl_crt and ssl_key, or keep 127.0.0.1 behind a TLS proxy`,
+      );
     }
     const denied = eventBusProblem(handler.master);
     if (denied) {

@@ -34,7 +34,11 @@ export function tlsFilesFrom(
   if (disable === true) return undefined;
   const { ssl_crt: cert, ssl_key: key, ssl_chain: chain } = section;
   if (cert === undefined && key === undefined) return undefined; // rest_wsgi never had TLS: plain HTTP stays the default
-  for (const [name, value] of [['ssl_crt', cert], ['ssl_key', key], ['ssl_chain', chain]] as const) {
+  for (const [name, value] of [
+    ['ssl_crt', cert],
+    ['ssl_key', key],
+    ['ssl_chain', chain],
+  ] as const) {
     if (value !== undefined && (typeof value !== 'string' || value === '')) {
       throw new Error(`invalid rest_wsgi: ${name} ${JSON.stringify(value)} in ${file}: expected a file path`);
     }
@@ -52,10 +56,14 @@ export function readTls(files: TlsFiles): { cert: Buffer; key: Buffer } {
       return readFileSync(path);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      throw new Error(`cannot read the TLS ${what} ${path}: ${e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : (e.code ?? e.message)}`);
+      throw new Error(
+        `cannot read the TLS ${what} ${path}: ${e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : (e.code ?? e.message)}`,
+      );
     }
   };
-  const cert = files.chain ? Buffer.concat([read(files.cert, 'certificate'), Buffer.from('\n'), read(files.chain, 'chain')]) : read(files.cert, 'certificate');
+  const cert = files.chain
+    ? Buffer.concat([read(files.cert, 'certificate'), Buffer.from('\n'), read(files.chain, 'chain')])
+    : read(files.cert, 'certificate');
   const key = read(files.key, 'key');
   try {
     createSecureContext({ cert, key });

@@ -363,7 +363,8 @@ export function isJsonContentType(header: string | undefined): boolean {
  * A 413 is sent before the body is read: the rest is drained first, so that every client reads the answer.
  */
 function sendError(req: IncomingMessage, res: ServerResponse, err: unknown): void {
-  if (err instanceof HttpError) send(res, err.status, { return: err.message }, err.headers, err instanceof PayloadTooLargeError ? req : undefined);
+  if (err instanceof HttpError)
+    send(res, err.status, { return: err.message }, err.headers, err instanceof PayloadTooLargeError ? req : undefined);
   else send(res, 500, { return: UNEXPECTED_ERROR_MESSAGE });
 }
 

@@ -7,7 +7,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { toJson } from './json.js';
 import { endAfterDrainingBody } from './linger.js';
 
-export function send(res: ServerResponse, status: number, body: unknown, headers: Readonly<Record<string, string>> = {}, lingerOn?: IncomingMessage): void {
+export function send(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Readonly<Record<string, string>> = {},
+  lingerOn?: IncomingMessage,
+): void {
   if (res.headersSent || res.destroyed) return;
   const text = toJson(body);
   // setHeader rather than writeHead(status, headers): wrappers (an access

@@ -36,7 +36,9 @@ test('npm ci --omit=dev in a fresh clone: only runtime dependencies, and a worki
   const dir = await mkdtemp(join(tmpdir(), 'salt-rest-wsgi-clone-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   // What a clone of this tree holds: tracked files, and new ones not ignored (no dist/, no node_modules/).
-  const files = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '-z'], { cwd: repoRoot, encoding: 'utf8' }).split('\0').filter(Boolean);
+  const files = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '-z'], { cwd: repoRoot, encoding: 'utf8' })
+    .split('\0')
+    .filter(Boolean);
   assert.ok(!files.some((f) => f.startsWith('dist/') || f.startsWith('node_modules/')), 'no built files in git');
   for (const file of files) await cp(join(repoRoot, file), join(dir, file), { recursive: true }).catch(() => undefined); // deleted, not yet committed
   assert.ok(files.includes('package-lock.json') && files.includes('scripts/build.mjs'));
@@ -45,7 +47,8 @@ test('npm ci --omit=dev in a fresh clone: only runtime dependencies, and a worki
   assert.equal(install.code, 0, `${install.stdout}\n${install.stderr}`);
   assert.doesNotMatch(install.stderr, /EBADENGINE/);
   const installed = await readdir(join(dir, 'node_modules'));
-  for (const devOnly of ['typescript', 'tsx', 'zeromq', '@types', 'express', 'fastify']) assert.ok(!installed.includes(devOnly), `${devOnly} installed`);
+  for (const devOnly of ['typescript', 'tsx', 'zeromq', '@types', 'express', 'fastify'])
+    assert.ok(!installed.includes(devOnly), `${devOnly} installed`);
 
   const help = await run(process.execPath, ['dist/bin/salt-rest-wsgi.js', '--help'], dir);
   assert.equal(help.code, 0, help.stderr);

@@ -39,7 +39,11 @@ test('Node fetch reads the 413 of a 2 MiB body on 100 of 100 tries', async (t) =
   for (let i = 0; i < TRIES; i++) {
     let outcome: string;
     try {
-      const reply = await fetch(`http://127.0.0.1:${port}/`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: BODY });
+      const reply = await fetch(`http://127.0.0.1:${port}/`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: BODY,
+      });
       outcome = `${reply.status} ${await reply.text()}`;
     } catch (err) {
       outcome = `${(err as Error).message}: ${((err as Error).cause as Error | undefined)?.message}`;
@@ -62,20 +66,31 @@ test('curl reads the 413 of a 2 MiB body on 100 of 100 tries, with and without E
   // each URL is its own connection, as the server closes it after the 413.
   for (const expect of [[], ['-H', 'Expect:']]) {
     const urls = Array.from({ length: TRIES }, () => `http://127.0.0.1:${port}/`);
-    const args = ['-sS', '-w', ' %{http_code} %{num_connects}\n', '-H', 'Content-Type: application/json', ...expect, '--data-binary', `@${file}`, ...urls];
-    const { stdout, stderr } = await run('curl', args, { maxBuffer: 1 << 20 }).catch((err: Error & { stdout: string; stderr: string }) => err);
+    const args = [
+      '-sS',
+      '-w',
+      ' %{http_code} %{num_connects}\n',
+      '-H',
+      'Content-Type: application/json',
+      ...expect,
+      '--data-binary',
+      `@${file}`,
+      ...urls,
+    ];
+    const { stdout, stderr } = await run('curl', args, { maxBuffer: 1 << 20 }).catch(
+      (err: Error & { stdout: string; stderr: string }) => err,
+    );
     assert.equal(stderr, '', `curl ${expect.join(' ')}`);
     assert.equal(stdout, `${ANSWER} 413 1\n`.repeat(TRIES), `curl ${expect.join(' ')}`);
   }
 });
 
 const python = spawnSync('python3', ['-c', 'import requests'], { stdio: 'ignore' });
-test(
-  "Python's requests reads the 413 of a 2 MiB body on 100 of 100 tries",
-  { skip: python.status === 0 ? false : 'python3 with requests is not installed (Debian: apt-get install python3-requests)' },
-  async (t) => {
-    const { port } = await command(t);
-    const script = `
+test("Python's requests reads the 413 of a 2 MiB body on 100 of 100 tries", {
+  skip: python.status === 0 ? false : 'python3 with requests is not installed (Debian: apt-get install python3-requests)',
+}, async (t) => {
+  const { port } = await command(t);
+  const script = `
 import collections, requests, sys
 outcomes = collections.Counter()
 body = b' ' * (2 * 1024 * 1024)
@@ -87,10 +102,9 @@ for _ in range(${TRIES}):
         outcomes[type(e).__name__] += 1
 print(dict(outcomes))
 `;
-    const { stdout } = await run('python3', ['-c', script, `http://127.0.0.1:${port}/`]);
-    assert.equal(stdout.trim(), `{'413 ${ANSWER}': ${TRIES}}`);
-  },
-);
+  const { stdout } = await run('python3', ['-c', script, `http://127.0.0.1:${port}/`]);
+  assert.equal(stdout.trim(), `{'413 ${ANSWER}': ${TRIES}}`);
+});
 
 test('the rest of the body is read only within the bound: a body that never ends is cut off after LINGER_MAX_MS', async (t) => {
   const { port } = await command(t);
@@ -106,6 +120,9 @@ test('the rest of the body is read only within the bound: a body that never ends
   await new Promise((resolve) => socket.once('close', resolve));
   clearInterval(pump);
   const ms = performance.now() - startedAt;
-  assert.match(answer, /^HTTP\/1\.1 413 Payload Too Large\r\n[\s\S]*Connection: close\r\n[\s\S]*\r\n\r\n\{"return":"413: Request body too large"\}$/);
+  assert.match(
+    answer,
+    /^HTTP\/1\.1 413 Payload Too Large\r\n[\s\S]*Connection: close\r\n[\s\S]*\r\n\r\n\{"return":"413: Request body too large"\}$/,
+  );
   assert.ok(ms >= LINGER_MAX_MS - 100 && ms < LINGER_MAX_MS + 1500, `closed after ${ms} ms`);
 });

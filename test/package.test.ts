@@ -69,7 +69,17 @@ test('npm pack: the tarball installs into an empty directory and gives the comma
 
   // --- pack a copy of the sources (prepare builds dist/ there) ---
   const src = join(dir, 'src');
-  for (const entry of ['lib', 'bin', 'scripts', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'README.md', 'LICENSE']) {
+  for (const entry of [
+    'lib',
+    'bin',
+    'scripts',
+    'package.json',
+    'package-lock.json',
+    'tsconfig.json',
+    'tsconfig.build.json',
+    'README.md',
+    'LICENSE',
+  ]) {
     await cp(join(repoRoot, entry), join(src, entry), { recursive: true });
   }
   await symlink(join(repoRoot, 'node_modules'), join(src, 'node_modules'), 'dir');
@@ -121,7 +131,10 @@ test('npm pack: the tarball installs into an empty directory and gives the comma
   // --- a global install into an empty prefix, as the README's Deployment does (no build: the tarball has dist/) ---
   const prefix = join(dir, 'global');
   await mkdir(prefix);
-  const global = ok(await run('npm', ['install', '-g', '--prefix', prefix, join(dir, info.filename), '--prefer-offline', '--no-audit', '--no-fund'], dir), 'npm install -g');
+  const global = ok(
+    await run('npm', ['install', '-g', '--prefix', prefix, join(dir, info.filename), '--prefer-offline', '--no-audit', '--no-fund'], dir),
+    'npm install -g',
+  );
   assert.doesNotMatch(global.stderr + global.stdout, /EBADENGINE|building dist\/|> node scripts\/build/);
   const globalHelp = ok(await run(join(prefix, 'bin', 'salt-rest-wsgi'), ['--help'], dir), 'salt-rest-wsgi --help (global)');
   assert.match(globalHelp.stdout, /^Usage: salt-rest-wsgi /);

@@ -63,10 +63,15 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-test('the README: its first block installs and runs the demo; every curl of the README answers as shown against the demo', { timeout: 120_000 }, async (t) => {
+test('the README: its first block installs and runs the demo; every curl of the README answers as shown against the demo', {
+  timeout: 120_000,
+}, async (t) => {
   const readme = await readFile(join(repoRoot, 'README.md'), 'utf8');
   const first = /```sh\n([\s\S]*?)```/.exec(readme)![1];
-  const commands = first.split('\n').map((line) => line.replace(/#.*$/, '').trim()).filter(Boolean);
+  const commands = first
+    .split('\n')
+    .map((line) => line.replace(/#.*$/, '').trim())
+    .filter(Boolean);
   assert.match(commands[0], /^git clone \S+ salt-rest-wsgi && cd salt-rest-wsgi$/);
   assert.deepEqual(commands.slice(1), ['npm ci', 'npm run demo']);
   assert.match(readme, /```sh\nnpm start -- -c \/etc\/salt\/master\n/);
@@ -79,7 +84,11 @@ test('the README: its first block installs and runs the demo; every curl of the 
 
   // The README's demo command, in its own process group as a terminal runs it; Ctrl-C is SIGINT to the group.
   const port = await freePort();
-  const demo = spawn('npm', ['run', 'demo', '--', '--port', String(port)], { cwd: repoRoot, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const demo = spawn('npm', ['run', 'demo', '--', '--port', String(port)], {
+    cwd: repoRoot,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const exited = once(demo, 'exit');
   t.after(() => {
     if (demo.exitCode === null && demo.signalCode === null) process.kill(-demo.pid!, 'SIGKILL');
@@ -97,11 +106,16 @@ test('the README: its first block installs and runs the demo; every curl of the 
   assert.match(out, /minions +minion1, minion2 .*ghost1/);
   assert.match(out, /user +saltdev, password saltdev, on eauth pam and auto/);
   // The curl it prints is the README's first.
-  const printed = out.slice(out.indexOf('  curl ')).replace(/\n {2}/g, '\n').trim();
+  const printed = out
+    .slice(out.indexOf('  curl '))
+    .replace(/\n {2}/g, '\n')
+    .trim();
   assert.equal(printed.replace(`localhost:${port}`, 'localhost:8001'), curls[0].command.replace(' -i ', ' '));
 
   for (const { command, output } of curls) {
-    const ran = await sh('sh', ['-c', command.replace('localhost:8001', `localhost:${port}`)]).catch((e: Error & { stdout: string; stderr: string }) => e);
+    const ran = await sh('sh', ['-c', command.replace('localhost:8001', `localhost:${port}`)]).catch(
+      (e: Error & { stdout: string; stderr: string }) => e,
+    );
     assert.equal(ran.stderr, '', command);
     assert.equal(normalize(ran.stdout.endsWith('\n') ? ran.stdout : `${ran.stdout}\n`), normalize(output), command);
   }

@@ -30,6 +30,8 @@ describe('errors', () => {
       [new errors.RunnerNotStartedError('x.y', '1', 11), 'SRW_ERR_RUNNER_NOT_STARTED', 502, {}],
       [new errors.MasterPermissionError('x'), 'SRW_ERR_MASTER_PERMISSION', 503, {}],
       [new errors.ResultTooLargeError('x'), 'SRW_ERR_RESULT_TOO_LARGE', 507, {}],
+      [new errors.JobWaitLostError('20261130040649398670', 'job 20261130040649398670'), 'SRW_ERR_GATEWAY_TIMEOUT', 504, {}],
+      [new errors.ShutdownCutWaitError('20261130040649398670'), 'SRW_ERR_SHUTDOWN_CUT_WAIT', 504, {}],
     ];
     for (const [err, code, status, headers] of cases) {
       assert.ok(err instanceof errors.HttpError);
@@ -40,6 +42,13 @@ describe('errors', () => {
     }
     assert.equal(new errors.ServiceUnavailableError().message, errors.MASTER_UNAVAILABLE_MESSAGE);
     assert.equal(new errors.TooBusyError().message, errors.TOO_BUSY_MESSAGE);
+    // The bus-lost 504 is a GatewayTimeoutError that knows its job; cut by close(), the answer says the server is stopping.
+    assert.ok(new errors.JobWaitLostError('1', 'job 1') instanceof errors.GatewayTimeoutError);
+    assert.equal(new errors.JobWaitLostError('1', 'job 1').jid, '1');
+    assert.equal(
+      new errors.ShutdownCutWaitError('20261130040649398670').message,
+      'The server is shutting down: it stopped waiting for job 20261130040649398670, which goes on on the master.',
+    );
   });
 
   it('every other error has a distinct SRW_ERR_ code', () => {

@@ -46,7 +46,11 @@ async function masterWith(t: After, restWsgi: Record<string, unknown>): Promise<
 
 /** The command to its end: exit code and stderr. */
 async function runToEnd(args: string[]): Promise<{ code: number; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], { cwd: repoRoot, env: { ...process.env, SALT_MASTER_CONFIG: undefined }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], {
+    cwd: repoRoot,
+    env: { ...process.env, SALT_MASTER_CONFIG: undefined },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const [code] = await once(child, 'close');
@@ -133,11 +137,17 @@ test('half a TLS config, an unreadable file or a key that does not match exits 2
   const onlyKey = await masterWith(t, { ssl_key: a.keyPath });
   const missing = await masterWith(t, { ssl_crt: join(dir, 'nope.crt'), ssl_key: a.keyPath });
   const cases: Array<[string[], RegExp]> = [
-    [['-c', onlyCrt.configPath], /^salt-rest-wsgi: rest_wsgi: ssl_crt and ssl_key go together in .*: give both, or neither \(or disable_ssl: true\)\n$/],
+    [
+      ['-c', onlyCrt.configPath],
+      /^salt-rest-wsgi: rest_wsgi: ssl_crt and ssl_key go together in .*: give both, or neither \(or disable_ssl: true\)\n$/,
+    ],
     [['-c', onlyKey.configPath], /^salt-rest-wsgi: rest_wsgi: ssl_crt and ssl_key go together/],
     [['-c', onlyCrt.configPath, '--ssl-crt', a.certPath], /^salt-rest-wsgi: --ssl-crt and --ssl-key go together: give both, or neither\n$/],
     [['-c', missing.configPath], /^salt-rest-wsgi: cannot read the TLS certificate .*nope\.crt: no such file\n$/],
-    [['-c', onlyCrt.configPath, '--ssl-crt', a.certPath, '--ssl-key', b.keyPath], /^salt-rest-wsgi: unusable TLS certificate .* and key .*: .*\n$/],
+    [
+      ['-c', onlyCrt.configPath, '--ssl-crt', a.certPath, '--ssl-key', b.keyPath],
+      /^salt-rest-wsgi: unusable TLS certificate .* and key .*: .*\n$/,
+    ],
   ];
   const runs = await Promise.all(cases.map(([args]) => runToEnd(args)));
   for (const [i, run] of runs.entries()) {
@@ -165,7 +175,10 @@ test('unknown rest_wsgi: keys are warned by name with the closest known key; a n
   assert.match(err, /WARN  ignoring unknown option rest_wsgi: max_body_size in .* \(did you mean max_request_body_size\?\)\n/);
   assert.match(err, /WARN  ignoring unknown option rest_wsgi: ssl_cert in .* \(did you mean ssl_crt\?\)\n/);
   assert.equal(err.match(/without TLS: credentials travel in clear/g)?.length, 1, err);
-  assert.match(err, /WARN  serving 0\.0\.0\.0 without TLS: credentials travel in clear; set rest_wsgi: ssl_crt and ssl_key, or keep 127\.0\.0\.1 behind a TLS proxy\n/);
+  assert.match(
+    err,
+    /WARN  serving 0\.0\.0\.0 without TLS: credentials travel in clear; set rest_wsgi: ssl_crt and ssl_key, or keep 127\.0\.0\.1 behind a TLS proxy\n/,
+  );
   // Loopback: no warning.
   const local = await startCommand(t, ['-c', master.configPath, '--host', '127.0.0.1']);
   assert.doesNotMatch(local.stderr(), /without TLS/);

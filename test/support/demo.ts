@@ -26,7 +26,10 @@ const master = await startMaster({
   config: { rest_wsgi: { port: Number(values.port) }, timeout: 1, gather_job_timeout: 1 },
 });
 
-const server = spawn(process.execPath, ['--import', 'tsx', BIN, '-c', master.configPath], { cwd: repoRoot, stdio: ['ignore', 'inherit', 'pipe'] });
+const server = spawn(process.execPath, ['--import', 'tsx', BIN, '-c', master.configPath], {
+  cwd: repoRoot,
+  stdio: ['ignore', 'inherit', 'pipe'],
+});
 let stopping = false;
 const serverExited = new Promise((resolve) => server.once('exit', resolve));
 const stop = async (code: number, serverSignalled = false) => {
@@ -34,7 +37,8 @@ const stop = async (code: number, serverSignalled = false) => {
   stopping = true;
   if (server.exitCode === null && server.signalCode === null) {
     // Ctrl-C reached the server too (same process group): a second signal would make it exit at once, status 1.
-    const signalled = serverSignalled && (await Promise.race([serverExited.then(() => true), new Promise((r) => setTimeout(r, 2000, false))]));
+    const signalled =
+      serverSignalled && (await Promise.race([serverExited.then(() => true), new Promise((r) => setTimeout(r, 2000, false))]));
     if (!signalled) server.kill('SIGTERM');
     await serverExited;
   }
