@@ -4,13 +4,14 @@
  * runtime dependencies, and the prepare script still builds dist/ (with the
  * lock file's compiler through npm exec: scripts/build.mjs), so the command
  * runs: `node dist/bin/salt-rest-wsgi.js --help` and `npm start -- --help`.
- * The tarball's global install is in test/package.test.ts.
+ * Then the tarball made there installs globally into an empty prefix
+ * (`npm install -g --prefix`), whose `salt-rest-wsgi --help` works.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from './support/command.js';
@@ -32,7 +33,9 @@ async function run(cmd: string, args: string[], cwd: string): Promise<{ code: nu
   return { code: code as number, stdout, stderr };
 }
 
-test('npm ci --omit=dev in a fresh clone: only runtime dependencies, and a working command', { timeout: 300_000 }, async (t) => {
+test('npm ci --omit=dev in a fresh clone: only runtime dependencies, a working command; its npm pack tarball installs globally', {
+  timeout: 300_000,
+}, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'salt-rest-wsgi-clone-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   // What a clone of this tree holds: tracked files, and new ones not ignored (no dist/, no node_modules/).
@@ -56,4 +59,26 @@ test('npm ci --omit=dev in a fresh clone: only runtime dependencies, and a worki
   const viaNpm = await run('npm', ['start', '--silent', '--', '--help'], dir);
   assert.equal(viaNpm.code, 0, viaNpm.stderr);
   assert.match(viaNpm.stdout, /^Usage: salt-rest-wsgi /);
+
+  // The tarball, as Deployment installs it: `npm pack` (whose prepare would
+  // build dist/ again, as it was just built: --ignore-scripts), then a global
+  // install into an empty prefix, which must not build anything.
+  const packed = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], dir);
+  assert.equal(packed.code, 0, packed.stderr);
+  const [{ filename }] = JSON.parse(packed.stdout.slice(packed.stdout.indexOf('['))) as [{ filename: string }];
+  const prefix = join(dir, 'global');
+  await mkdir(prefix);
+  const global = await run(
+    'npm',
+    ['install', '-g', '--prefix', prefix, join(dir, filename), '--prefer-offline', '--no-audit', '--no-fund'],
+    dir,
+  );
+  assert.equal(global.code, 0, `${global.stdout}\n${global.stderr}`);
+  assert.doesNotMatch(global.stderr + global.stdout, /EBADENGINE|building dist\/|> node scripts\/build/);
+  const globalHelp = await run(join(prefix, 'bin', 'salt-rest-wsgi'), ['--help'], dir);
+  assert.equal(globalHelp.code, 0, globalHelp.stderr);
+  assert.match(globalHelp.stdout, /^Usage: salt-rest-wsgi /);
+  const deps = await readdir(join(prefix, 'lib', 'node_modules', 'salt-rest-wsgi', 'node_modules'));
+  assert.ok(deps.includes('msgpackr') && deps.includes('yaml'), deps.join());
+  for (const devOnly of ['typescript', 'tsx', 'zeromq', '@types']) assert.ok(!deps.includes(devOnly), `${devOnly} installed`);
 });

@@ -128,20 +128,6 @@ test('npm pack: the tarball installs into an empty directory and gives the comma
   const version = ok(await run('npx', ['salt-rest-wsgi', '--version'], app), 'npx salt-rest-wsgi --version');
   assert.equal(version.stdout, `salt-rest-wsgi ${pkg.version}\n`);
 
-  // --- a global install into an empty prefix, as the README's Deployment does (no build: the tarball has dist/) ---
-  const prefix = join(dir, 'global');
-  await mkdir(prefix);
-  const global = ok(
-    await run('npm', ['install', '-g', '--prefix', prefix, join(dir, info.filename), '--prefer-offline', '--no-audit', '--no-fund'], dir),
-    'npm install -g',
-  );
-  assert.doesNotMatch(global.stderr + global.stdout, /EBADENGINE|building dist\/|> node scripts\/build/);
-  const globalHelp = ok(await run(join(prefix, 'bin', 'salt-rest-wsgi'), ['--help'], dir), 'salt-rest-wsgi --help (global)');
-  assert.match(globalHelp.stdout, /^Usage: salt-rest-wsgi /);
-  const deps = await readdir(join(prefix, 'lib', 'node_modules', 'salt-rest-wsgi', 'node_modules'));
-  assert.ok(deps.includes('msgpackr') && deps.includes('yaml'), deps.join());
-  for (const devOnly of ['typescript', 'tsx', 'zeromq', '@types']) assert.ok(!deps.includes(devOnly), `${devOnly} installed`);
-
   // --- the library, from its package name, against a master ---
   const master = await startMaster({ users: USERS });
   t.after(() => master.close());
