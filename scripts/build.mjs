@@ -7,15 +7,19 @@
 // (`npm ci --omit=dev`) has no tsc in node_modules, and a git clone has no
 // dist/ (built files are not committed), so there it runs the compiler the
 // lock file names through `npm exec`: fetched into npm's cache for this one
-// build, never installed among the production dependencies.
+// build, never installed among the production dependencies. That build
+// skips type checking (noCheck, no type packages: they are dev dependencies
+// too): TypeScript emits the same JavaScript either way, and the checking is
+// `npm test`'s job, where the dev dependencies are.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const args = ['-p', join(root, 'tsconfig.build.json')];
+const config = join(root, 'tsconfig.build.json');
 rmSync(join(root, 'dist'), { recursive: true, force: true });
 
 let tsc;
@@ -25,24 +29,25 @@ try {
   tsc = undefined;
 }
 if (tsc && existsSync(tsc)) {
-  execFileSync(process.execPath, [tsc, ...args], { cwd: root, stdio: 'inherit' });
+  execFileSync(process.execPath, [tsc, '-p', config], { cwd: root, stdio: 'inherit' });
 } else {
   const lock = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8'));
-  const locked = (name) => {
-    const version = lock.packages?.[`node_modules/${name}`]?.version;
-    if (!version) throw new Error(`package-lock.json names no ${name} version to build with`);
-    return `${name}@${version}`;
-  };
-  const [typescript, nodeTypes] = [locked('typescript'), locked('@types/node')];
-  process.stderr.write(`salt-rest-wsgi: dev dependencies omitted; building dist/ with ${typescript} and ${nodeTypes} through npm exec\n`);
-  const npm = process.env.npm_execpath; // the npm running this script, when it does
-  const [cmd, pre] = npm && npm.endsWith('.js') ? [process.execPath, [npm]] : ['npm', []];
-  // Node's types sit next to that tsc (<npx cache>/node_modules/@types), not in this project.
-  const script = 'tsc "$@" --typeRoots "$(dirname "$(dirname "$(command -v tsc)")")/@types"';
-  execFileSync(cmd, [...pre, 'exec', '--yes', `--package=${typescript}`, `--package=${nodeTypes}`, '--', 'sh', '-c', script, 'tsc', ...args], {
-    cwd: root,
-    stdio: 'inherit',
-    // npm's settings for this install (omit=dev) are not those of the compiler's own install.
-    env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_config_(omit|production|only)$/i.test(k) && k !== 'NODE_ENV')),
-  });
+  const version = lock.packages?.['node_modules/typescript']?.version;
+  if (!version) throw new Error('package-lock.json names no typescript version to build with');
+  process.stderr.write(`salt-rest-wsgi: dev dependencies omitted; building dist/ with typescript@${version} through npm exec, unchecked\n`);
+  const dir = mkdtempSync(join(tmpdir(), 'salt-rest-wsgi-build-'));
+  try {
+    const unchecked = join(dir, 'tsconfig.json');
+    writeFileSync(unchecked, JSON.stringify({ extends: config, compilerOptions: { types: [], noCheck: true } }));
+    const npm = process.env.npm_execpath; // the npm running this script, when it does
+    const [cmd, pre] = npm?.endsWith('.js') ? [process.execPath, [npm]] : ['npm', []];
+    execFileSync(cmd, [...pre, 'exec', '--yes', `--package=typescript@${version}`, '--', 'tsc', '-p', unchecked], {
+      cwd: root,
+      stdio: 'inherit',
+      // npm's settings for this install (omit=dev) are not those of the compiler's own install.
+      env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_config_(omit|production|only)$/i.test(k) && k !== 'NODE_ENV')),
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
