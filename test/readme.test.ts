@@ -2,7 +2,9 @@
  * The README's first five minutes (issue 14): its demo command started as
  * the README says (`npm run demo`, on a free port instead of 8001), then
  * every curl of the README run verbatim through sh, each answer compared
- * with the README's, jids, dates and time stamps aside. CI's checkout is a
+ * with the README's, jids, dates and time stamps aside (```console blocks are
+ * what runs against the demo; a ```text block shows a broken setup's output,
+ * as under "Permission denied"). CI's checkout is a
  * fresh clone after `npm ci`, which is what the README's first block asks.
  */
 import { test } from 'node:test';
