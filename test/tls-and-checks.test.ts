@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
@@ -182,6 +182,13 @@ test('unknown rest_wsgi: keys are warned by name with the closest known key; a n
   // Loopback: no warning.
   const local = await startCommand(t, ['-c', master.configPath, '--host', '127.0.0.1']);
   assert.doesNotMatch(local.stderr(), /without TLS/);
+});
+
+test('REST_WSGI_KEYS lists every rest_wsgi: key the command reads, so that none is warned about as unknown', async () => {
+  const source = await readFile(join(repoRoot, 'bin', 'salt-rest-wsgi.ts'), 'utf8');
+  const read = new Set([...source.matchAll(/section\.([a-z_]+)/g)].map((m) => m[1]));
+  for (const key of ['ssl_crt', 'ssl_key', 'ssl_chain', 'disable_ssl']) read.add(key); // read in bin/tls.ts
+  assert.deepEqual([...read].sort(), [...REST_WSGI_KEYS].sort());
 });
 
 test('closest known key by Levenshtein distance, and what counts as loopback', () => {
