@@ -1,5 +1,6 @@
 /**
- * Writing an answer: compact JSON with its type and byte length, headers set
+ * Writing a short answer (a refusal, GET; results go through response.ts):
+ * compact JSON with its type and byte length, headers set
  * one by one; an answer sent before the body was read (413) ends only once
  * the body is drained (lib/linger.ts).
  */
