@@ -20,6 +20,7 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { isPlainObject, defineKey, parseInput } from './args.js';
 import { AuthenticationError } from '../errors.js';
+import { toJson } from '../json.js';
 import type { ClientContext } from './context.js';
 
 /** What load_args_and_kwargs needs of a function: its named parameters and whether it takes **kwargs. */
@@ -56,7 +57,8 @@ export function masterStartMark(opts: ClientContext['opts']): string {
 
 /** Who the credentials are, without keeping a token or password. */
 function identity(creds: Record<string, unknown>): string {
-  const who = creds.token !== undefined ? `token:${String(creds.token)}` : `${String(creds.eauth)}:${String(creds.username)}`;
+  // toJson, not String(): a field may be any JSON value, an object with a `toString` key or none at all included.
+  const who = creds.token !== undefined ? `token:${toJson(creds.token)}` : `${toJson(creds.eauth)}:${toJson(creds.username)}`;
   return createHash('sha256').update(who).digest('base64url');
 }
 
