@@ -324,7 +324,6 @@ function serve(settings: Settings, handler: RestWsgiHandler, logger: Logger, pem
     }
     stopping = true;
     const seconds = settings.shutdownTimeoutMs / 1000;
-    logger.info(`${signal}: stopping${inFlight.size ? ` after ${inFlight.size} running request(s) (at most ${seconds} s)` : ''}`);
     // Answers still to come tell their clients not to send more on the connection.
     for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
     // Past the deadline, the requests still waiting are cut short: closing the
@@ -347,6 +346,8 @@ function serve(settings: Settings, handler: RestWsgiHandler, logger: Logger, pem
       }, 2000).unref();
     });
     server.closeIdleConnections();
+    // Said once the listening socket is closed: whoever reads it may count on new connections being refused.
+    logger.info(`${signal}: stopping${inFlight.size ? ` after ${inFlight.size} running request(s) (at most ${seconds} s)` : ''}`);
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
