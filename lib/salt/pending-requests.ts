@@ -3,7 +3,27 @@
  * id with its own timer until its reply, its timeout, a dropped connection
  * or close() settles it, exactly once.
  */
+import type { Socket } from 'node:net';
 import { ChannelClosedError, ConnectionLostError, RequestTimeoutError } from './errors.js';
+
+/**
+ * Write queued requests (in order, each moved from `unsent` to `written`) in
+ * one write, until the socket's own buffer is full: what stays queued can
+ * still time out unsent; what Node buffers goes out whatever happens.
+ * Returns whether the socket takes more now (else 'drain' resumes).
+ */
+export function writeQueued(socket: Socket, unsent: Map<number, Buffer>, written: Set<number>): boolean {
+  const batch: Buffer[] = [];
+  let bytes = 0;
+  for (const [id, message] of unsent) {
+    unsent.delete(id);
+    written.add(id);
+    batch.push(message);
+    bytes += message.length;
+    if (bytes + socket.writableLength >= socket.writableHighWaterMark) break;
+  }
+  return socket.write(batch.length === 1 ? batch[0] : Buffer.concat(batch, bytes));
+}
 
 interface Pending {
   resolve: (reply: unknown) => void;

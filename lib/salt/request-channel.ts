@@ -20,6 +20,7 @@ import type { RequestChannel } from './channel.js';
 import type { MasterOptions } from './config.js';
 import { decode, encode } from './codec.js';
 import { ChannelClosedError, ConnectionLostError, RequestTimeoutError, ZmtpError } from './errors.js';
+import { writeQueued } from './pending-requests.js';
 import {
   FrameReader,
   GREETING_SIZE,
@@ -273,18 +274,7 @@ export class ZmqRequestChannel implements RequestChannel {
   private flush(): void {
     const socket = this.socket;
     if (this.state !== 'ready' || !socket || this.unsent.size === 0) return;
-    const batch: Buffer[] = [];
-    let bytes = 0;
-    for (const [id, message] of this.unsent) {
-      this.unsent.delete(id);
-      this.written.add(id);
-      batch.push(message);
-      bytes += message.length;
-      // Stop at the socket's own high-water mark: what waits here can still
-      // time out unsent; what Node buffers goes out whatever happens.
-      if (bytes + socket.writableLength >= socket.writableHighWaterMark) break;
-    }
-    const more = socket.write(batch.length === 1 ? batch[0] : Buffer.concat(batch, bytes));
+    const more = writeQueued(socket, this.unsent, this.written);
     if (more && this.unsent.size > 0) this.scheduleFlush();
   }
 

@@ -23,7 +23,7 @@ import {
   type RequestChannelOptions,
 } from './channel.js';
 import { ChannelClosedError, FrameStreamError } from './errors.js';
-import { PendingRequests } from './pending-requests.js';
+import { PendingRequests, writeQueued } from './pending-requests.js';
 import { FramedMessageReader, frameMessage, messageId, type FramedMessage } from './tcp-frame.js';
 
 export interface TcpChannelOptions extends RequestChannelOptions {
@@ -191,17 +191,7 @@ export class TcpRequestChannel implements RequestChannel {
   private flush(): void {
     const socket = this.socket;
     if (!this.ready || !socket || this.unsent.size === 0) return;
-    const batch: Buffer[] = [];
-    let bytes = 0;
-    for (const [id, message] of this.unsent) {
-      this.unsent.delete(id);
-      this.written.add(id);
-      batch.push(message);
-      bytes += message.length;
-      // Stop at the socket's high-water mark: what waits here can still time out unsent.
-      if (bytes + socket.writableLength >= socket.writableHighWaterMark) break;
-    }
-    const more = socket.write(batch.length === 1 ? batch[0] : Buffer.concat(batch, bytes));
+    const more = writeQueued(socket, this.unsent, this.written);
     if (more && this.unsent.size > 0) this.scheduleFlush();
   }
 
