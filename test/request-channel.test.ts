@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { isSelfConnected } from '../lib/salt/channel.js';
 import { applyMasterDefaults } from '../lib/salt/config.js';
 import { EventBus, eventBusOptions } from '../lib/salt/event-bus.js';
 import {
@@ -256,5 +258,28 @@ describe('connection lost with requests written', () => {
 
     peer = await startRouterPeer((r) => r.reply({ up: r.payload.load.n }), address);
     assert.deepEqual(await ch.send({ n: 2 }, 3000), { up: 2 });
+  });
+});
+
+describe('a connection that meets itself', () => {
+  it('is told apart from one that reached a listener (a channel drops it and connects again)', async (t) => {
+    // Bind the source port to the destination port: a simultaneous open with ourselves, which a
+    // connect to a free loopback port can also meet by chance.
+    const probe = net.createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const port = (probe.address() as net.AddressInfo).port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const self = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.1', localPort: port });
+    t.after(() => self.destroy());
+    await new Promise<void>((resolve, reject) => self.once('connect', resolve).once('error', reject));
+    assert.equal(isSelfConnected(self), true);
+
+    const server = net.createServer((s) => s.destroy());
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.after(() => server.close());
+    const other = net.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port });
+    t.after(() => other.destroy());
+    await new Promise<void>((resolve) => other.once('connect', resolve));
+    assert.equal(isSelfConnected(other), false);
   });
 });

@@ -11,6 +11,7 @@
  *
  * tcp and ws take TLS from the master config's `ssl` (./tls-options.ts).
  */
+import type { Socket } from 'node:net';
 import type { MasterOptions } from './config.js';
 
 export interface RequestChannel {
@@ -59,4 +60,14 @@ export function hostPort(host: string, port: number): string {
 
 export function positive(value: number | undefined, fallback: number): number {
   return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : fallback;
+}
+
+/**
+ * A TCP connect to a loopback port nobody listens on can meet itself (a
+ * simultaneous open, when the kernel picks that same port as the source):
+ * our own requests would then come back as their replies. Such a socket is
+ * dropped and the connect tried again, as Go's net package does (selfConnect).
+ */
+export function isSelfConnected(socket: Socket): boolean {
+  return socket.localPort !== undefined && socket.localPort === socket.remotePort && socket.localAddress === socket.remoteAddress;
 }

@@ -16,7 +16,7 @@
  * restarted master after we gave up on it.
  */
 import net from 'node:net';
-import type { RequestChannel } from './channel.js';
+import { type RequestChannel, isSelfConnected } from './channel.js';
 import type { MasterOptions } from './config.js';
 import { decode, encode } from './codec.js';
 import { ChannelClosedError, ConnectionLostError, RequestTimeoutError, ZmtpError } from './errors.js';
@@ -175,6 +175,7 @@ export class ZmqRequestChannel implements RequestChannel {
     socket.setNoDelay(true);
     socket.on('connect', () => {
       if (socket !== this.socket) return;
+      if (isSelfConnected(socket)) return this.dropConnection();
       this.state = 'greeting';
       // Our side of the handshake at once; the peer's comes in 'data'.
       socket.write(Buffer.concat([greeting(), readyCommand('DEALER')]));

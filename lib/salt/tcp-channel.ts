@@ -18,6 +18,7 @@ import {
   DEFAULT_RECONNECT_MS,
   DEFAULT_TIMEOUT_MS,
   hostPort,
+  isSelfConnected,
   positive,
   type RequestChannel,
   type RequestChannelOptions,
@@ -132,6 +133,10 @@ export class TcpRequestChannel implements RequestChannel {
     }, connectTimeoutMs);
     socket.once(secure ? 'secureConnect' : 'connect', () => {
       if (socket !== this.socket) return;
+      if (isSelfConnected(socket)) {
+        this.lastError = 'the connection met itself: nothing listens on the port';
+        return this.dropConnection();
+      }
       clearTimeout(this.connectTimer);
       this.ready = true;
       this.lastError = undefined;
