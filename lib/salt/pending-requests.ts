@@ -35,17 +35,19 @@ interface Pending {
 export class PendingRequests {
   private readonly byId = new Map<number, Pending>();
   private lastId = 0;
+  /** Encoded requests not yet written, in order (a Map: one that times out leaves it in O(1)). */
+  readonly unsent = new Map<number, Buffer>();
 
   /**
    * @param address for messages
    * @param maxId ids run 1..maxId, then wrap (skipping ids still pending)
-   * @param onExpire called after a request timed out, to drop it from the transport's queues
+   * @param onExpire called after a request timed out (and left `unsent`), to drop it from the transport's own queues
    * @param why what the transport knows about why no reply came (no connection: the last connection error)
    */
   constructor(
     private readonly address: string,
     private readonly maxId: number,
-    private readonly onExpire: (id: number) => void,
+    private readonly onExpire: (id: number) => void = () => {},
     private readonly why: () => string | undefined = () => undefined,
   ) {
     this.expire = this.expire.bind(this);
@@ -74,6 +76,13 @@ export class PendingRequests {
     });
   }
 
+  /** add(), with the encoded request queued in `unsent` until the transport writes it. */
+  enqueue(id: number, message: Buffer, timeoutMs: number): Promise<unknown> {
+    const reply = this.add(id, timeoutMs);
+    this.unsent.set(id, message);
+    return reply;
+  }
+
   /** Settle a request with its reply; false when it is no longer waited for (a late reply). */
   resolve(id: number, reply: unknown): boolean {
     const p = this.take(id);
@@ -96,6 +105,7 @@ export class PendingRequests {
   /** close(): everything still waiting fails. */
   closeAll(): void {
     const err = new ChannelClosedError('The request channel was closed before the master replied');
+    this.unsent.clear();
     for (const id of [...this.byId.keys()]) this.reject(id, err);
   }
 
@@ -111,6 +121,7 @@ export class PendingRequests {
     const p = this.byId.get(id);
     if (!p) return;
     this.byId.delete(id);
+    this.unsent.delete(id);
     this.onExpire(id);
     const why = this.why();
     p.reject(new RequestTimeoutError(`No reply from the Salt master at ${this.address} within ${p.timeoutMs} ms${why ? ` (${why})` : ''}`));

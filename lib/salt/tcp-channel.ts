@@ -51,8 +51,6 @@ export class TcpRequestChannel implements RequestChannel {
   private readonly timeoutMs: number;
   private readonly reconnectMs: number;
   private readonly requests: PendingRequests;
-  /** Framed requests not yet written, in order (a Map: a timed-out one leaves it in O(1)). */
-  private readonly unsent = new Map<number, Buffer>();
   /** Requests written to the current connection and not yet answered. */
   private readonly written = new Set<number>();
   private readonly reader: FramedMessageReader;
@@ -72,10 +70,7 @@ export class TcpRequestChannel implements RequestChannel {
     this.requests = new PendingRequests(
       this.address,
       MAX_MESSAGE_ID,
-      (id) => {
-        this.unsent.delete(id);
-        this.written.delete(id);
-      },
+      (id) => this.written.delete(id),
       () => (this.ready ? undefined : this.lastError && `not connected: ${this.lastError}`),
     );
     this.reader = new FramedMessageReader((message) => this.onReply(message), MAX_REPLY_BYTES);
@@ -91,8 +86,7 @@ export class TcpRequestChannel implements RequestChannel {
     } catch (err) {
       return Promise.reject(err);
     }
-    const reply = this.requests.add(id, positive(timeoutMs, this.timeoutMs));
-    this.unsent.set(id, message);
+    const reply = this.requests.enqueue(id, message, positive(timeoutMs, this.timeoutMs));
     this.scheduleFlush();
     return reply;
   }
@@ -109,7 +103,6 @@ export class TcpRequestChannel implements RequestChannel {
     if (this.closed) return;
     this.closed = true;
     this.requests.closeAll();
-    this.unsent.clear();
     clearTimeout(this.reconnectTimer);
     this.dropConnection();
   }
@@ -195,9 +188,9 @@ export class TcpRequestChannel implements RequestChannel {
   /** Write queued requests until the socket's buffer is full ('drain' resumes). */
   private flush(): void {
     const socket = this.socket;
-    if (!this.ready || !socket || this.unsent.size === 0) return;
-    const more = writeQueued(socket, this.unsent, this.written);
-    if (more && this.unsent.size > 0) this.scheduleFlush();
+    if (!this.ready || !socket || this.requests.unsent.size === 0) return;
+    const more = writeQueued(socket, this.requests.unsent, this.written);
+    if (more && this.requests.unsent.size > 0) this.scheduleFlush();
   }
 
   private onReply(message: FramedMessage | undefined): void {

@@ -59,8 +59,6 @@ export class WsRequestChannel implements RequestChannel {
   private readonly timeoutMs: number;
   private readonly reconnectMs: number;
   private readonly requests: PendingRequests;
-  /** Encoded requests not yet written, in order. */
-  private readonly unsent = new Map<number, Buffer>();
   private readonly connections: Array<Connection | undefined>;
   private readonly reconnectTimers = new Set<NodeJS.Timeout>();
   private flushScheduled = false;
@@ -73,11 +71,8 @@ export class WsRequestChannel implements RequestChannel {
     this.timeoutMs = positive(options.timeoutMs, DEFAULT_TIMEOUT_MS);
     this.reconnectMs = positive(options.reconnectMs, DEFAULT_RECONNECT_MS);
     // A written request that times out stays in its connection's order: only unsent ones are dropped.
-    this.requests = new PendingRequests(
-      this.address,
-      MAX_ID,
-      (id) => this.unsent.delete(id),
-      () => (this.connected ? undefined : this.lastError && `not connected: ${this.lastError}`),
+    this.requests = new PendingRequests(this.address, MAX_ID, undefined, () =>
+      this.connected ? undefined : this.lastError && `not connected: ${this.lastError}`,
     );
     this.connections = Array.from({ length: Math.max(1, Math.floor(positive(options.connections, 4))) }, () => undefined);
     for (let slot = 0; slot < this.connections.length; slot++) this.connect(slot);
@@ -92,8 +87,7 @@ export class WsRequestChannel implements RequestChannel {
       return Promise.reject(err);
     }
     const id = this.requests.nextId();
-    const reply = this.requests.add(id, positive(timeoutMs, this.timeoutMs));
-    this.unsent.set(id, message);
+    const reply = this.requests.enqueue(id, message, positive(timeoutMs, this.timeoutMs));
     this.scheduleFlush();
     return reply;
   }
@@ -110,7 +104,6 @@ export class WsRequestChannel implements RequestChannel {
     if (this.closed) return;
     this.closed = true;
     this.requests.closeAll();
-    this.unsent.clear();
     for (const timer of this.reconnectTimers) clearTimeout(timer);
     this.reconnectTimers.clear();
     for (let slot = 0; slot < this.connections.length; slot++) this.drop(slot);
@@ -179,8 +172,8 @@ export class WsRequestChannel implements RequestChannel {
   private flush(): void {
     const ready = this.connections.filter((c): c is Connection => c?.ready === true);
     if (ready.length === 0) return;
-    for (const [id, message] of this.unsent) {
-      this.unsent.delete(id);
+    for (const [id, message] of this.requests.unsent) {
+      this.requests.unsent.delete(id);
       let conn = ready[0];
       for (const c of ready) if (c.written.length - c.head < conn.written.length - conn.head) conn = c;
       conn.written.push(id);
