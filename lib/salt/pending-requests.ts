@@ -98,8 +98,11 @@ export class PendingRequests {
 
   /** The connection carrying these requests dropped: no reply to them can come. */
   lost(ids: Iterable<number>): void {
-    const err = new ConnectionLostError(`The connection to the Salt master at ${this.address} dropped before it replied`);
-    for (const id of ids) this.reject(id, err);
+    let err: ConnectionLostError | undefined; // made only when a request was lost: a master down drops connections often
+    for (const id of ids) {
+      err ??= new ConnectionLostError(`The connection to the Salt master at ${this.address} dropped before it replied`);
+      this.reject(id, err);
+    }
   }
 
   /** close(): everything still waiting fails. */

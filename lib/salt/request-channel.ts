@@ -16,11 +16,11 @@
  * restarted master after we gave up on it.
  */
 import net from 'node:net';
-import { type RequestChannel, isSelfConnected } from './channel.js';
+import { DEFAULT_RECONNECT_MS, DEFAULT_TIMEOUT_MS, isSelfConnected, positive, type RequestChannel } from './channel.js';
 import type { MasterOptions } from './config.js';
 import { decode, encode } from './codec.js';
 import { ChannelClosedError, ConnectionLostError, RequestTimeoutError, ZmtpError } from './errors.js';
-import { writeQueued } from './pending-requests.js';
+import { PendingRequests, writeQueued } from './pending-requests.js';
 import {
   FrameReader,
   GREETING_SIZE,
@@ -43,9 +43,6 @@ export interface RequestChannelOptions {
   /** How often the connection is retried while the master is away (default 100 ms). */
   reconnectMs?: number;
 }
-
-/** Salt's default `timeout` (5 s) when the caller gives none. */
-const DEFAULT_TIMEOUT_MS = 5000;
 
 /** A peer that accepts the connection but doesn't finish the handshake within this is dropped (libzmq: 30 s). */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -72,13 +69,6 @@ function connectOptions(address: string): net.NetConnectOpts {
   return { host: m[1] ?? m[2], port: Number(m[3]) };
 }
 
-interface Pending {
-  resolve: (reply: unknown) => void;
-  reject: (err: Error) => void;
-  timer: NodeJS.Timeout;
-  timeoutMs: number;
-}
-
 type ConnectionState = 'down' | 'connecting' | 'greeting' | 'handshake' | 'ready';
 
 /** Many requests in flight on one connection; replies matched by correlation id. */
@@ -87,9 +77,7 @@ export class ZmqRequestChannel implements RequestChannel {
   private readonly timeoutMs: number;
   private readonly reconnectMs: number;
   private readonly connectTo: net.NetConnectOpts;
-  private readonly pendingById = new Map<number, Pending>();
-  /** Encoded requests not yet written, in order (a Map: a timed-out one leaves it in O(1)). */
-  private readonly unsent = new Map<number, Buffer>();
+  private readonly requests: PendingRequests;
   /** Requests written to the current connection and not yet answered. */
   private readonly written = new Set<number>();
   private socket: net.Socket | undefined;
@@ -100,7 +88,6 @@ export class ZmqRequestChannel implements RequestChannel {
   private flushScheduled = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private handshakeTimer: NodeJS.Timeout | undefined;
-  private lastId = 0;
   private closed = false;
 
   constructor(options: RequestChannelOptions) {
@@ -110,8 +97,9 @@ export class ZmqRequestChannel implements RequestChannel {
     this.address = options.address;
     this.connectTo = connectOptions(options.address);
     this.timeoutMs = positive(options.timeoutMs, DEFAULT_TIMEOUT_MS);
-    this.reconnectMs = positive(options.reconnectMs, 100);
-    this.expire = this.expire.bind(this);
+    this.reconnectMs = positive(options.reconnectMs, DEFAULT_RECONNECT_MS);
+    // Correlation ids are 32 bits (the first frame of each message).
+    this.requests = new PendingRequests(this.address, 0xffff_ffff, (id) => this.written.delete(id));
     this.reader = new FrameReader({ message: (frames) => this.onReply(frames), command: (body) => this.onCommand(body) });
     this.connect();
   }
@@ -125,21 +113,17 @@ export class ZmqRequestChannel implements RequestChannel {
     } catch (err) {
       return Promise.reject(err);
     }
-    const id = this.newId();
+    const id = this.requests.nextId();
     const idFrame = Buffer.allocUnsafe(4);
     idFrame.writeUInt32BE(id);
-    const ms = positive(timeoutMs, this.timeoutMs);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(this.expire, ms, id);
-      this.pendingById.set(id, { resolve, reject, timer, timeoutMs: ms });
-      this.unsent.set(id, encodeMessage([idFrame, EMPTY, payload]));
-      this.scheduleFlush();
-    });
+    const reply = this.requests.enqueue(id, encodeMessage([idFrame, EMPTY, payload]), positive(timeoutMs, this.timeoutMs));
+    this.scheduleFlush();
+    return reply;
   }
 
   /** Requests waiting for a reply. */
   get pending(): number {
-    return this.pendingById.size;
+    return this.requests.size;
   }
 
   get connected(): boolean {
@@ -150,13 +134,7 @@ export class ZmqRequestChannel implements RequestChannel {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    const err = new ChannelClosedError('The request channel was closed before the master replied');
-    for (const p of this.pendingById.values()) {
-      clearTimeout(p.timer);
-      p.reject(err);
-    }
-    this.pendingById.clear();
-    this.unsent.clear();
+    this.requests.closeAll();
     clearTimeout(this.reconnectTimer);
     this.dropConnection();
   }
@@ -210,17 +188,8 @@ export class ZmqRequestChannel implements RequestChannel {
     this.socket = undefined;
     this.state = 'down';
     socket?.destroy();
-    if (this.written.size > 0) {
-      const err = new ConnectionLostError(`The connection to the Salt master at ${this.address} dropped before it replied`);
-      for (const id of this.written) {
-        const p = this.pendingById.get(id);
-        if (!p) continue;
-        this.pendingById.delete(id);
-        clearTimeout(p.timer);
-        p.reject(err);
-      }
-      this.written.clear();
-    }
+    this.requests.lost(this.written);
+    this.written.clear();
     if (!this.closed && !this.reconnectTimer) this.reconnectTimer = setTimeout(() => this.connect(), this.reconnectMs);
   }
 
@@ -274,49 +243,26 @@ export class ZmqRequestChannel implements RequestChannel {
   /** Write queued requests until the socket's buffer is full ('drain' resumes). */
   private flush(): void {
     const socket = this.socket;
-    if (this.state !== 'ready' || !socket || this.unsent.size === 0) return;
-    const more = writeQueued(socket, this.unsent, this.written);
-    if (more && this.unsent.size > 0) this.scheduleFlush();
+    if (this.state !== 'ready' || !socket || this.requests.unsent.size === 0) return;
+    const more = writeQueued(socket, this.requests.unsent, this.written);
+    if (more && this.requests.unsent.size > 0) this.scheduleFlush();
   }
 
   private onReply(frames: Buffer[]): void {
     // [id, '', reply]; anything else is not an answer to us.
     if (frames.length !== 3 || frames[0].length !== 4 || frames[1].length !== 0) return;
     const id = frames[0].readUInt32BE(0);
-    const p = this.pendingById.get(id);
-    if (!p) return; // a late reply to a request that timed out
-    this.pendingById.delete(id);
+    if (!this.requests.has(id)) return; // a late reply to a request that timed out
     this.written.delete(id);
-    clearTimeout(p.timer);
     let reply: unknown;
     try {
       reply = decode(frames[2]);
     } catch (err) {
-      p.reject(new Error(`Undecodable reply from the master: ${(err as Error).message}`));
+      this.requests.reject(id, new Error(`Undecodable reply from the master: ${(err as Error).message}`));
       return;
     }
-    p.resolve(reply);
+    this.requests.resolve(id, reply);
   }
-
-  private expire(id: number): void {
-    const p = this.pendingById.get(id);
-    if (!p) return;
-    this.pendingById.delete(id);
-    this.unsent.delete(id);
-    this.written.delete(id);
-    p.reject(new RequestTimeoutError(`No reply from the Salt master at ${this.address} within ${p.timeoutMs} ms`));
-  }
-
-  /** A 32-bit correlation id not in use (wraps around; skips ids still pending). */
-  private newId(): number {
-    do this.lastId = (this.lastId + 1) >>> 0;
-    while (this.pendingById.has(this.lastId));
-    return this.lastId;
-  }
-}
-
-function positive(value: number | undefined, fallback: number): number {
-  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : fallback;
 }
 
 /** @deprecated The ZeroMQ channel's name before there was a RequestChannel interface (./channel.ts); kept while other work merges. */

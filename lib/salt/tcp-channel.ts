@@ -165,11 +165,8 @@ export class TcpRequestChannel implements RequestChannel {
     this.socket = undefined;
     this.ready = false;
     socket?.destroy();
-    if (this.written.size > 0) {
-      const lost = [...this.written];
-      this.written.clear();
-      this.requests.lost(lost);
-    }
+    this.requests.lost(this.written);
+    this.written.clear();
     if (!this.closed && !this.reconnectTimer) this.reconnectTimer = setTimeout(() => this.connect(), this.reconnectMs);
   }
 
