@@ -121,9 +121,12 @@ describe('RequestChannel', () => {
   });
 
   it('times out, rather than hangs, when nothing listens at the address', async (t) => {
-    const peer = await startRouterPeer();
-    const address = peer.address;
-    peer.close();
+    // A socket path nobody binds: a closed libzmq peer's TCP port goes on
+    // accepting for a moment (its I/O thread closes it later) and may then
+    // drop what was written to it, and a free port may be taken by another test.
+    const dir = mkdtempSync(path.join(tmpdir(), 'salt-nothing-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const address = `ipc://${path.join(dir, 'workers.ipc')}`;
     const ch = channel(t, address);
     const outcomes = await Promise.allSettled(Array.from({ length: 5 }, () => ch.send({ cmd: 'ping' }, 150)));
     for (const o of outcomes) assert.ok(o.status === 'rejected' && o.reason instanceof RequestTimeoutError);
