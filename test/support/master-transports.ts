@@ -85,9 +85,9 @@ async function listen(server: net.Server, port: number | undefined): Promise<num
 export async function startTcpRequestServer(onRequest: RequestHandler, options: TransportServerOptions = {}): Promise<TransportServer> {
   const received: IncomingRequest[] = [];
   const sockets = new Set<net.Socket>();
-  let accepted = 0;
+  const counts = { accepted: 0, sockets };
   const onConnection = (socket: net.Socket) => {
-    const connection = ++accepted;
+    const connection = ++counts.accepted;
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => {});
@@ -130,19 +130,29 @@ export async function startTcpRequestServer(onRequest: RequestHandler, options: 
   };
   const server = options.tls ? tls.createServer(options.tls, onConnection) : net.createServer(onConnection);
   const port = await listen(server, options.port);
+  return serverHandle(port, received, counts, async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+}
+
+/** What a request server of either transport answers to the tests. */
+function serverHandle(
+  port: number,
+  received: IncomingRequest[],
+  counts: { accepted: number; sockets: Set<unknown> },
+  close: () => Promise<void>,
+): TransportServer {
   return {
     port,
     received,
     get accepted() {
-      return accepted;
+      return counts.accepted;
     },
     get open() {
-      return sockets.size;
+      return counts.sockets.size;
     },
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
+    close,
   };
 }
 
@@ -150,11 +160,11 @@ export async function startTcpRequestServer(onRequest: RequestHandler, options: 
 export async function startWsRequestServer(onRequest: RequestHandler, options: TransportServerOptions = {}): Promise<TransportServer> {
   const received: IncomingRequest[] = [];
   const sockets = new Set<WebSocket>();
-  let accepted = 0;
+  const counts = { accepted: 0, sockets };
   const httpServer = options.tls ? https.createServer(options.tls) : http.createServer();
   const wss = new WebSocketServer({ server: httpServer, perMessageDeflate: false, maxPayload: 2 ** 31 });
   wss.on('connection', (socket: WebSocket) => {
-    const connection = ++accepted;
+    const connection = ++counts.accepted;
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => {});
@@ -196,20 +206,10 @@ export async function startWsRequestServer(onRequest: RequestHandler, options: T
     });
   });
   const port = await listen(httpServer, options.port);
-  return {
-    port,
-    received,
-    get accepted() {
-      return accepted;
-    },
-    get open() {
-      return sockets.size;
-    },
-    close: async () => {
-      for (const s of sockets) s.terminate();
-      wss.close();
-      httpServer.closeAllConnections?.();
-      await new Promise<void>((resolve) => httpServer.close(() => resolve()));
-    },
-  };
+  return serverHandle(port, received, counts, async () => {
+    for (const s of sockets) s.terminate();
+    wss.close();
+    httpServer.closeAllConnections?.();
+    await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+  });
 }
