@@ -43,12 +43,13 @@ async function connectedBus(
   return { bus, publisher };
 }
 
-/** Collect every event of the captured flows, in arrival order. */
+/** Collect every event of the captured flows (tag and data), in arrival order. */
 function collectCaptured(bus: EventBus): SaltEvent[] {
   const got: SaltEvent[] = [];
-  bus.subscribe('salt/', (e) => got.push(e));
+  const keep = ({ tag, data }: SaltEvent) => got.push({ tag, data });
+  bus.subscribe('salt/', keep);
   // The legacy `<jid>` tags have no '/': subscribe to each exactly.
-  for (const e of capturedEvents) if (!e.tag.includes('/')) bus.subscribe(e.tag, (ev) => got.push(ev));
+  for (const e of capturedEvents) if (!e.tag.includes('/')) bus.subscribe(e.tag, keep);
   return got;
 }
 
@@ -244,6 +245,8 @@ describe('EventBus over a unix socket', () => {
     await publisher.write(frame);
     const event = await wait;
     assert.deepEqual(event.data, { return: Buffer.from([0xff, 0x00]), success: true });
+    // What holding it costs, as max_result_bytes counts it: its packed data.
+    assert.equal(event.packedBytes, body.length - 'salt/run/7/ret\n\n'.length);
   });
 
   it('skips frames it cannot make sense of and carries on', async (t) => {
@@ -406,6 +409,81 @@ describe('reading while nobody listens', () => {
     await publisher.close();
     const at = await disconnected;
     assert.ok(at - closedAt < 1000, `noticed after ${Math.round(at - closedAt)} ms`);
+  });
+});
+
+describe('reading a burst', () => {
+  /** `count` events on job 1, each its own write, `gapMs` apart. */
+  async function burst(publisher: EventPublisherPeer, count: number, gapMs: number): Promise<void> {
+    for (let i = 0; i < count; i++) {
+      await publisher.publish(`salt/job/1/ret/m${i}`, { i });
+      await sleep(gapMs);
+    }
+  }
+
+  it('reads a lone event at once, and a burst once per busyReadMs, losing nothing', async (t) => {
+    const { bus, publisher } = await connectedBus(t, { busyReadMs: 50 });
+    const got: number[] = [];
+    bus.subscribe('salt/job/1/', (e) => got.push(e.data.i));
+    const sentAt = performance.now();
+    await publisher.publish('salt/job/1/ret/first', { i: -1 });
+    await until(() => got.length === 1);
+    assert.ok(performance.now() - sentAt < 40, 'a lone event waited for a pause');
+    await sleep(100); // quiet
+    const readsBefore = bus.readCount;
+    await burst(publisher, 40, 2);
+    await until(() => got.length === 41);
+    assert.deepEqual(got, [-1, ...Array.from({ length: 40 }, (_, i) => i)]);
+    // 40 writes over ~80 ms or more: a read, then one per 50 ms.
+    const reads = bus.readCount - readsBefore;
+    assert.ok(reads <= 8, `${reads} reads for a burst of 40`);
+  });
+
+  it('reads every event as it comes with busyReadMs 0', async (t) => {
+    const { bus, publisher } = await connectedBus(t, { busyReadMs: 0 });
+    let count = 0;
+    bus.subscribe('salt/job/1/', () => count++);
+    const readsBefore = bus.readCount;
+    await burst(publisher, 20, 5);
+    await until(() => count === 20);
+    assert.ok(bus.readCount - readsBefore >= 10, `${bus.readCount - readsBefore} reads for 20 writes 5 ms apart`);
+  });
+
+  it('settle() reads what a pause in a burst left unread', async (t) => {
+    // A pause of a minute once a burst starts: only settle() can read on.
+    const { bus, publisher } = await connectedBus(t, { busyReadMs: 60_000 });
+    const got: number[] = [];
+    bus.subscribe('salt/job/1/', (e) => got.push(e.data.i));
+    await burst(publisher, 2, 5);
+    await until(() => got.length === 2);
+    await publisher.publish('salt/job/1/ret/late', { i: 2 });
+    await sleep(30);
+    assert.deepEqual(got, [0, 1], 'read during the pause');
+    await bus.settle();
+    assert.deepEqual(got, [0, 1, 2]);
+  });
+});
+
+describe('subscriptions at several depths', () => {
+  it('delivers under every prefix and exact tag while others come and go', async (t) => {
+    const { bus, publisher } = await connectedBus(t, { busyReadMs: 0 });
+    const got: Record<string, number> = {};
+    const count = (key: string) => () => {
+      got[key] = (got[key] ?? 0) + 1;
+    };
+    const offSalt = bus.subscribe('salt/', count('salt/'));
+    const offJob = bus.subscribe('salt/job/7/', count('salt/job/7/'));
+    bus.subscribe('salt/job/7/ret/m', count('exact'));
+    offSalt();
+    await publisher.publish('salt/job/7/ret/m', {});
+    await until(() => got.exact === 1);
+    offJob();
+    bus.subscribe('salt/job/', count('salt/job/'));
+    bus.subscribe('salt/job/7/ret/', count('salt/job/7/ret/'));
+    await publisher.publish('salt/job/7/ret/m', {});
+    await until(() => got.exact === 2);
+    await sleep(20);
+    assert.deepEqual(got, { 'salt/job/7/': 1, exact: 2, 'salt/job/': 1, 'salt/job/7/ret/': 1 });
   });
 });
 

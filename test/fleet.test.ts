@@ -74,6 +74,28 @@ describe('fleets', () => {
     assert.equal(env.netapi.stats().busSubscriptions, 0);
   });
 
+  test("a `new` event naming more minions than the publish reply (a syndic's): they are waited for", async (t) => {
+    const fleet = ids(300);
+    const env = await startMasterAndNetapi({
+      minions: fleet.map((id) => ({ id, delayMs: 200 })),
+      config: { timeout: 5, gather_job_timeout: 5 },
+    });
+    t.after(() => env.close());
+    // A syndic's master names its own minion in a `new` event of the job, and its return follows.
+    env.master.on('request', (record: { cmd: string; load: Record<string, unknown> }) => {
+      if (record.cmd !== 'publish' || record.load.fun !== 'test.ping') return;
+      const jid = String(record.load.jid);
+      setTimeout(() => env.master.fire(`salt/job/${jid}/new`, { jid, minions: ['behind-syndic'], missing: [] }), 20);
+      setTimeout(() => env.master.fire(`salt/job/${jid}/ret/behind-syndic`, { id: 'behind-syndic', jid, return: true, retcode: 0 }), 600);
+    });
+    const ret = (await env.netapi.run({ client: 'local', tgt: 'fleet-*', fun: 'test.ping', ...CRED })) as Record<string, unknown>;
+    assert.equal(ret['behind-syndic'], true);
+    assert.deepEqual(
+      fleet.filter((id) => ret[id] !== true),
+      [],
+    );
+  });
+
   test('rest_wsgi: max_result_bytes: past it, 507 naming the job, and nothing held after; under it, the answer', async (t) => {
     const fleet = ids(20);
     const master = await startMaster({

@@ -223,7 +223,7 @@ async function gatherReturns(
     const data = noResponse(pub.jid);
     defineKey(result, id, call.fullReturn ? data : data.ret);
   }
-  for (const id of pub.minions) if (!Object.hasOwn(result, id)) defineKey(result, id, false);
+  for (const id of pub.minions) if (!returns.has(id) && !failed.has(id)) defineKey(result, id, false);
   return result;
 }
 

@@ -15,7 +15,7 @@
  *
  * A silent minion thus costs `timeout + gather_job_timeout`.
  */
-import { packedSize, type SaltEvent } from '../salt/event-bus.js';
+import type { SaltEvent } from '../salt/event-bus.js';
 import { isPlainObject } from './args.js';
 import { abortError, busLostError, logAbandoned, watchWait, type ClientContext } from './context.js';
 import { newJid } from './jid.js';
@@ -110,7 +110,7 @@ export interface CollectResult {
   /** Returns by minion id, in arrival order. */
   returns: Map<string, MinionReturn>;
   /** Expected minions at the end (publish reply, `new` event, find_job findings). */
-  minions: Set<string>;
+  minions: Iterable<string>;
   /** Minions the master reported missing (list targets naming unknown ids). */
   missing: Set<string>;
 }
@@ -121,14 +121,15 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
     const { jid, timeoutMs, gatherJobTimeoutMs, signal } = options;
     // Everything below costs O(1) per return and per minion added: a fleet
     // of 20,000 must not pay for its size on each of its 20,000 returns.
-    const minions = new Set<string>();
-    /** Expected minions that have not returned. */
-    const pending = new Set<string>();
+    // One map says it all for each expected minion: its deadline while it is
+    // pending (`timeout` after it became expected, or after it last said
+    // through find_job that it is still running the job), RETURNED once it
+    // returned. Deadlines are whole milliseconds: V8 keeps small integers in
+    // the map itself, where a fraction would be one more heap object per minion.
+    const expected = new Map<string, number>();
+    let pendingCount = 0;
     const missing = new Set<string>();
     const returns = new Map<string, MinionReturn>();
-    // A silent minion's deadline: `timeout` after it became expected, or
-    // after it last said (through find_job) that it is still running the job.
-    const minionTimeouts = new Map<string, number>();
     let timeoutAt = now() + timeoutMs;
     // True so that find_job is asked at least once.
     let minionsRunning = true;
@@ -170,15 +171,32 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
     watch.listen(onJobEvent);
     if (settled) return;
     if (options.stop?.aborted) finish();
-    else if (pending.size === 0) finish();
+    else if (pendingCount === 0) finish();
     else schedule();
 
     /** `id` is expected: pending unless it returned already; its deadline starts now (once). */
     function expect(id: string, t = now()): void {
-      minions.add(id);
-      if (returns.has(id)) return;
-      pending.add(id);
-      if (!minionTimeouts.has(id)) minionTimeouts.set(id, t + timeoutMs);
+      if (expected.has(id)) return;
+      if (returns.has(id)) {
+        expected.set(id, RETURNED);
+        return;
+      }
+      expected.set(id, deadline(t));
+      pendingCount++;
+    }
+
+    /** A minion's deadline, `timeout` after `t`, in whole ms. */
+    function deadline(t: number): number {
+      return Math.ceil(t + timeoutMs);
+    }
+
+    /** `id` returned, or is no longer waited for (`forget`). */
+    function done(id: string, forget = false): void {
+      const state = expected.get(id);
+      if (state === undefined) return;
+      if (forget) expected.delete(id);
+      else if (state !== RETURNED) expected.set(id, RETURNED);
+      if (state !== RETURNED) pendingCount--;
     }
 
     function onJobEvent(event: SaltEvent): void {
@@ -186,8 +204,13 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
       const data = event.data;
       if (!isPlainObject(data)) return;
       if ('minions' in data) {
-        const t = now();
-        for (const id of asIds(data.minions)) expect(id, t);
+        // The `new` event names the minions the publish reply named
+        // (salt/master.py: ClearFuncs.publish): a comparison, cheaper than
+        // a lookup per minion. A syndic's names more.
+        if (!sameIds(data.minions, options.minions)) {
+          const t = now();
+          for (const id of asIds(data.minions)) expect(id, t);
+        }
         for (const id of asIds(data.missing)) missing.add(id);
         return;
       }
@@ -195,7 +218,7 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
       const id = data.id;
       if (options.budget) {
         try {
-          options.budget.charge(packedSize(event) ?? 0, jid);
+          options.budget.charge(event.packedBytes ?? 0, jid);
         } catch (err) {
           fail(err); // the returns held so far go with the wait
           return;
@@ -206,10 +229,9 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
       if ('retcode' in data) ret.retcode = data.retcode;
       if ('jid' in data) ret.jid = data.jid;
       returns.set(id, ret);
-      pending.delete(id);
-      minionTimeouts.delete(id);
+      done(id);
       options.onReturn?.(id, ret, event);
-      if (pending.size === 0) finish();
+      if (pendingCount === 0) finish();
     }
 
     function onFindJobEvent(event: SaltEvent): void {
@@ -220,9 +242,8 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
       // The minion failed to run find_job itself: stop waiting for it.
       if (typeof data.retcode === 'number' && data.retcode > 0 && id !== undefined) {
         ctx.logger.debug(`saltutil.find_job returned errors on minion ${id}`);
-        minions.delete(id);
-        pending.delete(id);
-        if (pending.size === 0) finish();
+        done(id, true);
+        if (pendingCount === 0) finish();
         return;
       }
       if ('minions' in data) {
@@ -235,7 +256,7 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
       if (isEmptyObject(running) || typeof running === 'string') return;
       if (isPlainObject(running) && 'return' in running && isEmptyObject(running.return)) return;
       expect(id);
-      minionTimeouts.set(id, now() + timeoutMs);
+      if (expected.get(id) !== RETURNED) expected.set(id, deadline(now()));
       minionsRunning = true;
       // A deadline moved: the next look is due later than planned.
       if (!findJobPending && !deciding) schedule();
@@ -243,7 +264,8 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
 
     function startFindJob(): void {
       // Only the minions still pending: those that returned are not asked.
-      const targets = [...pending];
+      const targets: string[] = [];
+      for (const [id, state] of expected) if (state !== RETURNED) targets.push(id);
       minionsRunning = false;
       findJobPending = true;
       // Listened to before it is published: a quick minion's answer comes before the reply.
@@ -269,10 +291,10 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
       );
     }
 
-    /** The last deadline of a pending minion (or the round's end): O(pending), once per timer. */
+    /** The last deadline of a pending minion (or the round's end): O(minions), once per timer. */
     function latestDeadline(): number {
       let latest = timeoutAt;
-      if (!minionsRunning) for (const m of pending) latest = Math.max(latest, minionTimeouts.get(m) ?? 0);
+      if (!minionsRunning) for (const state of expected.values()) if (state > latest) latest = state;
       return latest;
     }
 
@@ -325,7 +347,7 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
     function finish(): void {
       if (settled) return;
       release();
-      resolve({ returns, minions, missing });
+      resolve({ returns, minions: expected.keys(), missing });
     }
 
     function fail(err: unknown): void {
@@ -336,12 +358,21 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
   });
 }
 
+/** An expected minion's state once it returned (deadlines are positive). */
+const RETURNED = -1;
+
 function now(): number {
   return performance.now();
 }
 
 function asIds(value: unknown): string[] {
   return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
+}
+
+function sameIds(value: unknown, ids: readonly string[]): boolean {
+  if (!Array.isArray(value) || value.length !== ids.length) return false;
+  for (let i = 0; i < ids.length; i++) if (value[i] !== ids[i]) return false;
+  return true;
 }
 
 function isEmptyObject(value: unknown): boolean {

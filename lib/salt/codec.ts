@@ -15,6 +15,10 @@ export const CONSTANT_EXT = 79;
 
 const unpackr = new Unpackr({
   mapsAsObjects: true,
+  // bin values come out as copies, not views of the bytes decoded: those
+  // may be a read buffer used again (the event bus decodes in place), and a
+  // small view would keep a whole frame alive.
+  copyBuffers: true,
   useRecords: false,
   moreTypes: false,
   structuredClone: false,

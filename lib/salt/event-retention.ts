@@ -11,25 +11,17 @@ export interface SaltEvent {
   tag: string;
   // biome-ignore lint/suspicious/noExplicitAny: whatever msgpack data the master sent; the clients read what they expect of it
   data: any;
+  /** Bytes of its packed data, when it came from the bus: about what holding it costs. */
+  packedBytes?: number;
 }
 
 /** Job events, the ones retained; the match is the job's own prefix, `salt/job/<jid>/`. */
 export const JOB_TAG = /^salt\/(?:job|run|wheel)\/[^/]+\//;
 
-/** Bytes of each decoded event's packed data: what holding it costs, about (kept beside it, so that an event stays `{tag, data}`). */
-const packedSizes = new WeakMap<SaltEvent, number>();
-
-/** The size of `event`'s packed data, if it came from the bus. */
-export function packedSize(event: SaltEvent): number | undefined {
-  return packedSizes.get(event);
-}
-
 /** The event, or null when its data is not msgpack (it is then dropped). */
-export function decodeEvent(tag: string, bytes: Buffer): SaltEvent | null {
+export function decodeEvent(tag: string, bytes: Uint8Array): SaltEvent | null {
   try {
-    const event = { tag, data: decode(bytes) };
-    packedSizes.set(event, bytes.length);
-    return event;
+    return { tag, data: decode(bytes), packedBytes: bytes.length };
   } catch {
     return null;
   }
@@ -68,8 +60,8 @@ export class Retention {
     return this.retained.length - this.head;
   }
 
-  /** Keep the event of job prefix `job`: its bytes, or the event when it was decoded already. */
-  add(tag: string, job: string, bytes: Buffer, event: SaltEvent | null | undefined): void {
+  /** Keep the event of job prefix `job`: the event when it was decoded already, else its bytes (a copy of its own). */
+  add(tag: string, job: string, bytes: Buffer | undefined, event: SaltEvent | null | undefined): void {
     const now = performance.now();
     const r: Retained = { tag, bytes: event ? undefined : bytes, event, at: now, job };
     this.retained.push(r);

@@ -1,11 +1,13 @@
 /**
  * Who waits for which events. Subscriptions are kept in a Map keyed by
  * exact tag or '/'-ending prefix, so an event costs one lookup per segment
- * of its tag however many waiters there are.
+ * of its tag however many waiters there are, and none for the segments no
+ * prefix of that length is subscribed at (clients wait on `salt/job/<jid>/`:
+ * one lookup).
  */
 import type { Retention, SaltEvent } from './event-retention.js';
 
-interface Subscription {
+export interface Subscription {
   key: string;
   listener: (event: SaltEvent) => void;
   /** Live events from this sequence number on; older ones come from retention. */
@@ -15,19 +17,10 @@ interface Subscription {
   active: boolean;
 }
 
-/**
- * The keys a tag is delivered under: itself (unless it ends with '/', then
- * it is its own last prefix) and each of its '/'-ending prefixes.
- */
-function keysOf(tag: string): string[] {
-  const keys: string[] = [];
-  for (let i = tag.indexOf('/'); i !== -1; i = tag.indexOf('/', i + 1)) keys.push(tag.slice(0, i + 1));
-  if (!tag.endsWith('/')) keys.push(tag);
-  return keys;
-}
-
 export class Subscriptions {
   private readonly byKey = new Map<string, Set<Subscription>>();
+  /** Keys ending with the n-th '/' of a tag: how many are subscribed, by n. */
+  private readonly prefixesAt: number[] = [];
   private live = 0;
   /** Sequence number of the last event dispatched. */
   private seq = 0;
@@ -43,23 +36,37 @@ export class Subscriptions {
     return this.live;
   }
 
-  /** Whether a subscription matches `tag` (before decoding its event: nobody's are never decoded). */
-  wants(tag: string): boolean {
-    if (this.byKey.size === 0) return false;
-    if (this.byKey.has(tag)) return true;
-    for (let i = tag.indexOf('/'); i !== -1; i = tag.indexOf('/', i + 1)) {
-      if (this.byKey.has(tag.slice(0, i + 1))) return true;
+  /**
+   * The subscriptions `tag` is delivered to, by key: the tag itself (unless
+   * it ends with '/', then it is its own last prefix) and each of its
+   * '/'-ending prefixes. Undefined when none: such an event is never decoded.
+   */
+  match(tag: string): Set<Subscription>[] | undefined {
+    if (this.byKey.size === 0) return undefined;
+    let found: Set<Subscription>[] | undefined;
+    let n = 0;
+    for (let i = tag.indexOf('/'); i !== -1 && n < this.prefixesAt.length; i = tag.indexOf('/', i + 1)) {
+      if (!this.prefixesAt[n++]) continue;
+      const set = this.byKey.get(tag.slice(0, i + 1));
+      if (set) {
+        found ??= [];
+        found.push(set);
+      }
     }
-    return false;
+    if (!tag.endsWith('/')) {
+      const set = this.byKey.get(tag);
+      if (set) {
+        found ??= [];
+        found.push(set);
+      }
+    }
+    return found;
   }
 
-  /** Give a live event to every subscription that matches it. */
-  dispatch(event: SaltEvent): void {
+  /** Give a live event to the subscriptions match() found for its tag. */
+  dispatch(event: SaltEvent, matched: Set<Subscription>[]): void {
     const seq = ++this.seq;
-    if (this.byKey.size === 0) return;
-    for (const key of keysOf(event.tag)) {
-      const set = this.byKey.get(key);
-      if (!set) continue;
+    for (const set of matched) {
       for (const sub of set) {
         if (!sub.active || sub.fromSeq > seq) continue; // subscribed during this dispatch: replay has it
         if (sub.backlog) sub.backlog.push(event);
@@ -75,6 +82,7 @@ export class Subscriptions {
     if (!set) {
       set = new Set();
       this.byKey.set(key, set);
+      this.countPrefix(key, 1);
     }
     set.add(sub);
     this.live++;
@@ -95,14 +103,25 @@ export class Subscriptions {
       sub.active = false;
       this.live--;
       const current = this.byKey.get(key);
-      if (current?.delete(sub) && current.size === 0) this.byKey.delete(key);
+      if (current?.delete(sub) && current.size === 0) {
+        this.byKey.delete(key);
+        this.countPrefix(key, -1);
+      }
     };
+  }
+
+  private countPrefix(key: string, by: number): void {
+    if (!key.endsWith('/')) return;
+    const n = key.split('/').length - 2; // 'salt/job/' ends with the 2nd '/': index 1
+    while (this.prefixesAt.length <= n) this.prefixesAt.push(0);
+    this.prefixesAt[n] += by;
   }
 
   /** Drop every subscription (the bus is closed). */
   clear(): void {
     for (const set of this.byKey.values()) for (const sub of set) sub.active = false;
     this.byKey.clear();
+    this.prefixesAt.length = 0;
     this.live = 0;
   }
 

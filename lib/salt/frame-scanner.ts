@@ -197,7 +197,9 @@ export function frameBody(frame: Buffer): Buffer | undefined {
   else return undefined;
   const end = frame.length;
   for (let i = 0; i < entries; i++) {
-    const isBody = frame[pos] === 0xa4 && frame.toString('latin1', pos + 1, pos + 5) === 'body';
+    // fixstr 'body', compared byte by byte: no string made per frame.
+    const isBody =
+      frame[pos] === 0xa4 && frame[pos + 1] === 0x62 && frame[pos + 2] === 0x6f && frame[pos + 3] === 0x64 && frame[pos + 4] === 0x79;
     pos = skipValue(frame, pos, end);
     if (pos < 0) return undefined;
     if (isBody) {
