@@ -77,15 +77,21 @@ function isPlainJson(value: unknown, depth = 0): boolean {
   }
   if (value === null) return true;
   if (depth > MAX_PLAIN_DEPTH) return false;
+  // Members that are strings or `true` (a fleet's minion list, its
+  // test.ping returns) are passed over here rather than in a call each.
   if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) if (!isPlainJson(value[i], depth + 1)) return false;
+    for (let i = 0; i < value.length; i++) {
+      const item: unknown = value[i];
+      if (typeof item !== 'string' && typeof item !== 'boolean' && !isPlainJson(item, depth + 1)) return false;
+    }
     return true;
   }
   const proto = Object.getPrototypeOf(value);
   if (proto !== Object.prototype && proto !== null) return false;
   if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return false;
   for (const key in value) {
-    if (!isPlainJson((value as Record<string, unknown>)[key], depth + 1)) return false;
+    const item: unknown = (value as Record<string, unknown>)[key];
+    if (typeof item !== 'string' && typeof item !== 'boolean' && !isPlainJson(item, depth + 1)) return false;
   }
   return true;
 }

@@ -104,7 +104,12 @@ function shorterThan(value: unknown, limit: number): boolean {
       left -= 2 * v.length + 2; // base64 or UTF-8 text, escaped at worst
     else if (Array.isArray(v)) {
       left -= v.length + 2;
-      for (let i = 0; i < v.length && i <= left; i++) stack.push(v[i]);
+      // Strings (a fleet's minion list) are counted here, not stacked.
+      for (let i = 0; i < v.length && left >= 0; i++) {
+        const item: unknown = v[i];
+        if (typeof item === 'string') left -= item.length + 2;
+        else stack.push(item);
+      }
     } else if (v instanceof Map || v instanceof Set) {
       left -= 2 * v.size + 2;
       if (left >= 0) for (const [k, item] of v.entries()) stack.push(k, item);
