@@ -126,7 +126,7 @@ import {
 import { encodeReply, newJid, packEvent, saltStamp } from './master-wire.js';
 import { Minion, type MinionFunction, type MinionSpec, type PubLoad } from './minions.js';
 import { CommandExecutionError, PyTypeError, bindCall, fakeTraceback, formatCall, isPlainObject } from './python-call.js';
-import { checkMinions } from './targeting.js';
+import { checkMinions, type TargetableMinion } from './targeting.js';
 
 export type { MinionSpec, MinionFunction, MinionCall, PubLoad } from './minions.js';
 export type { EauthUser, Permission, TokenData } from './eauth.js';
@@ -291,11 +291,13 @@ export class SaltMasterDouble extends EventEmitter {
       deliver: (m, ret) => this.minionReturn(m.id, ret),
     });
     this.minions.set(spec.id, minion);
+    this.acceptedList = undefined;
     return minion;
   }
 
   removeMinion(id: string): void {
     this.minions.delete(id);
+    this.acceptedList = undefined;
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -594,19 +596,42 @@ export class SaltMasterDouble extends EventEmitter {
     const envelope = frames.slice(0, -1);
     const reply = await this.handle(frames[frames.length - 1]);
     if (reply === NO_REPLY) return;
-    if (this.replyDelayMs > 0) await this.sleep(this.replyDelayMs);
-    if (router !== this.router || router.closed) return;
+    if (this.replyDelayMs > 0) await this.holdReply(reply);
+    if (router !== this.router || router.closed) return this.replied(reply);
     const bytes = encodeReply(reply);
-    this.sendChain = this.sendChain.then(() => router.send([...envelope, bytes])).catch(() => {});
+    this.sendChain = this.sendChain
+      .then(() => router.send([...envelope, bytes]))
+      .catch(() => {})
+      .then(() => this.replied(reply));
   }
 
   /** A request on the tcp or ws transport (payload already decoded by the transport). */
   private async onTransportRequest(server: TransportServer, request: IncomingRequest): Promise<void> {
     const reply = request.payload === undefined ? this.answer('bad load') : await this.handleMessage(request.payload);
     if (reply === NO_REPLY) return;
-    if (this.replyDelayMs > 0) await this.sleep(this.replyDelayMs);
-    if (server !== this.requestServer) return;
-    request.reply(reply);
+    if (this.replyDelayMs > 0) await this.holdReply(reply);
+    if (server === this.requestServer) request.reply(reply);
+    this.replied(reply);
+  }
+
+  /** replyDelayMs: the reply is held back, what waits for it goes on (minions return meanwhile). */
+  private holdReply(reply: unknown): Promise<void> {
+    this.replied(reply);
+    return this.sleep(this.replyDelayMs);
+  }
+
+  /**
+   * The reply to a request is on its way: what waited for it runs now (a
+   * publish's minions get their job). On a master the publisher is another
+   * process; here it would hold the reply back by as long as it takes a fleet
+   * of 10,000 to get the job.
+   */
+  private replied(reply: unknown): void {
+    if (reply === null || typeof reply !== 'object') return;
+    const then = this.afterReply.get(reply);
+    if (!then) return;
+    this.afterReply.delete(reply);
+    this.later(0, then);
   }
 
   private async handle(payload: Buffer): Promise<unknown> {
@@ -637,7 +662,9 @@ export class SaltMasterDouble extends EventEmitter {
       reply = HANDLER_FAILED;
     }
     record.reply = reply;
-    return this.answer(reply);
+    const answer = this.answer(reply);
+    if (answer === NO_REPLY) this.replied(reply); // no reply goes out: nothing waits for it
+    return answer;
   }
 
   private answer(reply: unknown): unknown {
@@ -696,8 +723,15 @@ export class SaltMasterDouble extends EventEmitter {
     for (const k of Object.keys(this.counts)) delete this.counts[k];
   }
 
-  private accepted() {
-    return [...this.minions.values()].map((m) => ({ id: m.id, grains: m.grains, silent: !!m.spec.silent }));
+  /** Work that waits for a request's reply to go out, by reply (replied()). */
+  private readonly afterReply = new WeakMap<object, () => void>();
+
+  /** What accepted() gave, until a minion is added or removed: a fleet of 10,000 is not listed anew for each publish. */
+  private acceptedList: Array<TargetableMinion & { silent: boolean }> | undefined;
+
+  private accepted(): Array<TargetableMinion & { silent: boolean }> {
+    this.acceptedList ??= [...this.minions.values()].map((m) => ({ id: m.id, grains: m.grains, silent: !!m.spec.silent }));
+    return this.acceptedList;
   }
 
   // ---------------------------------------------------------------- publish
@@ -744,13 +778,18 @@ export class SaltMasterDouble extends EventEmitter {
     this.fire(`salt/job/${jid}/publish`, { ...pub });
     this.jobs.set(jid, { jid, pub, minions, startedAt: new Date(), returns: new Map() });
     this.executed.push({ kind: 'publish', fun: String(load.fun), jid, user: String(load.user) });
-    // The minions get the job once the reply is on its way. Each gets its
-    // own load (a shallow copy: what a minion changes is the top level).
-    this.later(0, () => {
+    // The minions get the job once the reply is on its way (or, with
+    // publishReplyDelayMs, that long before it). Each gets its own load (a
+    // shallow copy: what a minion changes is the top level).
+    const deliver = () => {
       for (const id of minions) this.minions.get(id)?.receive({ ...pub });
-    });
-    if (this.options.publishReplyDelayMs) await this.sleep(this.options.publishReplyDelayMs);
-    return { enc: 'clear', load: { jid, minions, missing } };
+    };
+    const reply = { enc: 'clear', load: { jid, minions, missing } };
+    if (this.options.publishReplyDelayMs) {
+      this.later(0, deliver);
+      await this.sleep(this.options.publishReplyDelayMs);
+    } else this.afterReply.set(reply, deliver);
+    return reply;
   }
 
   /** ClearFuncs._prep_pub: the load the minions receive. */
