@@ -9,7 +9,8 @@
  * each minion's return is its own). The double keeps no log (keepLog: false).
  *
  * It reports when the last return left (`lastReturnAt`, ms on the shared
- * wall clock) and the targets of each saltutil.find_job publish.
+ * wall clock) and the targets of each saltutil.find_job publish (`reset`
+ * forgets them: a warm-up job's returns are not the case's).
  */
 import { startMaster, type SaltMasterDouble, type MinionSpec, type MinionCall } from '../test/support/master.js';
 import { serveParent } from './ipc.js';
@@ -58,7 +59,12 @@ async function startFleet(spec: FleetSpec): Promise<string> {
 serveParent(async (message) => {
   switch (message.type) {
     case 'fleet':
-      return { configPath: await startFleet(message.spec as FleetSpec) };
+      return { configPath: await startFleet(message.spec as FleetSpec), eventPath: master!.eventPath };
+    case 'reset':
+      lastReturnAt = 0;
+      returns = 0;
+      findJobs = [];
+      return {};
     case 'report':
       return { lastReturnAt, returns, findJobs };
     case 'stop':
