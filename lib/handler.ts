@@ -8,7 +8,7 @@
  * `{"return": [result, ...]}`. Every refusal is `{"return": "<message>"}`
  * with the status the README's "Status codes" lists. Like rest_wsgi, the URL path is ignored.
  */
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { totalmem } from 'node:os';
 import { NetapiClient, type NetapiStats } from './netapi.js';
 import { loadMasterConfig, applyMasterDefaults, type MasterOptions } from './salt/config.js';
@@ -26,13 +26,21 @@ import {
   ShutdownCutWaitError,
   TooBusyError,
 } from './errors.js';
-import { positiveNumber } from './numbers.js';
+import { positiveMs, positiveNumber } from './numbers.js';
 import { BodyReader, MAX_JSON_DEPTH, TOO_DEEP_MESSAGE, deeperThan, parseBody } from './body.js';
 import { writeJsonAnswer } from './response.js';
 import { formatAccess, silentLogger, type AccessRecord, type Logger } from './log.js';
 import { clientAddress, onAccess } from './access.js';
 import { authThrottle } from './throttle.js';
 import { send } from './reply.js';
+
+export {
+  applyServerTimeouts,
+  DEFAULT_HEADERS_TIMEOUT_MS,
+  DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
+  DEFAULT_SERVER_REQUEST_TIMEOUT_MS,
+  type ServerTimeouts,
+} from './server-timeouts.js';
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
@@ -304,51 +312,6 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
     },
   });
   return handler;
-}
-
-function positiveMs(value: number | undefined, fallback: number, name: string): number {
-  if (value === undefined) return fallback;
-  const ms = typeof value === 'number' ? positiveNumber(value) : undefined;
-  if (ms === undefined) throw new RangeError(`${name} must be a positive number of ms, got ${value}`);
-  return ms;
-}
-
-/** Timeouts of node:http servers, applied by applyServerTimeouts(). */
-export interface ServerTimeouts {
-  /** The request line and headers must arrive within this, ms (a slowloris client sends them a byte at a time). Default 10 s. */
-  headersTimeoutMs?: number;
-  /**
-   * The whole request, headers and body, must arrive within this, ms. Default
-   * 45 s: past the handler's body timeouts, which answer first (JSON 408).
-   * It ends when the request is read: waiting for the master is not limited by it.
-   */
-  requestTimeoutMs?: number;
-  /** An idle keep-alive connection is closed after this, ms. Default 5 s. */
-  keepAliveTimeoutMs?: number;
-}
-
-export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
-export const DEFAULT_SERVER_REQUEST_TIMEOUT_MS = 45_000;
-export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 5_000;
-
-/**
- * Set a node:http server's timeouts so that slow clients can't hold it:
- * headers, whole request, idle keep-alive. Call before listen(). Node's
- * defaults (60 s for headers, 300 s for a request) are checked only every
- * 30 s; this checks every second (or sooner for short timeouts).
- */
-export function applyServerTimeouts(server: Server, timeouts: ServerTimeouts = {}): Server {
-  const headersMs = positiveMs(timeouts.headersTimeoutMs, DEFAULT_HEADERS_TIMEOUT_MS, 'headersTimeoutMs');
-  const requestMs = positiveMs(timeouts.requestTimeoutMs, DEFAULT_SERVER_REQUEST_TIMEOUT_MS, 'requestTimeoutMs');
-  server.headersTimeout = headersMs;
-  server.requestTimeout = Math.max(requestMs, headersMs); // Node wants headers ≤ request
-  server.keepAliveTimeout = positiveMs(timeouts.keepAliveTimeoutMs, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, 'keepAliveTimeoutMs');
-  // Read when the server starts listening (Node 20; not in its typings).
-  (server as Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval = Math.max(
-    10,
-    Math.min(1000, Math.floor(headersMs / 4)),
-  );
-  return server;
 }
 
 /** `application/json`, any case, any parameters (`; charset=utf-8`). */

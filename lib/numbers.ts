@@ -14,3 +14,11 @@ export function positiveNumber(value: unknown): number | undefined {
 export function secondsToMs(seconds: number): number {
   return Math.round(seconds * 1000);
 }
+
+/** An option in ms: `fallback` when absent, else a positive number; anything else throws RangeError naming it. */
+export function positiveMs(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  const ms = typeof value === 'number' ? positiveNumber(value) : undefined;
+  if (ms === undefined) throw new RangeError(`${name} must be a positive number of ms, got ${value}`);
+  return ms;
+}
