@@ -11,9 +11,8 @@
  * subscriber asks for them.
  *
  * Nobody subscribed and nobody holding, as under a stream of local_async
- * jobs, the bus only has to be drained: it is read in batches (idleReadMs)
- * and its frames are only cut, never looked into. Subscribed, a lone event
- * is read at once, and a burst (a fleet's returns) once per busyReadMs.
+ * jobs, the bus only has to be drained: its frames are only cut, never
+ * looked into. How often it is read is ./read-pacing.ts's.
  */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
@@ -23,6 +22,7 @@ import { EventBusClosedError, EventBusTimeoutError } from './errors.js';
 import { JOB_TAG, Retention, decodeEvent, type SaltEvent } from './event-retention.js';
 import { Subscriptions } from './event-subscriptions.js';
 import { FrameScanner, frameBody } from './frame-scanner.js';
+import { ReadPacing } from './read-pacing.js';
 
 export type { SaltEvent } from './event-retention.js';
 export { EventBusClosedError, EventBusTimeoutError };
@@ -83,22 +83,19 @@ export class EventBus extends EventEmitter {
   private readonly where: string;
   private readonly connectOptions: net.NetConnectOpts;
   private readonly reconnectMs: number;
-  private readonly idleReadMs: number;
-  private readonly busyReadMs: number;
   private readonly scanner = new FrameScanner();
+  private readonly pacing: ReadPacing;
   /** Reused by every read: the scanner copies what it keeps. */
   private readonly readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
   private socket: net.Socket | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   /** Set while reading is paused (nobody subscribed, or a burst): resumes reading. */
-  private pauseTimer: NodeJS.Timeout | undefined;
   private started = false;
   private closed = false;
   private isConnected = false;
   /** Reads so far, and whether the last one filled the read buffer (more was likely waiting): for settle(). */
   private reads = 0;
   private lastReadFull = false;
-  private lastReadAt = Number.NEGATIVE_INFINITY;
   private readonly readyWaiters = new Set<{ resolve: () => void; reject: (err: Error) => void }>();
 
   private readonly retention: Retention;
@@ -125,8 +122,13 @@ export class EventBus extends EventEmitter {
     this.subscriptions = new Subscriptions(this.retention, (err, event) => {
       if (this.listenerCount('listenerError') > 0) this.safeEmit('listenerError', err, event);
     });
-    this.idleReadMs = nonNegative(options.idleReadMs, DEFAULT_IDLE_READ_MS);
-    this.busyReadMs = nonNegative(options.busyReadMs, DEFAULT_BUSY_READ_MS);
+    this.pacing = new ReadPacing(
+      nonNegative(options.idleReadMs, DEFAULT_IDLE_READ_MS),
+      nonNegative(options.busyReadMs, DEFAULT_BUSY_READ_MS),
+      () => {
+        if (this.socket && !this.socket.destroyed) this.socket.resume();
+      },
+    );
   }
 
   /** Start connecting (idempotent). */
@@ -175,7 +177,7 @@ export class EventBus extends EventEmitter {
     if (this.closed) return () => {};
     const unsubscribe = this.subscriptions.add(tagOrPrefix, listener);
     // Events for it may be waiting unread in the socket.
-    if (this.pauseTimer) this.resumeReading();
+    this.pacing.resumeNow();
     return unsubscribe;
   }
 
@@ -204,7 +206,7 @@ export class EventBus extends EventEmitter {
    * on a minion calls it first, so that a return already sent counts.
    */
   settle(): Promise<void> {
-    if (this.pauseTimer) this.resumeReading();
+    this.pacing.resumeNow();
     return new Promise((resolve) => {
       let reads = this.reads;
       const check = (): void => {
@@ -241,8 +243,7 @@ export class EventBus extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.reconnectTimer);
-    clearTimeout(this.pauseTimer);
-    this.pauseTimer = undefined;
+    this.pacing.cancel();
     const socket = this.socket;
     this.socket = undefined;
     socket?.destroy();
@@ -284,8 +285,7 @@ export class EventBus extends EventEmitter {
     socket.on('close', () => {
       if (socket !== this.socket) return;
       this.socket = undefined;
-      clearTimeout(this.pauseTimer);
-      this.pauseTimer = undefined;
+      this.pacing.cancel();
       this.scanner.reset();
       if (this.isConnected) {
         this.isConnected = false;
@@ -307,27 +307,8 @@ export class EventBus extends EventEmitter {
       socket.destroy();
       return true;
     }
-    // A full buffer means more may be waiting: read on, so that a pause
-    // never leaves more than one interval's events in the kernel.
-    if (size === buf.length || socket.destroyed) return true;
-    const pauseMs = this.subscriptions.count > 0 ? this.busyPause() : this.idleReadMs;
-    if (pauseMs === 0) return true;
-    this.pauseTimer ??= setTimeout(() => this.resumeReading(), pauseMs);
-    return false;
-  }
-
-  /** Subscribed: no pause after a quiet spell, busyReadMs within a burst. */
-  private busyPause(): number {
-    const now = performance.now();
-    const inBurst = now - this.lastReadAt < this.busyReadMs;
-    this.lastReadAt = now;
-    return inBurst ? this.busyReadMs : 0;
-  }
-
-  private resumeReading(): void {
-    clearTimeout(this.pauseTimer);
-    this.pauseTimer = undefined;
-    if (this.socket && !this.socket.destroyed) this.socket.resume();
+    if (socket.destroyed) return true;
+    return this.pacing.readOn(size === buf.length, this.subscriptions.count > 0);
   }
 
   // -- frames and events -------------------------------------------------
