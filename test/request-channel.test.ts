@@ -11,7 +11,7 @@ import { EventBus, eventBusOptions } from '../lib/salt/event-bus.js';
 import {
   ChannelClosedError,
   ConnectionLostError,
-  RequestChannel,
+  ZmqRequestChannel,
   RequestTimeoutError,
   requestAddress,
 } from '../lib/salt/request-channel.js';
@@ -19,8 +19,8 @@ import { startEventPublisher, startReqServerPeer, startRouterPeer, type RoutedRe
 import { reqserver } from './support/wire.js';
 import { waitFor } from './support/event-bus.js';
 
-function channel(t: TestContext, address: string, timeoutMs = 500): RequestChannel {
-  const ch = new RequestChannel({ address, timeoutMs });
+function channel(t: TestContext, address: string, timeoutMs = 500): ZmqRequestChannel {
+  const ch = new ZmqRequestChannel({ address, timeoutMs });
   t.after(() => ch.close());
   return ch;
 }
@@ -155,7 +155,7 @@ describe('RequestChannel', () => {
   it('close() rejects everything pending, and later sends, with ChannelClosedError', async (t) => {
     const peer = await startRouterPeer(() => {});
     t.after(() => peer.close());
-    const ch = new RequestChannel({ address: peer.address, timeoutMs: 5000 });
+    const ch = new ZmqRequestChannel({ address: peer.address, timeoutMs: 5000 });
     const inFlight = [ch.send({ cmd: 'a' }), ch.send({ cmd: 'b' })];
     assert.equal(ch.pending, 2);
     ch.close();
@@ -177,7 +177,7 @@ describe('RequestChannel', () => {
   });
 
   it('rejects a malformed address', () => {
-    assert.throws(() => new RequestChannel({ address: '127.0.0.1:4506' }), TypeError);
+    assert.throws(() => new ZmqRequestChannel({ address: '127.0.0.1:4506' }), TypeError);
   });
 });
 
@@ -204,7 +204,7 @@ describe('master restart', () => {
     bus.on('disconnect', () => states.push('disconnect'));
     bus.start();
     await bus.ready(2000);
-    const ch = new RequestChannel({ address, timeoutMs: 300, reconnectMs: 50 });
+    const ch = new ZmqRequestChannel({ address, timeoutMs: 300, reconnectMs: 50 });
     t.after(() => ch.close());
     assert.deepEqual(await ch.send({ n: 1 }), { up: 1 });
 
@@ -247,7 +247,7 @@ describe('connection lost with requests written', () => {
     let peer = await startRouterPeer(() => got()); // takes the request, never answers
     const address = peer.address;
     t.after(() => peer.close());
-    const ch = new RequestChannel({ address, timeoutMs: 10_000, reconnectMs: 50 });
+    const ch = new ZmqRequestChannel({ address, timeoutMs: 10_000, reconnectMs: 50 });
     t.after(() => ch.close());
 
     const started = performance.now();

@@ -9,7 +9,7 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { RequestChannel, RequestTimeoutError } from '../lib/salt/request-channel.js';
+import { RequestTimeoutError, ZmqRequestChannel } from '../lib/salt/request-channel.js';
 import { FrameReader, ZmtpError, checkGreeting, encodeMessage, greeting, readyCommand } from '../lib/salt/zmtp.js';
 import { encode } from '../lib/salt/codec.js';
 import { startRouterPeer } from './support/peers.js';
@@ -124,7 +124,7 @@ describe('RequestChannel over ZMTP', () => {
     const big = { data: 'x'.repeat(3 * 1024 * 1024), list: Array.from({ length: 10_000 }, (_, i) => i) };
     const peer = await startRouterPeer((r) => r.reply(big));
     t.after(() => peer.close());
-    const ch = new RequestChannel({ address: peer.address, timeoutMs: 5000 });
+    const ch = new ZmqRequestChannel({ address: peer.address, timeoutMs: 5000 });
     t.after(() => ch.close());
     const replies = await Promise.all([ch.send({ cmd: 'a' }), ch.send({ cmd: 'b' })]);
     for (const reply of replies) assert.deepEqual(reply, big);
@@ -136,7 +136,7 @@ describe('RequestChannel over ZMTP', () => {
       socket.on('data', (chunk: Buffer) => received.push(chunk));
       socket.write('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'.padEnd(64, ' '));
     });
-    const ch = new RequestChannel({ address: server.address, timeoutMs: 150, reconnectMs: 20 });
+    const ch = new ZmqRequestChannel({ address: server.address, timeoutMs: 150, reconnectMs: 20 });
     t.after(() => ch.close());
     await assert.rejects(ch.send({ cmd: 'ping', secret: 'not-sent' }), RequestTimeoutError);
     assert.ok(server.connections() >= 2, `reconnected (${server.connections()} connections)`);
@@ -185,7 +185,7 @@ describe('RequestChannel over ZMTP', () => {
         }
       });
     });
-    const ch = new RequestChannel({ address: server.address, timeoutMs: 2000 });
+    const ch = new ZmqRequestChannel({ address: server.address, timeoutMs: 2000 });
     t.after(() => ch.close());
     await sleep(50); // the PING arrives with the handshake
     assert.deepEqual(await ch.send({ cmd: 'x' }), { answered: true });

@@ -16,10 +16,11 @@
  * restarted master after we gave up on it.
  */
 import net from 'node:net';
-import { DEFAULT_RECONNECT_MS, DEFAULT_TIMEOUT_MS, isSelfConnected, positive, type RequestChannel } from './channel.js';
+import { DEFAULT_RECONNECT_MS, DEFAULT_TIMEOUT_MS, isSelfConnected, positive } from './channel.js';
 import type { MasterOptions } from './config.js';
 import { decode, encode } from './codec.js';
 import { ChannelClosedError, ConnectionLostError, RequestTimeoutError, ZmtpError } from './errors.js';
+import { QueuedChannel } from './queued-channel.js';
 import { PendingRequests, writeQueued } from './pending-requests.js';
 import {
   FrameReader,
@@ -72,12 +73,12 @@ function connectOptions(address: string): net.NetConnectOpts {
 type ConnectionState = 'down' | 'connecting' | 'greeting' | 'handshake' | 'ready';
 
 /** Many requests in flight on one connection; replies matched by correlation id. */
-export class ZmqRequestChannel implements RequestChannel {
+export class ZmqRequestChannel extends QueuedChannel {
   readonly address: string;
-  private readonly timeoutMs: number;
+  protected readonly timeoutMs: number;
   private readonly reconnectMs: number;
   private readonly connectTo: net.NetConnectOpts;
-  private readonly requests: PendingRequests;
+  protected readonly requests: PendingRequests;
   /** Requests written to the current connection and not yet answered. */
   private readonly written = new Set<number>();
   private socket: net.Socket | undefined;
@@ -88,9 +89,9 @@ export class ZmqRequestChannel implements RequestChannel {
   private flushScheduled = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private handshakeTimer: NodeJS.Timeout | undefined;
-  private closed = false;
 
   constructor(options: RequestChannelOptions) {
+    super();
     if (typeof options?.address !== 'string' || !/^(tcp|ipc):\/\/./.test(options.address)) {
       throw new TypeError(`RequestChannel needs a tcp:// or ipc:// address, got ${JSON.stringify(options?.address)}`);
     }
@@ -104,37 +105,17 @@ export class ZmqRequestChannel implements RequestChannel {
     this.connect();
   }
 
-  /** Send `{enc: 'clear', load, version: 2}`; resolve with the decoded reply, whatever it is (clients interpret it). Rejects with RequestTimeoutError after the timeout, ChannelClosedError once closed. */
-  send(load: Record<string, unknown>, timeoutMs?: number): Promise<unknown> {
-    if (this.closed) return Promise.reject(new ChannelClosedError('The request channel is closed'));
-    let payload: Buffer;
-    try {
-      payload = encode({ enc: 'clear', load, version: 2 });
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    const id = this.requests.nextId();
+  protected frame(id: number, payload: Record<string, unknown>): Buffer {
     const idFrame = Buffer.allocUnsafe(4);
     idFrame.writeUInt32BE(id);
-    const reply = this.requests.enqueue(id, encodeMessage([idFrame, EMPTY, payload]), positive(timeoutMs, this.timeoutMs));
-    this.scheduleFlush();
-    return reply;
-  }
-
-  /** Requests waiting for a reply. */
-  get pending(): number {
-    return this.requests.size;
+    return encodeMessage([idFrame, EMPTY, encode(payload)]);
   }
 
   get connected(): boolean {
     return this.state === 'ready';
   }
 
-  /** Reject everything pending and release the connection. */
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.requests.closeAll();
+  protected release(): void {
     clearTimeout(this.reconnectTimer);
     this.dropConnection();
   }
@@ -231,7 +212,7 @@ export class ZmqRequestChannel implements RequestChannel {
    * requests made in the same turn (HTTP requests read together) go out in
    * one write.
    */
-  private scheduleFlush(): void {
+  protected scheduleFlush(): void {
     if (this.flushScheduled || this.state !== 'ready') return;
     this.flushScheduled = true;
     setImmediate(() => {
@@ -264,6 +245,3 @@ export class ZmqRequestChannel implements RequestChannel {
     this.requests.resolve(id, reply);
   }
 }
-
-/** @deprecated The ZeroMQ channel's name before there was a RequestChannel interface (./channel.ts); kept while other work merges. */
-export { ZmqRequestChannel as RequestChannel };

@@ -14,16 +14,9 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import {
-  DEFAULT_RECONNECT_MS,
-  DEFAULT_TIMEOUT_MS,
-  hostPort,
-  isSelfConnected,
-  positive,
-  type RequestChannel,
-  type RequestChannelOptions,
-} from './channel.js';
-import { ChannelClosedError, FrameStreamError } from './errors.js';
+import { DEFAULT_RECONNECT_MS, DEFAULT_TIMEOUT_MS, hostPort, isSelfConnected, positive, type RequestChannelOptions } from './channel.js';
+import { FrameStreamError } from './errors.js';
+import { QueuedChannel } from './queued-channel.js';
 import { PendingRequests, writeQueued } from './pending-requests.js';
 import { FramedMessageReader, frameMessage, messageId, type FramedMessage } from './tcp-frame.js';
 
@@ -45,12 +38,12 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 /** A reply larger than this is not one (the stream is broken): the connection is dropped. */
 const MAX_REPLY_BYTES = 2 ** 31;
 
-export class TcpRequestChannel implements RequestChannel {
+export class TcpRequestChannel extends QueuedChannel {
   readonly address: string;
   private readonly options: TcpChannelOptions;
-  private readonly timeoutMs: number;
+  protected readonly timeoutMs: number;
   private readonly reconnectMs: number;
-  private readonly requests: PendingRequests;
+  protected readonly requests: PendingRequests;
   /** Requests written to the current connection and not yet answered. */
   private readonly written = new Set<number>();
   private readonly reader: FramedMessageReader;
@@ -60,9 +53,9 @@ export class TcpRequestChannel implements RequestChannel {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private connectTimer: NodeJS.Timeout | undefined;
   private lastError: string | undefined;
-  private closed = false;
 
   constructor(options: TcpChannelOptions) {
+    super();
     this.options = options;
     this.address = `${options.tls ? 'tls' : 'tcp'}://${hostPort(options.host, options.port)}`;
     this.timeoutMs = positive(options.timeoutMs, DEFAULT_TIMEOUT_MS);
@@ -77,32 +70,15 @@ export class TcpRequestChannel implements RequestChannel {
     this.connect();
   }
 
-  send(load: Record<string, unknown>, timeoutMs?: number): Promise<unknown> {
-    if (this.closed) return Promise.reject(new ChannelClosedError('The request channel is closed'));
-    const id = this.requests.nextId();
-    let message: Buffer;
-    try {
-      message = frameMessage({ enc: 'clear', load, version: 2 }, { mid: id });
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    const reply = this.requests.enqueue(id, message, positive(timeoutMs, this.timeoutMs));
-    this.scheduleFlush();
-    return reply;
-  }
-
-  get pending(): number {
-    return this.requests.size;
+  protected frame(id: number, payload: Record<string, unknown>): Buffer {
+    return frameMessage(payload, { mid: id });
   }
 
   get connected(): boolean {
     return this.ready;
   }
 
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.requests.closeAll();
+  protected release(): void {
     clearTimeout(this.reconnectTimer);
     this.dropConnection();
   }
@@ -173,7 +149,7 @@ export class TcpRequestChannel implements RequestChannel {
   // -- requests ----------------------------------------------------------
 
   /** Requests made in the same turn of the event loop go out in one write. */
-  private scheduleFlush(): void {
+  protected scheduleFlush(): void {
     if (this.flushScheduled || !this.ready) return;
     this.flushScheduled = true;
     setImmediate(() => {

@@ -19,16 +19,9 @@
  */
 import type tls from 'node:tls';
 import WebSocket from 'ws';
-import {
-  DEFAULT_RECONNECT_MS,
-  DEFAULT_TIMEOUT_MS,
-  hostPort,
-  positive,
-  type RequestChannel,
-  type RequestChannelOptions,
-} from './channel.js';
+import { DEFAULT_RECONNECT_MS, DEFAULT_TIMEOUT_MS, hostPort, positive, type RequestChannelOptions } from './channel.js';
 import { decode, encode } from './codec.js';
-import { ChannelClosedError } from './errors.js';
+import { QueuedChannel } from './queued-channel.js';
 import { PendingRequests } from './pending-requests.js';
 
 export interface WsChannelOptions extends RequestChannelOptions {
@@ -53,19 +46,19 @@ interface Connection {
   head: number;
 }
 
-export class WsRequestChannel implements RequestChannel {
+export class WsRequestChannel extends QueuedChannel {
   readonly address: string;
   private readonly options: WsChannelOptions;
-  private readonly timeoutMs: number;
+  protected readonly timeoutMs: number;
   private readonly reconnectMs: number;
-  private readonly requests: PendingRequests;
+  protected readonly requests: PendingRequests;
   private readonly connections: Array<Connection | undefined>;
   private readonly reconnectTimers = new Set<NodeJS.Timeout>();
   private flushScheduled = false;
   private lastError: string | undefined;
-  private closed = false;
 
   constructor(options: WsChannelOptions) {
+    super();
     this.options = options;
     this.address = `${options.tls ? 'wss' : 'ws'}://${hostPort(options.host, options.port)}/`;
     this.timeoutMs = positive(options.timeoutMs, DEFAULT_TIMEOUT_MS);
@@ -78,32 +71,15 @@ export class WsRequestChannel implements RequestChannel {
     for (let slot = 0; slot < this.connections.length; slot++) this.connect(slot);
   }
 
-  send(load: Record<string, unknown>, timeoutMs?: number): Promise<unknown> {
-    if (this.closed) return Promise.reject(new ChannelClosedError('The request channel is closed'));
-    let message: Buffer;
-    try {
-      message = encode({ enc: 'clear', load, version: 2 });
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    const id = this.requests.nextId();
-    const reply = this.requests.enqueue(id, message, positive(timeoutMs, this.timeoutMs));
-    this.scheduleFlush();
-    return reply;
-  }
-
-  get pending(): number {
-    return this.requests.size;
+  protected frame(_id: number, payload: Record<string, unknown>): Buffer {
+    return encode(payload); // one message each; replies come in order per connection
   }
 
   get connected(): boolean {
     return this.connections.some((c) => c?.ready);
   }
 
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.requests.closeAll();
+  protected release(): void {
     for (const timer of this.reconnectTimers) clearTimeout(timer);
     this.reconnectTimers.clear();
     for (let slot = 0; slot < this.connections.length; slot++) this.drop(slot);
@@ -159,7 +135,7 @@ export class WsRequestChannel implements RequestChannel {
 
   // -- requests ----------------------------------------------------------
 
-  private scheduleFlush(): void {
+  protected scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     setImmediate(() => {
