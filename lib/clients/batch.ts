@@ -118,6 +118,10 @@ async function batch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal):
     const toRun = [...minions];
     const active = new Set<string>();
     const reported = new Set<string>();
+    // How many of `minions` reported: fill() runs once per return, and a
+    // look at every minion each time would cost the batch its size squared.
+    const running = new Set(minions);
+    let minionsReported = 0;
     /** When each used slot frees again (batch_wait). */
     const wait: number[] = [];
     const results: unknown[] = [];
@@ -130,7 +134,7 @@ async function batch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal):
     /** Start the next batch if slots are free (the top of Batch.run's loop). */
     function fill(): void {
       if (settled) return;
-      if (minions.every((m) => reported.has(m))) {
+      if (minionsReported === minions.length) {
         finish();
         return;
       }
@@ -178,7 +182,10 @@ async function batch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal):
     /** One return (Batch.run's `parts` loop). */
     function report(id: string, data: MinionReturn, event?: SaltEvent): void {
       if (settled) return;
-      reported.add(id);
+      if (!reported.has(id)) {
+        reported.add(id);
+        if (running.has(id)) minionsReported++;
+      }
       if (active.delete(id) && call.batchWaitMs > 0) wait.push(now() + call.batchWaitMs);
       let ret = data.ret;
       const retcode = data.retcode;
