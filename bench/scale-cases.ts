@@ -214,10 +214,12 @@ export const CASES: Case[] = [
       for (const entry of list) for (const [id, ret] of Object.entries(entry as object)) if (ret === true) seen.add(id);
       return seen.size === 1000 ? undefined : `${1000 - seen.size} minions missing`;
     },
+    runs: 3,
+    rank: (r) => r.wallMs,
     targets: (r) => [
       {
         name: 'local_batch 10% over 1,000',
-        text: `${r.wallMs.toFixed(0)} ms, ${rightText(r)} (<= 2500 ms)`,
+        text: `${r.wallMs.toFixed(0)} ms, ${rightText(r)} (<= 2500 ms; median of ${r.runs?.map((run) => run.wallMs.toFixed(0)).join(', ')} ms)`,
         ok: allRight(r) && r.wallMs <= 2500,
       },
     ],
