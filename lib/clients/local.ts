@@ -18,7 +18,8 @@ import {
 } from './fields.js';
 import type { MasterOptions } from '../salt/config.js';
 import { request, withBus, type ClientContext } from './context.js';
-import { collectReturns, JobWatch, ResultBudget, type MinionReturn } from './returns.js';
+import { JobWatch } from './job-watch.js';
+import { collectReturns, ResultBudget, type MinionReturn } from './returns.js';
 import { newJid } from './jid.js';
 
 /** What a publish carries (LocalClient._prep_pub). */

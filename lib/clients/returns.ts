@@ -18,6 +18,7 @@
 import type { SaltEvent } from '../salt/event-bus.js';
 import { isPlainObject } from './args.js';
 import { abortError, busLostError, logAbandoned, watchWait, type ClientContext } from './context.js';
+import { JobWatch } from './job-watch.js';
 import { newJid } from './jid.js';
 import { ResultTooLargeError } from '../errors.js';
 
@@ -68,42 +69,6 @@ export interface CollectOptions {
   watch?: JobWatch;
   /** What the call may hold of returns; past it the wait fails with 507. */
   budget?: ResultBudget;
-}
-
-/**
- * A job's events from before its publish on: subscribed at once, they wait
- * here until listen() (the wait for the returns, once the master's reply
- * named the minions). What waits is the job's own events, no more than the
- * request would hold in the end.
- */
-export class JobWatch {
-  private early: SaltEvent[] | null = [];
-  private listener: ((event: SaltEvent) => void) | undefined;
-  private readonly unsubscribe: () => void;
-
-  constructor(
-    ctx: ClientContext,
-    readonly jid: string,
-  ) {
-    this.unsubscribe = ctx.bus.subscribe(`salt/job/${jid}/`, (event) => {
-      if (this.listener) this.listener(event);
-      else this.early?.push(event);
-    });
-  }
-
-  /** Hand the job's events to `listener`: those heard so far, then each as it comes. */
-  listen(listener: (event: SaltEvent) => void): void {
-    this.listener = listener;
-    const early = this.early ?? [];
-    this.early = null;
-    for (let i = 0; i < early.length && this.listener; i++) listener(early[i]);
-  }
-
-  close(): void {
-    this.unsubscribe();
-    this.listener = undefined;
-    this.early = null;
-  }
 }
 
 export interface CollectResult {

@@ -1,0 +1,43 @@
+/**
+ * Listening to a job from before it is published: a minion's return can
+ * come before the master's reply names the job's minions, so the job is
+ * subscribed to first (the jid is ours, ./jid.ts) and its events wait here.
+ */
+import type { SaltEvent } from '../salt/event-bus.js';
+import type { ClientContext } from './context.js';
+
+/**
+ * A job's events from before its publish on: subscribed at once, they wait
+ * here until listen() (the wait for the returns, once the master's reply
+ * named the minions). What waits is the job's own events, no more than the
+ * request would hold in the end.
+ */
+export class JobWatch {
+  private early: SaltEvent[] | null = [];
+  private listener: ((event: SaltEvent) => void) | undefined;
+  private readonly unsubscribe: () => void;
+
+  constructor(
+    ctx: ClientContext,
+    readonly jid: string,
+  ) {
+    this.unsubscribe = ctx.bus.subscribe(`salt/job/${jid}/`, (event) => {
+      if (this.listener) this.listener(event);
+      else this.early?.push(event);
+    });
+  }
+
+  /** Hand the job's events to `listener`: those heard so far, then each as it comes. */
+  listen(listener: (event: SaltEvent) => void): void {
+    this.listener = listener;
+    const early = this.early ?? [];
+    this.early = null;
+    for (let i = 0; i < early.length && this.listener; i++) listener(early[i]);
+  }
+
+  close(): void {
+    this.unsubscribe();
+    this.listener = undefined;
+    this.early = null;
+  }
+}
