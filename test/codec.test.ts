@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CONSTANT_EXT, DATETIME_EXT, decode, encode } from '../lib/salt/codec.js';
-import { capturedEvents, eventFrames, reqserver } from './support/wire.js';
+import { capturedEvents, eventFrames, noCapture, reqserver } from './support/wire.js';
 
 /** Split an event body as salt/utils/event.py SaltEvent.unpack does. */
 function unpackBody(body: Buffer): { tag: string; data: unknown } {
@@ -10,7 +10,7 @@ function unpackBody(body: Buffer): { tag: string; data: unknown } {
   return { tag: body.subarray(0, sep).toString('utf8'), data: decode(body.subarray(sep + 2)) };
 }
 
-describe('captured request channel traffic', () => {
+describe('captured request channel traffic', { skip: noCapture }, () => {
   for (const [name, c] of Object.entries(reqserver)) {
     it(`${name}: the request encodes to the captured bytes`, () => {
       const bytes = encode({ enc: 'clear', load: c.request, version: 2 });
@@ -28,7 +28,7 @@ describe('captured request channel traffic', () => {
   });
 });
 
-describe('captured event bus frames', () => {
+describe('captured event bus frames', { skip: noCapture }, () => {
   it('has frames of every kind of flow', () => {
     const tags = capturedEvents.map((e) => e.tag);
     assert.ok(tags.some((t) => /^salt\/job\/\d+\/ret\//.test(t)));
