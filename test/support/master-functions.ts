@@ -110,19 +110,6 @@ export function defaultRunnerFunctions(): Map<string, MasterFunction> {
     ],
     ['test.arg', { name: 'arg', varargs: true, varkw: true, run: (b) => ({ args: b.rest, kwargs: b.extra }) }],
     [
-      'test.metasyntactic',
-      {
-        name: 'metasyntactic',
-        params: ['locality'],
-        defaults: ['us'],
-        run: (b) =>
-          ({
-            us: ['foo', 'bar', 'baz', 'qux', 'quux', 'quuz', 'corge', 'grault', 'garply', 'waldo', 'fred', 'plugh', 'xyzzy', 'thud'],
-            uk: ['wibble', 'wobble', 'wubble', 'flob'],
-          })[String(b.values.locality)] ?? null,
-      },
-    ],
-    [
       'test.sleep',
       {
         name: 'sleep',
