@@ -4,35 +4,23 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { startMaster, type SaltMasterDouble } from './support/master.js';
 import { request, type Reply } from './support/http.js';
-import { BIN, repoRoot, startCommand } from './support/command.js';
+import { BIN, repoRoot, runToEnd, startCommand } from './support/command.js';
 import { createLogger, formatAccess } from '../lib/log.js';
 
 const PASSWORD = 'hunter2-not-in-logs';
 const USERS = { saltdev: { password: PASSWORD, permissions: ['.*', '@runner', '@wheel'] } };
 const CRED = { eauth: 'pam', username: 'saltdev', password: PASSWORD };
 
-/** Run to completion: exit code, stdout, stderr. */
-async function runToEnd(args: string[], env: Record<string, string | undefined> = {}) {
-  const child = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], {
-    cwd: repoRoot,
-    env: { ...process.env, SALT_MASTER_CONFIG: undefined, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const [code] = await once(child, 'close');
-  return { code: code as number, stdout, stderr };
+/** Run the command to completion: exit code, stdout, stderr. */
+function runCommand(args: string[], env: Record<string, string | undefined> = {}) {
+  return runToEnd(process.execPath, ['--import', 'tsx', BIN, ...args], { env: { SALT_MASTER_CONFIG: undefined, ...env } });
 }
 
 async function tempDir(t: { after(fn: () => unknown): void }): Promise<string> {
@@ -42,7 +30,7 @@ async function tempDir(t: { after(fn: () => unknown): void }): Promise<string> {
 }
 
 test('--help and --version', async () => {
-  const [help, version] = await Promise.all([runToEnd(['--help']), runToEnd(['--version'])]);
+  const [help, version] = await Promise.all([runCommand(['--help']), runCommand(['--version'])]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^Usage: salt-rest-wsgi \[-c\|--config FILE\] \[--port N\] \[--host ADDR\] \[--log-level LEVEL\]/);
   assert.match(help.stdout, /rest_wsgi:/);
@@ -53,7 +41,7 @@ test('--help and --version', async () => {
 
 test('bad usage exits 2 with one line', async () => {
   const cases = [['--bogus'], ['--port', 'eighty'], ['--port', '70000'], ['--log-level', 'loud'], ['extra']];
-  const runs = await Promise.all(cases.map((args) => runToEnd(args)));
+  const runs = await Promise.all(cases.map((args) => runCommand(args)));
   for (const [i, run] of runs.entries()) {
     assert.equal(run.code, 2, cases[i].join(' '));
     assert.equal(run.stderr.trim().split('\n').length, 1, run.stderr);
@@ -65,8 +53,8 @@ test('a missing config file exits 2 naming it', async (t) => {
   const dir = await tempDir(t);
   const missing = join(dir, 'nope', 'master');
   const [run, viaEnv] = await Promise.all([
-    runToEnd(['-c', missing, '--port', '0']),
-    runToEnd(['--port', '0'], { SALT_MASTER_CONFIG: missing }),
+    runCommand(['-c', missing, '--port', '0']),
+    runCommand(['--port', '0'], { SALT_MASTER_CONFIG: missing }),
   ]);
   assert.equal(run.code, 2);
   assert.equal(run.stderr, `salt-rest-wsgi: Cannot read master config ${missing}: no such file\n`);
@@ -80,9 +68,9 @@ test('no port anywhere: exit 2 saying where to put it', async (t) => {
   await writeFile(config, `sock_dir: ${join(dir, 'sock')}\n`);
   // SALT_MASTER_CONFIG is honoured as Salt does, and -c takes Salt's config directory too.
   const [run, viaEnv, viaDir] = await Promise.all([
-    runToEnd(['-c', config]),
-    runToEnd([], { SALT_MASTER_CONFIG: config }),
-    runToEnd(['-c', dir]),
+    runCommand(['-c', config]),
+    runCommand([], { SALT_MASTER_CONFIG: config }),
+    runCommand(['-c', dir]),
   ]);
   assert.equal(run.code, 2);
   assert.equal(run.stderr, `salt-rest-wsgi: no port configured: add "rest_wsgi: {port: 8001}" to ${config}, or pass --port\n`);
@@ -255,7 +243,7 @@ test('a port already in use: exit 1 with one line', async (t) => {
   await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
   t.after(() => taken.close());
   const port = (taken.address() as net.AddressInfo).port;
-  const run = await runToEnd(['-c', master.configPath, '--port', String(port)]);
+  const run = await runCommand(['-c', master.configPath, '--port', String(port)]);
   assert.equal(run.code, 1);
   const lines = run.stderr.trim().split('\n');
   assert.equal(lines.length, 1, run.stderr);

@@ -9,29 +9,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import { execFileSync } from 'node:child_process';
 import { cp, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
-import { setPriority, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { repoRoot } from './support/command.js';
+import { repoRoot, runToEnd } from './support/command.js';
 
-async function run(cmd: string, args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  // npm's own variables (set under `npm test`) left out: the inner npm acts as in a fresh shell.
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('npm_') && k !== 'INIT_CWD'));
-  const child = spawn(cmd, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  try {
-    setPriority(child.pid!, 15); // an install is CPU-heavy: leave the CPU to timing-sensitive tests
-  } catch {
-    // already gone, or not allowed
-  }
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const [code] = await once(child, 'close');
-  return { code: code as number, stdout, stderr };
-}
+const run = (cmd: string, args: string[], cwd: string) => runToEnd(cmd, args, { cwd, asInnerNpm: true });
 
 test('npm ci --omit=dev in a fresh clone: only runtime dependencies, a working command; its npm pack tarball installs globally', {
   timeout: 300_000,

@@ -13,45 +13,21 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
-import { setPriority, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startMaster } from './support/master.js';
+import { runToEnd, type Finished } from './support/command.js';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 const PASSWORD = 'hunter2-not-in-logs';
 const USERS = { saltdev: { password: PASSWORD, permissions: ['.*', '@runner'] } };
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = Finished;
 
-/**
- * Run a command to its end. npm's own variables (set when this runs under
- * `npm test`) are left out so the inner npm acts as in a fresh shell.
- */
-async function run(cmd: string, args: string[], cwd: string, env: Record<string, string> = {}): Promise<Run> {
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('npm_') && k !== 'INIT_CWD'));
-  const child = spawn(cmd, args, { cwd, env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  // The build and the install are CPU-heavy; at low priority (inherited by
-  // what they start) they leave the CPU to the timing-sensitive test files
-  // that run at the same time.
-  if (child.pid !== undefined) {
-    try {
-      setPriority(child.pid, 15);
-    } catch {
-      // already gone, or not allowed: only slower neighbours
-    }
-  }
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const [code] = await once(child, 'close');
-  return { code, stdout, stderr };
-}
+/** Run a command to its end, as an inner npm (./support/command.ts: runToEnd). */
+const run = (cmd: string, args: string[], cwd: string, env: Record<string, string> = {}): Promise<Run> =>
+  runToEnd(cmd, args, { cwd, env, asInnerNpm: true });
 
 function ok(result: Run, what: string): Run {
   assert.equal(result.code, 0, `${what} failed:\n${result.stdout}\n${result.stderr}`);

@@ -1,11 +1,13 @@
 /**
  * The salt-rest-wsgi command as a child process (from source, through tsx,
  * as `npm test` runs TypeScript): its stderr collected, waited on by
- * pattern, killed at the end of the test if still running.
+ * pattern, killed at the end of the test if still running. And any command
+ * run to its end (runToEnd).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { dirname, join } from 'node:path';
+import { setPriority } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -85,4 +87,44 @@ export async function startCommand(
     });
   const [, host, port] = await waitFor(/listening on https?:\/\/([^ ]+):(\d+)\//);
   return { child, host, port: Number(port), stderr: () => err, waitFor, exited };
+}
+
+export interface Finished {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  cwd?: string;
+  /** Added to (or, undefined, taken out of) the environment. */
+  env?: Record<string, string | undefined>;
+  /**
+   * An npm run inside the tests: npm's own variables (set under `npm test`)
+   * are left out, so that it acts as in a fresh shell, and it runs at low
+   * priority (inherited by what it starts): an install is CPU-heavy, and the
+   * CPU goes to the timing-sensitive test files running beside it.
+   */
+  asInnerNpm?: boolean;
+}
+
+/** Run `file` with `args` to its end: exit code, stdout, stderr. */
+export async function runToEnd(file: string, args: string[], options: RunOptions = {}): Promise<Finished> {
+  const base = options.asInnerNpm
+    ? Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('npm_') && k !== 'INIT_CWD'))
+    : process.env;
+  const child = spawn(file, args, { cwd: options.cwd ?? repoRoot, env: { ...base, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  if (options.asInnerNpm && child.pid !== undefined) {
+    try {
+      setPriority(child.pid, 15);
+    } catch {
+      // already gone, or not allowed: only slower neighbours
+    }
+  }
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const [code] = (await once(child, 'close')) as [number | null];
+  return { code, stdout, stderr };
 }
