@@ -15,7 +15,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { startMaster } from './support/master.js';
+import { ALL_NETAPI_CLIENTS, startMaster } from './support/master.js';
 import { createHandler } from '../lib/handler.js';
 import { recordingLogger, request, serve, type Reply } from './support/http.js';
 
@@ -23,19 +23,8 @@ const SEED = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31)
 const FUZZ_MS = 3000;
 const MAX_BODY = 2_200_000; // room for a 1,000,000-item array
 const SECRET_PASSWORD = randomBytes(16).toString('hex');
-const CLIENTS = [
-  'local',
-  'local_async',
-  'local_subset',
-  'local_batch',
-  'runner',
-  'runner_async',
-  'wheel',
-  'wheel_async',
-  'ssh',
-  'bogus',
-  '',
-];
+/** Every client the config enables, and two it can't. */
+const CLIENTS = [...ALL_NETAPI_CLIENTS, 'bogus', ''];
 const PROTO_KEYS = ['__proto__', 'constructor', 'prototype'];
 
 /** mulberry32: small, seedable, good enough to pick cases. */
