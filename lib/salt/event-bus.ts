@@ -89,7 +89,6 @@ export class EventBus extends EventEmitter {
   private readonly readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
   private socket: net.Socket | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
-  /** Set while reading is paused (nobody subscribed, or a burst): resumes reading. */
   private started = false;
   private closed = false;
   private isConnected = false;

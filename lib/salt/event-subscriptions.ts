@@ -2,8 +2,8 @@
  * Who waits for which events. Subscriptions are kept in a Map keyed by
  * exact tag or '/'-ending prefix, so an event costs one lookup per segment
  * of its tag however many waiters there are, and none for the segments no
- * prefix of that length is subscribed at (clients wait on `salt/job/<jid>/`:
- * one lookup).
+ * prefix of that length is subscribed at, nor for the whole tag while no
+ * key is a whole tag (clients wait on `salt/job/<jid>/`: one lookup).
  */
 import type { Retention, SaltEvent } from './event-retention.js';
 
@@ -21,6 +21,8 @@ export class Subscriptions {
   private readonly byKey = new Map<string, Set<Subscription>>();
   /** Keys ending with the n-th '/' of a tag: how many are subscribed, by n. */
   private readonly prefixesAt: number[] = [];
+  /** Keys that are whole tags. */
+  private exactKeys = 0;
   private live = 0;
   /** Sequence number of the last event dispatched. */
   private seq = 0;
@@ -53,7 +55,7 @@ export class Subscriptions {
         found.push(set);
       }
     }
-    if (!tag.endsWith('/')) {
+    if (this.exactKeys > 0 && !tag.endsWith('/')) {
       const set = this.byKey.get(tag);
       if (set) {
         found ??= [];
@@ -82,7 +84,7 @@ export class Subscriptions {
     if (!set) {
       set = new Set();
       this.byKey.set(key, set);
-      this.countPrefix(key, 1);
+      this.countKey(key, 1);
     }
     set.add(sub);
     this.live++;
@@ -105,13 +107,16 @@ export class Subscriptions {
       const current = this.byKey.get(key);
       if (current?.delete(sub) && current.size === 0) {
         this.byKey.delete(key);
-        this.countPrefix(key, -1);
+        this.countKey(key, -1);
       }
     };
   }
 
-  private countPrefix(key: string, by: number): void {
-    if (!key.endsWith('/')) return;
+  private countKey(key: string, by: number): void {
+    if (!key.endsWith('/')) {
+      this.exactKeys += by;
+      return;
+    }
     const n = key.split('/').length - 2; // 'salt/job/' ends with the 2nd '/': index 1
     while (this.prefixesAt.length <= n) this.prefixesAt.push(0);
     this.prefixesAt[n] += by;
@@ -122,6 +127,7 @@ export class Subscriptions {
     for (const set of this.byKey.values()) for (const sub of set) sub.active = false;
     this.byKey.clear();
     this.prefixesAt.length = 0;
+    this.exactKeys = 0;
     this.live = 0;
   }
 
