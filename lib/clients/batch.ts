@@ -99,17 +99,19 @@ async function batch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal):
   const job = await publishWatched(ctx, { ...local.pub, fun: 'test.ping', arg: [], ret: '', jid: '', kwargs: call.credentials });
   if (!job) return [];
   const ping = job.pub;
-  const presence = await collectReturns(ctx, {
+  const answered = new Set<string>();
+  await collectReturns(ctx, {
     jid: ping.jid,
     watch: job.watch,
     minions: ping.minions,
     timeoutMs: call.presencePingTimeoutMs,
     gatherJobTimeoutMs: call.presencePingGatherJobTimeoutMs,
     findJob: findJob(ctx, ping.jid, call.credentials),
+    onReturn: (id) => answered.add(id),
     signal,
   });
-  const minions = [...presence.returns.keys()];
-  const down = ping.minions.filter((id) => !presence.returns.has(id));
+  const minions = [...answered];
+  const down = ping.minions.filter((id) => !answered.has(id));
   const downResults = down.map((id) => ({ [id]: false }));
   if (minions.length === 0) return downResults;
   const bnum = batchSize(call.batch, minions.length);

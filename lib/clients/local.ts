@@ -203,7 +203,10 @@ async function gatherReturns(
   watch: JobWatch,
   signal?: AbortSignal,
 ): Promise<Record<string, unknown>> {
-  const { returns, minions, missing } = await collectReturns(ctx, {
+  // The answer is made as the returns come, in their order (cmd's dict):
+  // a fleet's returns are held once, here.
+  const result: Record<string, unknown> = {};
+  const { silent, missing } = await collectReturns(ctx, {
     jid: pub.jid,
     watch,
     budget: resultBudget(ctx),
@@ -211,20 +214,21 @@ async function gatherReturns(
     timeoutMs: call.timeoutMs,
     gatherJobTimeoutMs: call.gatherJobTimeoutMs,
     findJob: findJob(ctx, pub.jid, call.pub.kwargs),
+    onReturn: (id, ret) => defineKey(result, id, call.fullReturn ? ret : ret.ret),
     signal,
   });
-  const result: Record<string, unknown> = {};
-  for (const [id, data] of returns) defineKey(result, id, call.fullReturn ? data : data.ret);
+  const returned = (id: string) => Object.hasOwn(result, id);
   // get_iter_returns reports silent minions only when asked (expect_minions),
   // and minions the master called missing always; both as "did not return".
   const failed = new Set<string>();
-  if (call.expectMinions) for (const id of minions) if (!returns.has(id)) failed.add(id);
-  for (const id of missing) if (!returns.has(id)) failed.add(id);
+  if (call.expectMinions) for (const id of silent) failed.add(id);
+  for (const id of missing) if (!returned(id)) failed.add(id);
   for (const id of failed) {
     const data = noResponse(pub.jid);
     defineKey(result, id, call.fullReturn ? data : data.ret);
   }
-  for (const id of pub.minions) if (!returns.has(id) && !failed.has(id)) defineKey(result, id, false);
+  const targeted = pub.minions;
+  for (let i = 0; i < targeted.length; i++) if (!returned(targeted[i])) defineKey(result, targeted[i], false);
   return result;
 }
 

@@ -59,8 +59,12 @@ export interface CollectOptions {
   gatherJobTimeoutMs: number;
   /** Publish `saltutil.find_job` for this job to `targets` as job `jid` (already listened to); the jid the master gave it, or null when nothing was published. */
   findJob(targets: string[], jid: string): Promise<string | null>;
-  /** Called for each return as it arrives. */
-  onReturn?(id: string, ret: MinionReturn, event: SaltEvent): void;
+  /**
+   * Called for each return as it arrives (twice for a minion that returns
+   * twice). The caller keeps what it needs of it: the wait keeps only
+   * whether each minion returned, so that a fleet's returns are held once.
+   */
+  onReturn(id: string, ret: MinionReturn, event: SaltEvent): void;
   /** The request went away: reject at once (logged with the jid; the job keeps running). */
   signal?: AbortSignal;
   /** Stop waiting and resolve with what came so far (batch: failhard, or done). */
@@ -72,10 +76,8 @@ export interface CollectOptions {
 }
 
 export interface CollectResult {
-  /** Returns by minion id, in arrival order. */
-  returns: Map<string, MinionReturn>;
-  /** Expected minions at the end (publish reply, `new` event, find_job findings). */
-  minions: Iterable<string>;
+  /** Expected minions (publish reply, `new` event, find_job findings) that never returned. */
+  silent: string[];
   /** Minions the master reported missing (list targets naming unknown ids). */
   missing: Set<string>;
 }
@@ -86,15 +88,15 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
     const { jid, timeoutMs, gatherJobTimeoutMs, signal } = options;
     // Everything below costs O(1) per return and per minion added: a fleet
     // of 20,000 must not pay for its size on each of its 20,000 returns.
-    // One map says it all for each expected minion: its deadline while it is
-    // pending (`timeout` after it became expected, or after it last said
-    // through find_job that it is still running the job), RETURNED once it
-    // returned. Deadlines are whole milliseconds: V8 keeps small integers in
-    // the map itself, where a fraction would be one more heap object per minion.
+    // One map says it all for each minion: its deadline while it is pending
+    // (`timeout` after it became expected, or after it last said through
+    // find_job that it is still running the job), RETURNED once it returned
+    // (expected or not yet). Deadlines are whole milliseconds: V8 keeps small
+    // integers in the map itself, where a fraction would be one more heap
+    // object per minion. The returns themselves are the caller's (onReturn).
     const expected = new Map<string, number>();
     let pendingCount = 0;
     const missing = new Set<string>();
-    const returns = new Map<string, MinionReturn>();
     let timeoutAt = now() + timeoutMs;
     // True so that find_job is asked at least once.
     let minionsRunning = true;
@@ -142,10 +144,6 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
     /** `id` is expected: pending unless it returned already; its deadline starts now (once). */
     function expect(id: string, t = now()): void {
       if (expected.has(id)) return;
-      if (returns.has(id)) {
-        expected.set(id, RETURNED);
-        return;
-      }
       expected.set(id, deadline(t));
       pendingCount++;
     }
@@ -155,13 +153,14 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
       return Math.ceil(t + timeoutMs);
     }
 
-    /** `id` returned, or is no longer waited for (`forget`). */
+    /** `id` returned (expected or not, yet), or is no longer waited for (`forget`). */
     function done(id: string, forget = false): void {
       const state = expected.get(id);
-      if (state === undefined) return;
-      if (forget) expected.delete(id);
-      else if (state !== RETURNED) expected.set(id, RETURNED);
-      if (state !== RETURNED) pendingCount--;
+      if (forget) {
+        if (state === undefined) return;
+        expected.delete(id);
+      } else if (state !== RETURNED) expected.set(id, RETURNED);
+      if (state !== undefined && state !== RETURNED) pendingCount--;
     }
 
     function onJobEvent(event: SaltEvent): void {
@@ -192,10 +191,11 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
       const ret: MinionReturn = { ret: data.return };
       if ('out' in data) ret.out = data.out;
       if ('retcode' in data) ret.retcode = data.retcode;
-      if ('jid' in data) ret.jid = data.jid;
-      returns.set(id, ret);
+      // The job's own jid string rather than each return's copy of it, which
+      // a caller keeping `ret` would keep once per minion.
+      if ('jid' in data) ret.jid = data.jid === jid ? jid : data.jid;
       done(id);
-      options.onReturn?.(id, ret, event);
+      options.onReturn(id, ret, event);
       if (pendingCount === 0) finish();
     }
 
@@ -230,7 +230,9 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
     function startFindJob(): void {
       // Only the minions still pending: those that returned are not asked.
       const targets: string[] = [];
-      for (const [id, state] of expected) if (state !== RETURNED) targets.push(id);
+      expected.forEach((state, id) => {
+        if (state !== RETURNED) targets.push(id);
+      });
       minionsRunning = false;
       findJobPending = true;
       // Listened to before it is published: a quick minion's answer comes before the reply.
@@ -312,7 +314,11 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
     function finish(): void {
       if (settled) return;
       release();
-      resolve({ returns, minions: expected.keys(), missing });
+      const silent: string[] = [];
+      expected.forEach((state, id) => {
+        if (state !== RETURNED) silent.push(id);
+      });
+      resolve({ silent, missing });
     }
 
     function fail(err: unknown): void {
