@@ -85,6 +85,16 @@ describe('codec', () => {
     assert.deepEqual([...encode(Buffer.from([1, 2]))], [0xc4, 2, 1, 2]);
   });
 
+  it('decodes a value where it lies in a larger buffer, and not past the end given', () => {
+    const value = { id: 'minion1', return: [1, 'two', Buffer.from('bin')] };
+    const packed = encode(value);
+    const buf = Buffer.concat([encode('before'), packed, encode('after')]);
+    const start = encode('before').length;
+    assert.deepEqual(decode(buf, start, start + packed.length), value);
+    // The same buffer again: msgpackr's view of it is reused, the values are right.
+    assert.deepEqual(decode(buf, 0, start), 'before');
+    assert.throws(() => decode(buf, start, start + packed.length - 1));
+  });
   it('decodes maps with integer keys', () => {
     // Python {1: 'a', 2: {3: 'b'}}
     const bytes = Buffer.from([0x82, 0x01, 0xa1, 0x61, 0x02, 0x81, 0x03, 0xa1, 0x62]);

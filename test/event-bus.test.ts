@@ -75,7 +75,7 @@ describe('FrameScanner', () => {
   function scan(chunks: Uint8Array[]): Buffer[] {
     const scanner = new FrameScanner();
     const frames: Buffer[] = [];
-    for (const chunk of chunks) scanner.push(chunk, (f) => frames.push(Buffer.from(f)));
+    for (const chunk of chunks) scanner.push(chunk, (buf, start, end) => frames.push(Buffer.from(buf.subarray(start, end))));
     assert.equal(scanner.buffered, 0);
     return frames;
   }
@@ -154,23 +154,39 @@ describe('FrameScanner', () => {
 });
 
 describe('frameBody', () => {
+  /** The body of a whole frame, as a view (frameBody writes its place). */
+  function bodyOf(frame: Buffer): Buffer | undefined {
+    const body = { start: 0, end: 0 };
+    return frameBody(frame, 0, frame.length, body) ? frame.subarray(body.start, body.end) : undefined;
+  }
   it('finds the body of every captured frame without decoding the rest', { skip: noCapture }, () => {
     capturedEvents.forEach((e, i) => {
-      const body = frameBody(eventFrames[i])!;
+      const body = bodyOf(eventFrames[i])!;
       assert.equal(body.subarray(0, body.indexOf('\n\n')).toString(), e.tag);
     });
   });
   it('finds it after other keys, and in map16 frames', () => {
     const inner = Buffer.from('a/b\n\n\xc0', 'latin1');
     const frame = encode({ head: { x: [1, { y: 2 }] }, other: 'z', body: inner });
-    assert.deepEqual(frameBody(frame), inner);
+    assert.deepEqual(bodyOf(frame), inner);
     const map16 = Buffer.from([0xde, 0x00, 0x01, 0xa4, ...Buffer.from('body'), 0xc4, inner.length, ...inner]);
-    assert.deepEqual(frameBody(map16), inner);
+    assert.deepEqual(bodyOf(map16), inner);
   });
   it('gives nothing for frames without a body', () => {
-    assert.equal(frameBody(encode({ head: {} })), undefined);
-    assert.equal(frameBody(encode([1, 2])), undefined);
-    assert.equal(frameBody(encode({ body: 5 })), undefined);
+    assert.equal(bodyOf(encode({ head: {} })), undefined);
+    assert.equal(bodyOf(encode([1, 2])), undefined);
+    assert.equal(bodyOf(encode({ body: 5 })), undefined);
+  });
+  it('reads a frame where it lies among others, and nothing past its end', () => {
+    const first = encode({ head: {}, body: Buffer.from('a/1\n\n\xc0', 'latin1') });
+    const second = encode({ head: {}, body: Buffer.from('b/2\n\n\xc3', 'latin1') });
+    const buf = Buffer.concat([first, second]);
+    const body = { start: 0, end: 0 };
+    assert.ok(frameBody(buf, first.length, buf.length, body));
+    assert.equal(buf.toString('latin1', body.start, body.end), 'b/2\n\n\xc3');
+    // The first frame cut short of its body's last byte: no body, though the bytes after it are there.
+    assert.equal(frameBody(buf, 0, first.length - 1, body), false);
+    assert.equal(frameBody(encode({ other: 1, body: 'x' }).subarray(0, 8), 0, 8, body), false);
   });
 });
 

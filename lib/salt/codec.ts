@@ -61,7 +61,12 @@ export function encode(value: unknown): Buffer {
   return packr.pack(value);
 }
 
-/** Unpack one complete msgpack value (as `payload.loads`). */
-export function decode(bytes: Uint8Array): unknown {
-  return unpackr.unpack(bytes);
+/**
+ * Unpack one complete msgpack value (as `payload.loads`), the bytes
+ * `[start, end)` of `bytes`. A range rather than a view: msgpackr keeps its
+ * DataView on the buffer it is given, one per view, and the event bus
+ * decodes every event from the same buffer.
+ */
+export function decode(bytes: Uint8Array, start = 0, end = bytes.length): unknown {
+  return unpackr.unpack(bytes, { start, end });
 }

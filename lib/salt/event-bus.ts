@@ -21,7 +21,7 @@ import type { MasterOptions } from './config.js';
 import { EventBusClosedError, EventBusTimeoutError } from './errors.js';
 import { JOB_TAG, Retention, decodeEvent, type SaltEvent } from './event-retention.js';
 import { Subscriptions } from './event-subscriptions.js';
-import { FrameScanner, frameBody } from './frame-scanner.js';
+import { FrameScanner, frameBody, type Span } from './frame-scanner.js';
 import { ReadPacing } from './read-pacing.js';
 
 export type { SaltEvent } from './event-retention.js';
@@ -69,7 +69,6 @@ const DEFAULT_IDLE_READ_MS = 10;
 const DEFAULT_BUSY_READ_MS = 1;
 /** Bytes read per read(2); while reads fill it, the socket is read on before pausing. */
 const READ_BUFFER_BYTES = 64 * 1024;
-const TAG_END = Buffer.from('\n\n');
 
 /** Options for the master's bus from its config. */
 export function eventBusOptions(opts: MasterOptions): EventBusOptions {
@@ -87,6 +86,8 @@ export class EventBus extends EventEmitter {
   private readonly pacing: ReadPacing;
   /** Reused by every read: the scanner copies what it keeps. */
   private readonly readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+  /** Where the frame being read keeps its body (frameBody writes it: no object per event). */
+  private readonly body: Span = { start: 0, end: 0 };
   private socket: net.Socket | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private started = false;
@@ -312,21 +313,21 @@ export class EventBus extends EventEmitter {
 
   // -- frames and events -------------------------------------------------
 
-  private readonly onFrame = (frame: Buffer): void => {
+  /** A frame at `buf[start..end)`: its body is `tag\n\n` then the packed data (salt/utils/event.py, SaltEvent.pack). */
+  private readonly onFrame = (buf: Buffer, start: number, end: number): void => {
     if (this.subscriptions.count === 0 && this.holds === 0) return; // nobody to give it to, nor to keep it for
-    const body = frameBody(frame);
-    if (!body) return;
-    const sep = body.indexOf(TAG_END);
+    const body = this.body;
+    if (!frameBody(buf, start, end, body)) return;
+    const sep = tagEnd(buf, body.start, body.end);
     if (sep < 0) return;
-    const tag = body.toString('utf8', 0, sep);
+    const tag = buf.toString('utf8', body.start, sep);
     const job = this.holds > 0 && this.retention.enabled ? JOB_TAG.exec(tag)?.[0] : undefined;
     const matched = this.subscriptions.match(tag);
     if (!job && !matched) return; // unrelated traffic: never decoded
-    const packed = body.subarray(sep + 2);
     // Decoded at once, it needs no copy of the scanner's reused buffer (the
     // codec copies bin values out); kept as bytes for later, it does.
-    const event = matched ? decodeEvent(tag, packed) : undefined;
-    if (job) this.retention.add(tag, job, event ? undefined : Buffer.from(packed), event);
+    const event = matched ? decodeEvent(tag, buf, sep + 2, body.end) : undefined;
+    if (job) this.retention.add(tag, job, event ? undefined : Buffer.copyBytesFrom(buf, sep + 2, body.end - sep - 2), event);
     if (event && matched) this.subscriptions.dispatch(event, matched);
   };
 
@@ -337,6 +338,12 @@ export class EventBus extends EventEmitter {
       // A throwing 'connect'/'disconnect' handler must not break the socket.
     }
   }
+}
+
+/** Where `\n\n` ends a tag in `buf[start..end)`, or -1 (a loop over a short tag: no call into C++ per event). */
+function tagEnd(buf: Uint8Array, start: number, end: number): number {
+  for (let i = start; i + 1 < end; i++) if (buf[i] === 0x0a && buf[i + 1] === 0x0a) return i;
+  return -1;
 }
 
 function nonNegative(value: number | undefined, fallback: number): number {

@@ -19,9 +19,9 @@ export interface SaltEvent {
 export const JOB_TAG = /^salt\/(?:job|run|wheel)\/[^/]+\//;
 
 /** The event, or null when its data is not msgpack (it is then dropped). */
-export function decodeEvent(tag: string, bytes: Uint8Array): SaltEvent | null {
+export function decodeEvent(tag: string, bytes: Uint8Array, start = 0, end = bytes.length): SaltEvent | null {
   try {
-    return { tag, data: decode(bytes), packedBytes: bytes.length };
+    return { tag, data: decode(bytes, start, end), packedBytes: end - start };
   } catch {
     return null;
   }

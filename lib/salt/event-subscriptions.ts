@@ -50,17 +50,12 @@ export class Subscriptions {
     for (let i = tag.indexOf('/'); i !== -1 && n < this.prefixesAt.length; i = tag.indexOf('/', i + 1)) {
       if (!this.prefixesAt[n++]) continue;
       const set = this.byKey.get(tag.slice(0, i + 1));
-      if (set) {
-        found ??= [];
-        found.push(set);
-      }
+      // A list of one, made as such: `[]` then push() would make room for 17.
+      if (set) found = found ? [...found, set] : [set];
     }
     if (this.exactKeys > 0 && !tag.endsWith('/')) {
       const set = this.byKey.get(tag);
-      if (set) {
-        found ??= [];
-        found.push(set);
-      }
+      if (set) found = found ? [...found, set] : [set];
     }
     return found;
   }

@@ -40,12 +40,14 @@ export class FrameScanner {
   }
 
   /**
-   * Add a chunk; call `onFrame` with each frame it completes. The frame is a
-   * view of an internal buffer that is reused: copy what you keep. Throws
-   * FrameStreamError when the stream can't be msgpack or a frame passes the
-   * size limit (the caller should drop the stream and reset()).
+   * Add a chunk; call `onFrame` with each frame it completes, as its place
+   * `[start, end)` in an internal buffer that is reused: copy what you keep.
+   * A place rather than a view: a view is one more object per event, and
+   * the codec decodes straight from the buffer. Throws FrameStreamError when
+   * the stream can't be msgpack or a frame passes the size limit (the
+   * caller should drop the stream and reset()).
    */
-  push(chunk: Uint8Array, onFrame: (frame: Buffer) => void): void {
+  push(chunk: Uint8Array, onFrame: (buf: Buffer, start: number, end: number) => void): void {
     this.append(chunk);
     const open = this.open;
     while (this.pos < this.end) {
@@ -69,9 +71,9 @@ export class FrameScanner {
         open.pop();
       }
       if (frameDone) {
-        const frame = this.buf.subarray(this.start, this.pos);
+        const start = this.start;
         this.start = this.pos;
-        onFrame(frame); // may reset(): then end is 0 and the loop stops
+        onFrame(this.buf, start, this.pos); // may reset(): then end is 0 and the loop stops
       }
     }
     if (this.end - this.start > this.maxFrameBytes) {
@@ -189,65 +191,71 @@ export function childCount(buf: Uint8Array, pos: number, type: number): number {
 const BODY_KEY = Buffer.from([0xa4, ...Buffer.from('body')]); // fixstr 'body'
 const BUS_FRAME_HEAD = Buffer.from([0x82, 0xa4, ...Buffer.from('head'), 0x80, ...BODY_KEY]);
 
-/**
- * The raw bytes of the `body` of a `{head, body}` frame, without decoding the
- * rest. body is bin; a str body (older masters packed bytes as str) is taken
- * as its raw bytes, which keeps the packed data intact.
- */
-export function frameBody(frame: Buffer): Buffer | undefined {
-  // The master's frames: 12 bytes compared, and the walk below is never run
-  // (nor compiled: V8 spent 20 ms of a fresh server's first fleet on it).
-  if (bytesAt(frame, 0, BUS_FRAME_HEAD)) return rawBytes(frame, BUS_FRAME_HEAD.length, frame.length);
-  return walkedBody(frame);
+/** A place in a buffer: bytes `[start, end)`. */
+export interface Span {
+  start: number;
+  end: number;
 }
 
-/** Whether `buf` holds `bytes` at `pos` (compared byte by byte: no string made per frame). */
-function bytesAt(buf: Uint8Array, pos: number, bytes: Uint8Array): boolean {
-  if (buf.length - pos < bytes.length) return false;
+/**
+ * Find the raw bytes of the `body` of the `{head, body}` frame at
+ * `buf[start..end)`, without decoding the rest: true, with their place
+ * written to `body`, or false when the frame has none. body is bin; a str
+ * body (older masters packed bytes as str) is taken as its raw bytes, which
+ * keeps the packed data intact.
+ */
+export function frameBody(buf: Uint8Array, start: number, end: number, body: Span): boolean {
+  // The master's frames: 12 bytes compared, and the walk below is never run
+  // (nor compiled: V8 spent 20 ms of a fresh server's first fleet on it).
+  if (bytesAt(buf, start, end, BUS_FRAME_HEAD)) return rawBytes(buf, start + BUS_FRAME_HEAD.length, end, body);
+  return walkedBody(buf, start, end, body);
+}
+
+/** Whether `buf[pos..end)` begins with `bytes` (compared byte by byte: no string made per frame). */
+function bytesAt(buf: Uint8Array, pos: number, end: number, bytes: Uint8Array): boolean {
+  if (end - pos < bytes.length) return false;
   for (let i = 0; i < bytes.length; i++) if (buf[pos + i] !== bytes[i]) return false;
   return true;
 }
 
 /** frameBody for any `{head, body}` map: its keys in any order, any head. */
-function walkedBody(frame: Buffer): Buffer | undefined {
-  const type = frame[0];
+function walkedBody(buf: Uint8Array, start: number, end: number, body: Span): boolean {
+  const type = buf[start];
   let entries: number;
   let pos: number;
-  if (type >= 0x80 && type <= 0x8f) [entries, pos] = [type & 0x0f, 1];
-  else if (type === 0xde) [entries, pos] = [frame.readUInt16BE(1), 3];
-  else if (type === 0xdf) [entries, pos] = [frame.readUInt32BE(1), 5];
-  else return undefined;
-  const end = frame.length;
+  if (type >= 0x80 && type <= 0x8f) [entries, pos] = [type & 0x0f, start + 1];
+  else if (type === 0xde && end - start >= 3) [entries, pos] = [u16(buf, start + 1), start + 3];
+  else if (type === 0xdf && end - start >= 5) [entries, pos] = [u32(buf, start + 1), start + 5];
+  else return false;
   for (let i = 0; i < entries; i++) {
-    const isBody = bytesAt(frame, pos, BODY_KEY);
-    pos = skipValue(frame, pos, end);
-    if (pos < 0) return undefined;
-    if (isBody) {
-      const raw = rawBytes(frame, pos, end);
-      if (raw) return raw;
-    }
-    pos = skipValue(frame, pos, end);
-    if (pos < 0) return undefined;
+    const isBody = bytesAt(buf, pos, end, BODY_KEY);
+    pos = skipValue(buf, pos, end);
+    if (pos < 0) return false;
+    if (isBody && rawBytes(buf, pos, end, body)) return true;
+    pos = skipValue(buf, pos, end);
+    if (pos < 0) return false;
   }
-  return undefined;
+  return false;
 }
 
-/** The payload of a bin or str item at `pos`, else undefined. */
-function rawBytes(buf: Buffer, pos: number, end: number): Buffer | undefined {
+/** The payload of a bin or str item at `pos`, written to `out`; false for any other item. */
+function rawBytes(buf: Uint8Array, pos: number, end: number, out: Span): boolean {
   const size = itemSize(buf, pos, end);
-  if (size <= 0) return undefined;
+  if (size <= 0) return false;
   const type = buf[pos];
   let header: number;
   if (type >= 0xa0 && type <= 0xbf) header = 1;
   else if (type === 0xc4 || type === 0xd9) header = 2;
   else if (type === 0xc5 || type === 0xda) header = 3;
   else if (type === 0xc6 || type === 0xdb) header = 5;
-  else return undefined;
-  return buf.subarray(pos + header, pos + size);
+  else return false;
+  out.start = pos + header;
+  out.end = pos + size;
+  return true;
 }
 
 /** Position after the complete value at `pos`, or -1 if it isn't complete. */
-function skipValue(buf: Buffer, pos: number, end: number): number {
+function skipValue(buf: Uint8Array, pos: number, end: number): number {
   let remaining = 1;
   while (remaining > 0) {
     if (pos < 0 || pos >= end) return -1;

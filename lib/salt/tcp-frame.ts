@@ -42,7 +42,8 @@ export class FramedMessageReader {
   }
 
   push(chunk: Uint8Array): void {
-    this.scanner.push(chunk, (frame) => {
+    this.scanner.push(chunk, (buf, start, end) => {
+      const frame = buf.subarray(start, end);
       let value: unknown;
       try {
         value = decode(frame);
