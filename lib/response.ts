@@ -118,7 +118,11 @@ function shorterThan(value: unknown, limit: number): boolean {
       for (const k in v) {
         left -= k.length + 4;
         if (left < 0) break;
-        stack.push((v as Record<string, unknown>)[k]);
+        // Strings and booleans (a fleet's test.ping returns) are counted here, not stacked.
+        const item: unknown = (v as Record<string, unknown>)[k];
+        if (typeof item === 'string') left -= item.length + 2;
+        else if (typeof item === 'boolean') left -= 5;
+        else stack.push(item);
       }
     } else left -= 64; // a Date, a toJSON(): small in what the codec gives
   }

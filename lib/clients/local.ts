@@ -118,9 +118,15 @@ export async function publish(ctx: ClientContext, pub: Publication): Promise<Pub
   if (!isPlainObject(data)) return null;
   const jid =
     typeof data.jid === 'string' ? data.jid : typeof data.jid === 'number' || typeof data.jid === 'bigint' ? String(data.jid) : '';
-  const minions = Array.isArray(data.minions) ? data.minions.filter((m): m is string => typeof m === 'string') : [];
+  const minions = Array.isArray(data.minions) ? onlyStrings(data.minions) : [];
   if (jid === '' || jid === '0' || minions.length === 0) return null;
   return { jid, minions };
+}
+
+/** The strings of `list`: the list itself when that is all it holds (a fleet's 10,000 minion ids are not copied). */
+function onlyStrings(list: unknown[]): string[] {
+  for (let i = 0; i < list.length; i++) if (typeof list[i] !== 'string') return list.filter((m): m is string => typeof m === 'string');
+  return list as string[];
 }
 
 /** `saltutil.find_job` for `jid`, sent with the job's own credentials (LocalClient.gather_job_info). */
