@@ -108,7 +108,8 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
     let findJobWatch: JobWatch | undefined;
     let extraFindJobWatch: JobWatch | undefined;
     const added = now();
-    for (const id of options.minions) expect(id, added);
+    const minions = options.minions;
+    for (let i = 0; i < minions.length; i++) expect(minions[i], added);
     const watch = options.watch ?? new JobWatch(ctx, jid);
 
     if (signal?.aborted) {

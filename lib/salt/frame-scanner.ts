@@ -22,8 +22,13 @@ export class FrameScanner {
   private pos = 0;
   /** End of the bytes held. */
   private end = 0;
-  /** Items still to come in each open array/map, innermost last. */
+  /**
+   * Items still to come in each open array/map, innermost at `depth - 1`.
+   * A depth rather than push() and pop(): V8 trims an array that pop()
+   * empties, and the next frame's push() would make its room again.
+   */
   private readonly open: number[] = [];
+  private depth = 0;
 
   constructor(private readonly maxFrameBytes = 256 * 1024 * 1024) {}
 
@@ -35,7 +40,7 @@ export class FrameScanner {
   /** Forget any partial frame (the stream it came from is gone). */
   reset(): void {
     this.start = this.pos = this.end = 0;
-    this.open.length = 0;
+    this.depth = 0;
     if (this.buf.length > INITIAL_CAPACITY) this.buf = Buffer.allocUnsafe(INITIAL_CAPACITY);
   }
 
@@ -58,17 +63,17 @@ export class FrameScanner {
       const children = childCount(this.buf, this.pos, type);
       this.pos += size;
       if (children > 0) {
-        open.push(children);
+        open[this.depth++] = children;
         continue;
       }
       // An item ended: close every container it completes.
       let frameDone = true;
-      while (open.length > 0) {
-        if (--open[open.length - 1] > 0) {
+      while (this.depth > 0) {
+        if (--open[this.depth - 1] > 0) {
           frameDone = false;
           break;
         }
-        open.pop();
+        this.depth--;
       }
       if (frameDone) {
         const start = this.start;
