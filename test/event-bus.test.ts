@@ -105,6 +105,19 @@ describe('FrameScanner', () => {
     assert.deepEqual(scan(chunks), [eventFrames[0], big, eventFrames[1]]);
   });
 
+  it('cuts a long burst read 64 KiB at a time, frames split across reads', () => {
+    // A fleet's returns as the bus reads them: whole reads of its buffer, each
+    // ending inside a frame, so that what is left of one frame meets a full read.
+    const frames = Array.from({ length: 3000 }, (_, i) =>
+      encode({ head: {}, body: Buffer.from(`salt/job/1/ret/m${i}\n\n${'x'.repeat(i % 500)}`) }),
+    );
+    const stream = Buffer.concat(frames);
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < stream.length; at += 64 * 1024) chunks.push(stream.subarray(at, at + 64 * 1024));
+    assert.ok(chunks.length > 10);
+    assert.deepEqual(scan(chunks), frames);
+  });
+
   it('walks every msgpack type', () => {
     const value = {
       nil: null,

@@ -12,7 +12,13 @@ import { FrameStreamError } from './errors.js';
 
 export { FrameStreamError };
 
-const INITIAL_CAPACITY = 64 * 1024;
+/**
+ * Room for a whole read of the event bus (64 KiB) after the part of a frame
+ * the read before left: the buffer is not replaced in a fleet's burst. A new
+ * buffer is a new object to V8's optimized code for the scanner and the
+ * codec (msgpackr keeps a property on it), which then starts over.
+ */
+const INITIAL_CAPACITY = 128 * 1024;
 
 export class FrameScanner {
   private buf = Buffer.allocUnsafe(INITIAL_CAPACITY);
@@ -91,9 +97,11 @@ export class FrameScanner {
     if (this.end + chunk.length > this.buf.length) {
       const live = this.end - this.start;
       let target = this.buf;
-      // Slide the live bytes to the front when that frees enough room for
-      // long; otherwise grow (doubling keeps copying linear overall).
-      if (live + chunk.length > this.buf.length / 2) {
+      // Slide the live bytes (part of a frame) to the front when they fit
+      // with the chunk and are at most half the buffer: each slide then
+      // copies less than the new bytes it makes room for. Otherwise grow
+      // (doubling keeps copying linear overall).
+      if (live + chunk.length > this.buf.length || live > this.buf.length / 2) {
         target = Buffer.allocUnsafe(Math.max(this.buf.length * 2, live + chunk.length));
       }
       this.buf.copy(target, 0, this.start, this.end);
