@@ -8,6 +8,7 @@
  * CPU a request costs.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import { BadRequestError, BodyTimeoutError, ClientGoneError, PayloadTooLargeError } from './errors.js';
 import { parseJson } from './json.js';
 

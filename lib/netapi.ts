@@ -11,6 +11,7 @@
  *     netapi.close();
  */
 import { userInfo } from 'node:os';
+import { performance } from 'node:perf_hooks';
 import { isMasterRunning, type MasterOptions } from './salt/config.js';
 import type { RequestChannel } from './salt/channel.js';
 import { openRequestChannel } from './salt/transports.js';

@@ -12,6 +12,7 @@
  * most `maxAddresses` of them; past that the address whose last failure is
  * oldest goes out. An entry holds at most `limit` times and a few names.
  */
+import { performance } from 'node:perf_hooks';
 import type { Logger } from './log.js';
 import { TooManyFailedLoginsError } from './errors.js';
 

@@ -12,6 +12,7 @@
  * yields `{minion: {}}` for the second), so that the result names every
  * targeted minion as `local` does (README: Differences from Python's rest_wsgi).
  */
+import { performance } from 'node:perf_hooks';
 import { BadRequestError } from '../errors.js';
 import { toJson } from '../json.js';
 import { isPlainObject } from './args.js';

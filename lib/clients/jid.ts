@@ -12,6 +12,8 @@
  * take with each other (each keeps its own last jid), which `unique_jid`
  * (`_<pid>` appended) exists for; we follow the master's default.
  */
+import { performance } from 'node:perf_hooks';
+
 let last = 0;
 
 export function newJid(): string {

@@ -15,6 +15,7 @@
  *
  * A silent minion thus costs `timeout + gather_job_timeout`.
  */
+import { performance } from 'node:perf_hooks';
 import type { SaltEvent } from '../salt/event-bus.js';
 import { isPlainObject } from './args.js';
 import { abortError, busLostError, logAbandoned, watchWait, type ClientContext } from './context.js';

@@ -18,6 +18,7 @@
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { isPlainObject, defineKey, parseInput } from './args.js';
 import { AuthenticationError } from '../errors.js';
 import { toJson } from '../json.js';

@@ -5,6 +5,7 @@
  * events (salt/job/, salt/run/, salt/wheel/) are kept, as bytes, for a few
  * seconds, and a subscription replays those that match.
  */
+import { performance } from 'node:perf_hooks';
 import { decode } from './codec.js';
 
 export interface SaltEvent {

@@ -1,3 +1,5 @@
+import { performance } from 'node:perf_hooks';
+
 /**
  * When the event bus's socket is read. Each read(2) and the wakeup around
  * it cost about as much, on a small VM, as decoding the event it brings, so
