@@ -19,7 +19,8 @@ import {
 import type { MasterOptions } from '../salt/config.js';
 import { request, withBus, type ClientContext } from './context.js';
 import { JobWatch } from './job-watch.js';
-import { collectReturns, ResultBudget, type MinionReturn } from './returns.js';
+import { ResultBudget } from './result-budget.js';
+import { collectReturns, type MinionReturn } from './returns.js';
 import { newJid } from './jid.js';
 
 /** What a publish carries (LocalClient._prep_pub). */

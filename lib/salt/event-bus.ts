@@ -19,7 +19,7 @@ import net from 'node:net';
 import path from 'node:path';
 import type { MasterOptions } from './config.js';
 import { EventBusClosedError, EventBusTimeoutError } from './errors.js';
-import { JOB_TAG, Retention, decodeEvent, type SaltEvent } from './event-retention.js';
+import { JOB_TAG, Retention, decodeEvent, tagEnd, type SaltEvent } from './event-retention.js';
 import { Subscriptions } from './event-subscriptions.js';
 import { FrameScanner, frameBody, type Span } from './frame-scanner.js';
 import { ReadPacing } from './read-pacing.js';
@@ -338,12 +338,6 @@ export class EventBus extends EventEmitter {
       // A throwing 'connect'/'disconnect' handler must not break the socket.
     }
   }
-}
-
-/** Where `\n\n` ends a tag in `buf[start..end)`, or -1 (a loop over a short tag: no call into C++ per event). */
-function tagEnd(buf: Uint8Array, start: number, end: number): number {
-  for (let i = start; i + 1 < end; i++) if (buf[i] === 0x0a && buf[i + 1] === 0x0a) return i;
-  return -1;
 }
 
 function nonNegative(value: number | undefined, fallback: number): number {

@@ -19,6 +19,12 @@ export interface SaltEvent {
 /** Job events, the ones retained; the match is the job's own prefix, `salt/job/<jid>/`. */
 export const JOB_TAG = /^salt\/(?:job|run|wheel)\/[^/]+\//;
 
+/** Where `\n\n` ends an event's tag in `buf[start..end)`, or -1 (a loop over a short tag: no call into C++ per event). */
+export function tagEnd(buf: Uint8Array, start: number, end: number): number {
+  for (let i = start; i + 1 < end; i++) if (buf[i] === 0x0a && buf[i + 1] === 0x0a) return i;
+  return -1;
+}
+
 /** The event, or null when its data is not msgpack (it is then dropped). */
 export function decodeEvent(tag: string, bytes: Uint8Array, start = 0, end = bytes.length): SaltEvent | null {
   try {
