@@ -97,17 +97,16 @@ function shorterThan(value: unknown, limit: number): boolean {
   const stack: unknown[] = [value];
   while (stack.length > 0 && left >= 0) {
     const v = stack.pop();
-    if (typeof v === 'string') left -= v.length + 2;
-    else if (v === null || typeof v !== 'object')
-      left -= 24; // numbers, bigints, booleans...
+    if (v === null || typeof v !== 'object') left -= scalarChars(v);
     else if (v instanceof Uint8Array)
       left -= 2 * v.length + 2; // base64 or UTF-8 text, escaped at worst
     else if (Array.isArray(v)) {
       left -= v.length + 2;
-      // Strings (a fleet's minion list) are counted here, not stacked.
+      // Members that are not containers (a fleet's minion list, its
+      // test.ping returns) are counted here, not stacked.
       for (let i = 0; i < v.length && left >= 0; i++) {
         const item: unknown = v[i];
-        if (typeof item === 'string') left -= item.length + 2;
+        if (item === null || typeof item !== 'object') left -= scalarChars(item);
         else stack.push(item);
       }
     } else if (v instanceof Map || v instanceof Set) {
@@ -118,15 +117,19 @@ function shorterThan(value: unknown, limit: number): boolean {
       for (const k in v) {
         left -= k.length + 4;
         if (left < 0) break;
-        // Strings and booleans (a fleet's test.ping returns) are counted here, not stacked.
         const item: unknown = (v as Record<string, unknown>)[k];
-        if (typeof item === 'string') left -= item.length + 2;
-        else if (typeof item === 'boolean') left -= 5;
+        if (item === null || typeof item !== 'object') left -= scalarChars(item);
         else stack.push(item);
       }
     } else left -= 64; // a Date, a toJSON(): small in what the codec gives
   }
   return left >= 0;
+}
+
+/** The characters of a string's or other scalar's JSON (a string's escapes aside). */
+function scalarChars(value: unknown): number {
+  if (typeof value === 'string') return value.length + 2;
+  return typeof value === 'boolean' ? 5 : 24; // null, numbers, bigints...
 }
 
 /** Plain objects, arrays, Maps and Sets: the containers walked member by member. */
