@@ -128,6 +128,16 @@ function supported(value: unknown): boolean {
   return value === null || Array.isArray(value) || isPlainObject(value) || ['string', 'number', 'bigint', 'boolean'].includes(typeof value);
 }
 
+/**
+ * The strings of a list, in order; [] for anything but a list. The list
+ * itself when that is all it holds: a fleet's 10,000 minion ids are not copied.
+ */
+export function stringsIn(value: unknown): string[] {
+  if (!Array.isArray(value)) return [];
+  for (let i = 0; i < value.length; i++) if (typeof value[i] !== 'string') return value.filter((v): v is string => typeof v === 'string');
+  return value as string[];
+}
+
 export function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
   const proto = Object.getPrototypeOf(value);

@@ -2,7 +2,7 @@
  * The `local`, `local_async` and `local_subset` clients: LocalClient's
  * `cmd`, `run_job` and `cmd_subset` (salt/client/__init__.py).
  */
-import { conditionInput, defineKey, isPlainObject } from './args.js';
+import { conditionInput, defineKey, isPlainObject, stringsIn } from './args.js';
 import {
   argList,
   durationMs,
@@ -119,15 +119,9 @@ export async function publish(ctx: ClientContext, pub: Publication): Promise<Pub
   if (!isPlainObject(data)) return null;
   const jid =
     typeof data.jid === 'string' ? data.jid : typeof data.jid === 'number' || typeof data.jid === 'bigint' ? String(data.jid) : '';
-  const minions = Array.isArray(data.minions) ? onlyStrings(data.minions) : [];
+  const minions = stringsIn(data.minions);
   if (jid === '' || jid === '0' || minions.length === 0) return null;
   return { jid, minions };
-}
-
-/** The strings of `list`: the list itself when that is all it holds (a fleet's 10,000 minion ids are not copied). */
-function onlyStrings(list: unknown[]): string[] {
-  for (let i = 0; i < list.length; i++) if (typeof list[i] !== 'string') return list.filter((m): m is string => typeof m === 'string');
-  return list as string[];
 }
 
 /** `saltutil.find_job` for `jid`, sent with the job's own credentials (LocalClient.gather_job_info). */

@@ -17,7 +17,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { SaltEvent } from '../salt/event-bus.js';
-import { isPlainObject } from './args.js';
+import { isPlainObject, stringsIn } from './args.js';
 import { abortError, busLostError, logAbandoned, watchWait, type ClientContext } from './context.js';
 import { JobWatch } from './job-watch.js';
 import { newJid } from './jid.js';
@@ -154,9 +154,9 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
         // a lookup per minion. A syndic's names more.
         if (!sameIds(data.minions, options.minions)) {
           const t = now();
-          for (const id of asIds(data.minions)) expect(id, t);
+          for (const id of stringsIn(data.minions)) expect(id, t);
         }
-        for (const id of asIds(data.missing)) missing.add(id);
+        for (const id of stringsIn(data.missing)) missing.add(id);
         return;
       }
       if (!('return' in data) || typeof data.id !== 'string') return;
@@ -193,7 +193,7 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
         return;
       }
       if ('minions' in data) {
-        for (const m of asIds(data.minions)) expect(m);
+        for (const m of stringsIn(data.minions)) expect(m);
         return;
       }
       if ('syndic' in data || !('return' in data) || id === undefined) return;
@@ -315,10 +315,6 @@ const RETURNED = -1;
 
 function now(): number {
   return performance.now();
-}
-
-function asIds(value: unknown): string[] {
-  return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
 }
 
 function sameIds(value: unknown, ids: readonly string[]): boolean {

@@ -19,7 +19,7 @@ import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { isPlainObject, defineKey, parseInput } from './args.js';
+import { isPlainObject, defineKey, parseInput, stringsIn } from './args.js';
 import { AuthenticationError } from '../errors.js';
 import { toJson } from '../json.js';
 import type { ClientContext } from './context.js';
@@ -133,7 +133,7 @@ function parseTable(ret: unknown): Map<string, RunnerSignature> | undefined {
   const functions = new Map<string, RunnerSignature>();
   for (const [fun, spec] of Object.entries(ret)) {
     if (!isPlainObject(spec)) return undefined;
-    const args = Array.isArray(spec.args) ? spec.args.filter((a): a is string => typeof a === 'string') : [];
+    const args = stringsIn(spec.args);
     functions.set(fun, { args, kwargs: spec.kwargs === true });
   }
   return functions;
