@@ -13,7 +13,7 @@ import { serveParent } from './ipc.js';
 import { compiled } from './compiled.js';
 
 // bench/run.ts built dist/ before starting this process.
-const { createHandler } = await compiled<typeof import('../lib/handler.js')>('lib/handler.js');
+const { createHandler } = await compiled<typeof import('../lib/http/handler.js')>('lib/http/handler.js');
 
 const configPath = process.argv[2];
 const handler = createHandler({ config: configPath });

@@ -1,5 +1,5 @@
 /**
- * `npm run bench:throttle`: what the failed-login table (lib/throttle.ts)
+ * `npm run bench:throttle`: what the failed-login table (lib/http/throttle.ts)
  * holds when many addresses fail: 100,000 distinct addresses (as a flood
  * through X-Forwarded-For with trust_proxy would bring) each failing once,
  * then the worst case, every tracked address one failure short of the
@@ -17,8 +17,8 @@ import { floodAddress, forwardedFlood, request } from '../test/support/http.js';
 
 build();
 const { AuthThrottle, DEFAULT_AUTH_FAILURE_ADDRESSES, DEFAULT_AUTH_FAILURE_LIMIT, DEFAULT_AUTH_FAILURE_WINDOW_MS } =
-  await compiled<typeof import('../lib/throttle.js')>('lib/throttle.js');
-const { createHandler } = await compiled<typeof import('../lib/handler.js')>('lib/handler.js');
+  await compiled<typeof import('../lib/http/throttle.js')>('lib/http/throttle.js');
+const { createHandler } = await compiled<typeof import('../lib/http/handler.js')>('lib/http/handler.js');
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;

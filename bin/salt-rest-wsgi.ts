@@ -20,11 +20,11 @@ import {
   DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
   DEFAULT_MAX_BODY_BYTES,
   type RestWsgiHandler,
-} from '../lib/handler.js';
+} from '../lib/http/handler.js';
 import { isMasterRunning, loadMasterConfig, type MasterOptions } from '../lib/salt/config.js';
 import { positiveNumber, secondsToMs } from '../lib/numbers.js';
 import { eventBusProblem } from '../lib/salt/sock-access.js';
-import { DEFAULT_AUTH_FAILURE_LIMIT, DEFAULT_AUTH_FAILURE_WINDOW_MS } from '../lib/throttle.js';
+import { DEFAULT_AUTH_FAILURE_LIMIT, DEFAULT_AUTH_FAILURE_WINDOW_MS } from '../lib/http/throttle.js';
 import { createLogger, isLogFormat, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger } from '../lib/log.js';
 import { readTls, tlsFilesFrom, type TlsFiles } from './tls.js';
 import { isLoopback, unknownKeyWarnings } from './checks.js';

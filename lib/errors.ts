@@ -85,7 +85,7 @@ export class PayloadTooLargeError extends httpError(413, 'SRW_ERR_PAYLOAD_TOO_LA
 
 /**
  * 429: too many failed logins from the client's address within the window
- * (lib/throttle.ts). Nothing was read or run; the connection is shed too,
+ * (lib/http/throttle.ts). Nothing was read or run; the connection is shed too,
  * its body unread.
  */
 export class TooManyFailedLoginsError extends HttpError {
@@ -186,5 +186,5 @@ export class MasterError extends Error {
 /** The request went away before it was answered: nothing to answer. */
 export class ClientGoneError extends errorWithCode('SRW_ERR_CLIENT_GONE') {}
 
-/** The connection closed while its answer was being written (lib/response.ts): nobody to finish it for. */
+/** The connection closed while its answer was being written (lib/http/response.ts): nobody to finish it for. */
 export class AnswerAbortedError extends errorWithCode('SRW_ERR_ANSWER_ABORTED') {}

@@ -18,7 +18,7 @@ export {
   type HandlerStats,
   type RestWsgiHandler,
   type ServerTimeouts,
-} from './handler.js';
+} from './http/handler.js';
 export {
   NetapiClient,
   CLIENTS,
@@ -27,7 +27,7 @@ export {
   type NetapiClientOptions,
   type NetapiStats,
   type PreparedItem,
-} from './netapi.js';
+} from './clients/netapi.js';
 export { loadMasterConfig, applyMasterDefaults, type MasterOptions } from './salt/config.js';
 // Every error class, each with its stable `code` (and, for HttpError, `status` and `headers`).
 export {

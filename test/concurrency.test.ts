@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startMaster, type MinionSpec } from './support/master.js';
-import { createHandler } from '../lib/handler.js';
+import { createHandler } from '../lib/http/handler.js';
 
 const CRED = { eauth: 'pam', username: 'saltdev', password: 'x' };
 const COUNT = 64;

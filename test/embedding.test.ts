@@ -20,7 +20,7 @@ import express from 'express';
 import { startMaster, type SaltMasterDouble } from './support/master.js';
 import { selfSignedCert } from './support/tls.js';
 import { createHandler, type AccessRecord, type Logger, type RestWsgiHandler } from '../lib/index.js';
-import { GET_MESSAGE } from '../lib/handler.js';
+import { GET_MESSAGE } from '../lib/http/handler.js';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 const EXAMPLES = join(repoRoot, 'examples');

@@ -8,10 +8,10 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startMasterAndNetapi } from './support/netapi.js';
 import type { EventBus } from '../lib/salt/event-bus.js';
-import type { NetapiClient } from '../lib/netapi.js';
+import type { NetapiClient } from '../lib/clients/netapi.js';
 import { startMaster, type MinionCall } from './support/master.js';
 import { request, serve } from './support/http.js';
-import { createHandler } from '../lib/handler.js';
+import { createHandler } from '../lib/http/handler.js';
 
 const CRED = { eauth: 'pam', username: 'saltdev', password: 'x' };
 const ids = (count: number) => Array.from({ length: count }, (_, i) => `fleet-${String(i).padStart(4, '0')}`);

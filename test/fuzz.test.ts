@@ -16,7 +16,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { ALL_NETAPI_CLIENTS, startMaster } from './support/master.js';
-import { createHandler } from '../lib/handler.js';
+import { createHandler } from '../lib/http/handler.js';
 import { recordingLogger, request, serve, type Reply } from './support/http.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -223,7 +223,7 @@ async function setup(t: { after(fn: () => unknown): void }) {
     eauthBackends: ['pam'],
   });
   const { logger, lines } = recordingLogger();
-  // Thousands of 401s from one address: the failed-login throttle (test/throttle.test.ts) stays out of it.
+  // Thousands of 401s from one address: the failed-login throttle (test/http/throttle.test.ts) stays out of it.
   const handler = createHandler({ config: master.configPath, masterTimeoutMs: 2000, maxBodyBytes: MAX_BODY, logger, authFailureLimit: 0 });
   const s = await serve(handler);
   t.after(async () => {

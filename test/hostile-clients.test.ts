@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type http from 'node:http';
 import { startMaster, type SaltMasterDouble } from './support/master.js';
-import { applyServerTimeouts, createHandler, TOO_BUSY_MESSAGE, type HandlerOptions, type RestWsgiHandler } from '../lib/handler.js';
+import { applyServerTimeouts, createHandler, TOO_BUSY_MESSAGE, type HandlerOptions, type RestWsgiHandler } from '../lib/http/handler.js';
 import { parseRawResponse, rawClient, request, serve, sleep, until } from './support/http.js';
 import { startCommand } from './support/command.js';
 
@@ -141,7 +141,7 @@ test('maxInFlight: past it 503 with Retry-After, at once and running nothing; GE
 });
 
 test('maxInFlight counts requests that fail too: refusals and errors release their slot', async (t) => {
-  // 13 failed logins from one address: the failed-login throttle (test/throttle.test.ts) stays out of it.
+  // 13 failed logins from one address: the failed-login throttle (test/http/throttle.test.ts) stays out of it.
   const env = await setup(t, { maxInFlight: 1, authFailureLimit: 0 });
   for (let i = 0; i < 20; i++) {
     const bodies = [

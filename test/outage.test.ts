@@ -12,7 +12,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rm, writeFile } from 'node:fs/promises';
 import { startMaster, type SaltMasterDouble, type MasterDoubleOptions } from './support/master.js';
-import { createHandler, type RestWsgiHandler } from '../lib/handler.js';
+import { createHandler, type RestWsgiHandler } from '../lib/http/handler.js';
 import { everyClient } from './support/lowstates.js';
 import { liveTimers, openHandles, recordingLogger, request, serve, sleep, until, type LogLine, type Reply } from './support/http.js';
 

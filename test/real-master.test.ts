@@ -11,7 +11,7 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHandler, type RestWsgiHandler } from '../lib/handler.js';
+import { createHandler, type RestWsgiHandler } from '../lib/http/handler.js';
 import { loadMasterConfig } from '../lib/salt/config.js';
 import { openRequestChannel } from '../lib/salt/transports.js';
 import { EventBus, eventBusOptions } from '../lib/salt/event-bus.js';

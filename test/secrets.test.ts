@@ -12,7 +12,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startMaster, type SaltMasterDouble } from './support/master.js';
 import { applyMasterDefaults } from '../lib/salt/config.js';
-import { createHandler } from '../lib/handler.js';
+import { createHandler } from '../lib/http/handler.js';
 import { everyClient } from './support/lowstates.js';
 import { recordingLogger, request, serve, until, type Reply } from './support/http.js';
 import { startCommand } from './support/command.js';

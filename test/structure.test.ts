@@ -9,7 +9,7 @@ import * as errors from '../lib/errors.js';
 import { positiveNumber, secondsToMs } from '../lib/numbers.js';
 import { applyMasterDefaults } from '../lib/salt/config.js';
 import { MASTER_NOT_ANSWERING_CODES } from '../lib/salt/errors.js';
-import { ZmqRequestChannel } from '../lib/salt/request-channel.js';
+import { ZmqRequestChannel } from '../lib/salt/zmq-channel.js';
 import { openRequestChannel } from '../lib/salt/transports.js';
 
 describe('errors', () => {
@@ -104,7 +104,7 @@ describe('client table', () => {
 });
 
 describe('transports', () => {
-  it('zeromq opens the ZeroMQ request channel (tcp and ws: test/transports.test.ts)', () => {
+  it('zeromq opens the ZeroMQ request channel (tcp and ws: test/salt/transports.test.ts)', () => {
     for (const transport of ['zeromq']) {
       const channel = openRequestChannel(applyMasterDefaults({ transport, ret_port: 1 }), { timeoutMs: 100 });
       assert.ok(channel instanceof ZmqRequestChannel);

@@ -5,7 +5,7 @@
  * each is one room behind this interface, and openRequestChannel()
  * (./transports.ts) picks it from the master's `transport` option:
  *
- *   zeromq  ./request-channel.ts (ZMTP DEALER, ./zmtp.ts)
+ *   zeromq  ./zmq-channel.ts (ZMTP DEALER, ./zmtp.ts)
  *   tcp     ./tcp-channel.ts     (msgpack `{head: {mid}, body}` frames, ./tcp-frame.ts)
  *   ws      ./ws-channel.ts      (one binary WebSocket message per request)
  *

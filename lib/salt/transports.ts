@@ -6,7 +6,7 @@
 import { type RequestChannel, requestHost } from './channel.js';
 import type { MasterOptions } from './config.js';
 import { ConfigError } from './errors.js';
-import { ZmqRequestChannel, requestAddress } from './request-channel.js';
+import { ZmqRequestChannel, requestAddress } from './zmq-channel.js';
 import { TcpRequestChannel } from './tcp-channel.js';
 import { tlsConnectOptions } from './tls-options.js';
 import { WsRequestChannel } from './ws-channel.js';

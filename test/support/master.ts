@@ -134,7 +134,7 @@ export type { MasterFunction, MasterCallContext, JobRecord } from './master-func
 export { defaultUsers } from './eauth.js';
 export { SaltInvocationError, CommandExecutionError } from './python-call.js';
 
-/** Every client of CLIENTS in lib/netapi.ts: the config file enables them all. */
+/** Every client of CLIENTS in lib/clients/netapi.ts: the config file enables them all. */
 export const ALL_NETAPI_CLIENTS = [
   'local',
   'local_async',

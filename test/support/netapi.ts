@@ -2,7 +2,7 @@
  * A master double and a dispatcher configured from its config file, the
  * dispatcher's bus already connected: the fixture of the dispatcher tests.
  */
-import { NetapiClient } from '../../lib/netapi.js';
+import { NetapiClient } from '../../lib/clients/netapi.js';
 import { loadMasterConfig } from '../../lib/salt/config.js';
 import { startMaster, type MasterDoubleOptions, type SaltMasterDouble } from './master.js';
 

@@ -1,5 +1,5 @@
 /**
- * The answer written in pieces (lib/response.ts): the same text as toJson
+ * The answer written in pieces (lib/http/response.ts): the same text as toJson
  * for every kind of value the codec gives, Content-Length for small answers,
  * chunked for large ones, backpressure honoured, and a client that goes away
  * mid-answer stops the writing.
@@ -9,9 +9,9 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { toJson, parseJson } from '../lib/json.js';
-import { jsonPieces, writeJsonAnswer, PIECE_BYTES } from '../lib/response.js';
-import { AnswerAbortedError } from '../lib/errors.js';
+import { toJson, parseJson } from '../../lib/json.js';
+import { jsonPieces, writeJsonAnswer, PIECE_BYTES } from '../../lib/http/response.js';
+import { AnswerAbortedError } from '../../lib/errors.js';
 
 function tricky(): Record<string, unknown> {
   const nested: Record<string, unknown> = { deeper: { still: [1, { x: 2n ** 70n }] } };

@@ -2,17 +2,17 @@
  * ZMTP 3, the DEALER side spoken by the request channel: framing against
  * bytes written out by hand from the spec (rfc.zeromq.org/spec/23), and the
  * channel against peers that are not libzmq's well-behaved ROUTER (the
- * ordinary cases, against libzmq itself, are in request-channel.test.ts).
+ * ordinary cases, against libzmq itself, are in salt/zmq-channel.test.ts).
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { RequestTimeoutError, ZmqRequestChannel } from '../lib/salt/request-channel.js';
-import { FrameReader, ZmtpError, checkGreeting, encodeMessage, greeting, readyCommand } from '../lib/salt/zmtp.js';
-import { encode } from '../lib/salt/codec.js';
-import { startRouterPeer } from './support/peers.js';
+import { RequestTimeoutError, ZmqRequestChannel } from '../../lib/salt/zmq-channel.js';
+import { FrameReader, ZmtpError, checkGreeting, encodeMessage, greeting, readyCommand } from '../../lib/salt/zmtp.js';
+import { encode } from '../../lib/salt/codec.js';
+import { startRouterPeer } from '../support/peers.js';
 
 /** Frames and commands a FrameReader found. */
 function collect(): { reader: FrameReader; messages: string[][]; commands: string[] } {

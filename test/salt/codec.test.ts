@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CONSTANT_EXT, DATETIME_EXT, decode, encode } from '../lib/salt/codec.js';
-import { capturedEvents, eventFrames, noCapture, reqserver } from './support/wire.js';
+import { CONSTANT_EXT, DATETIME_EXT, decode, encode } from '../../lib/salt/codec.js';
+import { capturedEvents, eventFrames, noCapture, reqserver } from '../support/wire.js';
 
 /** Split an event body as salt/utils/event.py SaltEvent.unpack does. */
 function unpackBody(body: Buffer): { tag: string; data: unknown } {

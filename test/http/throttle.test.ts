@@ -1,5 +1,5 @@
 /**
- * Failed logins throttled per client address (lib/throttle.ts): real HTTP
+ * Failed logins throttled per client address (lib/http/throttle.ts): real HTTP
  * to createHandler() on port 0, backed by the master double, clients on
  * loopback aliases (127.0.0.2, 127.0.0.3) or, with trustProxy, named by
  * X-Forwarded-For. The sliding window's arithmetic is checked on the table
@@ -7,12 +7,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startMaster, type SaltMasterDouble } from './support/master.js';
-import { createHandler, GET_MESSAGE, type HandlerOptions, type RestWsgiHandler } from '../lib/handler.js';
-import { AuthThrottle, DEFAULT_AUTH_FAILURE_ADDRESSES, authThrottle } from '../lib/throttle.js';
-import { silentLogger } from '../lib/log.js';
-import { floodAddress, forwardedFlood, recordingLogger, request, serve, sleep, type LogLine, type Reply } from './support/http.js';
-import { BIN, repoRoot, startCommand } from './support/command.js';
+import { startMaster, type SaltMasterDouble } from '../support/master.js';
+import { createHandler, GET_MESSAGE, type HandlerOptions, type RestWsgiHandler } from '../../lib/http/handler.js';
+import { AuthThrottle, DEFAULT_AUTH_FAILURE_ADDRESSES, authThrottle } from '../../lib/http/throttle.js';
+import { silentLogger } from '../../lib/log.js';
+import { floodAddress, forwardedFlood, recordingLogger, request, serve, sleep, type LogLine, type Reply } from '../support/http.js';
+import { BIN, repoRoot, startCommand } from '../support/command.js';
 import { execFile } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 

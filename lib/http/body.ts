@@ -9,8 +9,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { BadRequestError, BodyTimeoutError, ClientGoneError, PayloadTooLargeError } from './errors.js';
-import { parseJson } from './json.js';
+import { BadRequestError, BodyTimeoutError, ClientGoneError, PayloadTooLargeError } from '../errors.js';
+import { parseJson } from '../json.js';
 
 /**
  * JSON nested deeper than this is refused (400) before anything looks at it:

@@ -1,10 +1,10 @@
 /**
  * node:http's own timeouts for a server (headers, whole request, idle
  * keep-alive), set so that slow clients can't hold it. The handler's body
- * timeouts (lib/body.ts) answer first; these close what never gets that far.
+ * timeouts (lib/http/body.ts) answer first; these close what never gets that far.
  */
 import type { Server } from 'node:http';
-import { positiveMs } from './numbers.js';
+import { positiveMs } from '../numbers.js';
 
 /** Timeouts of node:http servers, applied by applyServerTimeouts(). */
 export interface ServerTimeouts {

@@ -10,11 +10,11 @@ import net from 'node:net';
 import path from 'node:path';
 import { describe, it, before, after, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { RequestChannel } from '../lib/salt/channel.js';
-import { ChannelClosedError, ConnectionLostError, RequestTimeoutError } from '../lib/salt/errors.js';
-import { TcpRequestChannel } from '../lib/salt/tcp-channel.js';
-import { WsRequestChannel } from '../lib/salt/ws-channel.js';
-import { tlsConnectOptions } from '../lib/salt/tls-options.js';
+import type { RequestChannel } from '../../lib/salt/channel.js';
+import { ChannelClosedError, ConnectionLostError, RequestTimeoutError } from '../../lib/salt/errors.js';
+import { TcpRequestChannel } from '../../lib/salt/tcp-channel.js';
+import { WsRequestChannel } from '../../lib/salt/ws-channel.js';
+import { tlsConnectOptions } from '../../lib/salt/tls-options.js';
 import {
   startTcpRequestServer,
   startWsRequestServer,
@@ -22,9 +22,9 @@ import {
   type RequestHandler,
   type TransportServer,
   type TransportServerOptions,
-} from './support/master-transports.js';
-import { selfSignedCert, type SelfSigned } from './support/tls.js';
-import { noCapture, reqserver } from './support/wire.js';
+} from '../support/master-transports.js';
+import { selfSignedCert, type SelfSigned } from '../support/tls.js';
+import { noCapture, reqserver } from '../support/wire.js';
 
 type Kind = 'tcp' | 'ws';
 const echo: RequestHandler = (r) => r.reply({ echo: r.payload.load });

@@ -5,13 +5,13 @@
  */
 import { describe, test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import type { SaltMasterDouble } from './support/master.js';
-import { startMasterAndNetapi } from './support/netapi.js';
-import type { NetapiClient } from '../lib/netapi.js';
-import { AuthenticationError, FunctionNotAvailableError, GatewayTimeoutError } from '../lib/errors.js';
-import { parseInput, yamlifyArg, conditionInput, isJid } from '../lib/clients/args.js';
-import type { EventBus } from '../lib/salt/event-bus.js';
-import { waitFor } from './support/event-bus.js';
+import type { SaltMasterDouble } from '../support/master.js';
+import { startMasterAndNetapi } from '../support/netapi.js';
+import type { NetapiClient } from '../../lib/clients/netapi.js';
+import { AuthenticationError, FunctionNotAvailableError, GatewayTimeoutError } from '../../lib/errors.js';
+import { parseInput, yamlifyArg, conditionInput, isJid } from '../../lib/clients/args.js';
+import type { EventBus } from '../../lib/salt/event-bus.js';
+import { waitFor } from '../support/event-bus.js';
 
 const PASSWORD = 'runner-test-secret';
 const USERS = {

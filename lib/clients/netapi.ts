@@ -12,21 +12,21 @@
  */
 import { userInfo } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { isMasterRunning, type MasterOptions } from './salt/config.js';
-import type { RequestChannel } from './salt/channel.js';
-import { openRequestChannel } from './salt/transports.js';
-import { EventBus, eventBusOptions } from './salt/event-bus.js';
-import { AuthenticationError, BadRequestError, MasterPermissionError, ServiceUnavailableError } from './errors.js';
-import { sockDirProblem } from './salt/sock-access.js';
-import { isPlainObject } from './clients/args.js';
-import { toJson } from './json.js';
-import { truthy, type Lowstate } from './clients/fields.js';
-import type { ClientContext } from './clients/context.js';
-import { silentLogger, type Logger } from './log.js';
-import { CLIENT_TABLE, isClientName, type Client } from './clients/table.js';
+import { isMasterRunning, type MasterOptions } from '../salt/config.js';
+import type { RequestChannel } from '../salt/channel.js';
+import { openRequestChannel } from '../salt/transports.js';
+import { EventBus, eventBusOptions } from '../salt/event-bus.js';
+import { AuthenticationError, BadRequestError, MasterPermissionError, ServiceUnavailableError } from '../errors.js';
+import { sockDirProblem } from '../salt/sock-access.js';
+import { isPlainObject } from './args.js';
+import { toJson } from '../json.js';
+import { truthy, type Lowstate } from './fields.js';
+import type { ClientContext } from './context.js';
+import { silentLogger, type Logger } from '../log.js';
+import { CLIENT_TABLE, isClientName, type Client } from './table.js';
 
-export type { Lowstate } from './clients/fields.js';
-export { CLIENTS, SSH_NOT_SUPPORTED, type ClientName } from './clients/table.js';
+export type { Lowstate } from './fields.js';
+export { CLIENTS, SSH_NOT_SUPPORTED, type ClientName } from './table.js';
 
 export interface NetapiClientOptions {
   /** Timeout of one request/reply towards the master, ms. Default 30 s. */

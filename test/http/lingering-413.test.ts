@@ -1,7 +1,7 @@
 /**
  * A 413 that every client reads (issue 14): the command answers a 2 MiB
  * body (limit 1 MiB) with 413, then reads and drops the rest of the body
- * before closing (lib/linger.ts), so that a client still sending gets the
+ * before closing (lib/http/linger.ts), so that a client still sending gets the
  * answer rather than EPIPE or ECONNRESET. Node's fetch, curl (with and
  * without `Expect: 100-continue`) and Python's requests, 100 tries each.
  */
@@ -9,9 +9,9 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { startMaster } from './support/master.js';
-import { startCommand, type Command } from './support/command.js';
-import { LINGER_MAX_MS } from '../lib/linger.js';
+import { startMaster } from '../support/master.js';
+import { startCommand, type Command } from '../support/command.js';
+import { LINGER_MAX_MS } from '../../lib/http/linger.js';
 
 const TRIES = 100;
 const BODY = Buffer.alloc(2 * 1024 * 1024, 0x20);

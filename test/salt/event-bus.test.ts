@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
-import { encode } from '../lib/salt/codec.js';
-import { applyMasterDefaults } from '../lib/salt/config.js';
+import { encode } from '../../lib/salt/codec.js';
+import { applyMasterDefaults } from '../../lib/salt/config.js';
 import {
   EventBus,
   EventBusClosedError,
@@ -14,11 +14,11 @@ import {
   eventBusOptions,
   type EventBusOptions,
   type SaltEvent,
-} from '../lib/salt/event-bus.js';
-import { FrameScanner, FrameStreamError, frameBody } from '../lib/salt/frame-scanner.js';
-import { AbortError, waitFor } from './support/event-bus.js';
-import { eventFrame, startEventPublisher, type EventPublisherPeer } from './support/peers.js';
-import { capturedEvents, eventFrames, noCapture } from './support/wire.js';
+} from '../../lib/salt/event-bus.js';
+import { FrameScanner, FrameStreamError, frameBody } from '../../lib/salt/frame-scanner.js';
+import { AbortError, waitFor } from '../support/event-bus.js';
+import { eventFrame, startEventPublisher, type EventPublisherPeer } from '../support/peers.js';
+import { capturedEvents, eventFrames, noCapture } from '../support/wire.js';
 
 const expectedEvents = capturedEvents.map((e) => ({ tag: e.tag, data: e.data }));
 

@@ -12,8 +12,8 @@
  * the connection, which the client sees as a truncated answer.
  */
 import type { ServerResponse } from 'node:http';
-import { AnswerAbortedError } from './errors.js';
-import { keyText, memberJson } from './json.js';
+import { AnswerAbortedError } from '../errors.js';
+import { keyText, memberJson } from '../json.js';
 
 /** Pieces are gathered up to this many characters before each write. */
 export const PIECE_BYTES = 64 * 1024;

@@ -3,7 +3,7 @@
  * with the response (answered, or abandoned by the client), and who sent it.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AccessRecord } from './log.js';
+import type { AccessRecord } from '../log.js';
 
 /**
  * The client's address for the log. Without `trustProxy` it is the socket's

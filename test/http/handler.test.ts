@@ -7,10 +7,10 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { startMaster, type SaltMasterDouble, type MasterDoubleOptions } from './support/master.js';
-import { createHandler, GET_MESSAGE, type HandlerOptions, type RestWsgiHandler } from '../lib/handler.js';
-import type { Logger } from '../lib/log.js';
-import { request, type Reply } from './support/http.js';
+import { startMaster, type SaltMasterDouble, type MasterDoubleOptions } from '../support/master.js';
+import { createHandler, GET_MESSAGE, type HandlerOptions, type RestWsgiHandler } from '../../lib/http/handler.js';
+import type { Logger } from '../../lib/log.js';
+import { request, type Reply } from '../support/http.js';
 
 const PASSWORD = 'hunter2-not-in-logs';
 const USERS = {

@@ -6,13 +6,13 @@
  */
 import { describe, test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { startMasterAndNetapi } from './support/netapi.js';
-import type { SaltMasterDouble } from './support/master.js';
-import { NetapiClient } from '../lib/netapi.js';
-import { loadMasterConfig } from '../lib/salt/config.js';
-import { FunctionNotAvailableError, GatewayTimeoutError, RunnerNotStartedError } from '../lib/errors.js';
+import { startMasterAndNetapi } from '../support/netapi.js';
+import type { SaltMasterDouble } from '../support/master.js';
+import { NetapiClient } from '../../lib/clients/netapi.js';
+import { loadMasterConfig } from '../../lib/salt/config.js';
+import { FunctionNotAvailableError, GatewayTimeoutError, RunnerNotStartedError } from '../../lib/errors.js';
 import { rm, writeFile } from 'node:fs/promises';
-import { bindToSignature } from '../lib/clients/runner-signatures.js';
+import { bindToSignature } from '../../lib/clients/runner-signatures.js';
 
 const PASSWORD = 'signature-test-secret';
 const USERS = {

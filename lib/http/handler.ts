@@ -10,8 +10,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { totalmem } from 'node:os';
-import { NetapiClient, type NetapiStats } from './netapi.js';
-import { loadMasterConfig, applyMasterDefaults, type MasterOptions } from './salt/config.js';
+import { NetapiClient, type NetapiStats } from '../clients/netapi.js';
+import { loadMasterConfig, applyMasterDefaults, type MasterOptions } from '../salt/config.js';
 import {
   HttpError,
   AnswerAbortedError,
@@ -25,11 +25,11 @@ import {
   JobWaitLostError,
   ShutdownCutWaitError,
   TooBusyError,
-} from './errors.js';
-import { positiveMs, positiveNumber } from './numbers.js';
+} from '../errors.js';
+import { positiveMs, positiveNumber } from '../numbers.js';
 import { BodyReader, MAX_JSON_DEPTH, TOO_DEEP_MESSAGE, deeperThan, parseBody } from './body.js';
 import { writeJsonAnswer } from './response.js';
-import { formatAccess, silentLogger, type AccessRecord, type Logger } from './log.js';
+import { formatAccess, silentLogger, type AccessRecord, type Logger } from '../log.js';
 import { clientAddress, onAccess } from './access.js';
 import { authThrottle } from './throttle.js';
 import { send } from './reply.js';
@@ -49,7 +49,7 @@ export const GET_MESSAGE = "They found me. I don't know how, but they found me. 
 
 export const UNEXPECTED_ERROR_MESSAGE = 'An unexpected error occurred';
 
-export { BODY_TIMEOUT_MESSAGE, SHUTTING_DOWN_MESSAGE, TOO_BUSY_MESSAGE } from './errors.js';
+export { BODY_TIMEOUT_MESSAGE, SHUTTING_DOWN_MESSAGE, TOO_BUSY_MESSAGE } from '../errors.js';
 export { MAX_JSON_DEPTH } from './body.js';
 
 export const DEFAULT_BODY_TIMEOUT_MS = 30_000;
@@ -112,7 +112,7 @@ export interface HandlerOptions {
   bodyIdleTimeoutMs?: number;
   /**
    * Failed logins (401s) of one client address (as logged) within the window
-   * after which its POSTs get 429, unread (lib/throttle.ts). Default 10 in 60 s; 0 turns it off.
+   * after which its POSTs get 429, unread (lib/http/throttle.ts). Default 10 in 60 s; 0 turns it off.
    */
   authFailureLimit?: number;
   authFailureWindowMs?: number;
@@ -243,7 +243,7 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
         current = lowstates[index];
         results.push(await item.run(item.waitsForJob ? hangup.signal : undefined));
       }
-      // In pieces, with backpressure: the answer may be past what one string can hold (lib/response.ts).
+      // In pieces, with backpressure: the answer may be past what one string can hold (lib/http/response.ts).
       await writeJsonAnswer(res, 200, { return: results });
     } catch (err) {
       if (throttle && err instanceof AuthenticationError) throttle.fail(clientAddress(req, trustProxy), current);

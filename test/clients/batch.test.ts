@@ -6,12 +6,12 @@
  */
 import { describe, test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import type { SaltMasterDouble, MinionCall } from './support/master.js';
-import { startMasterAndNetapi } from './support/netapi.js';
-import type { NetapiClient } from '../lib/netapi.js';
-import { BadRequestError } from '../lib/errors.js';
-import { batchSize } from '../lib/clients/batch.js';
-import type { EventBus } from '../lib/salt/event-bus.js';
+import type { SaltMasterDouble, MinionCall } from '../support/master.js';
+import { startMasterAndNetapi } from '../support/netapi.js';
+import type { NetapiClient } from '../../lib/clients/netapi.js';
+import { BadRequestError } from '../../lib/errors.js';
+import { batchSize } from '../../lib/clients/batch.js';
+import type { EventBus } from '../../lib/salt/event-bus.js';
 
 const PASSWORD = 'batch-test-secret';
 const USERS = { saltdev: { password: PASSWORD, permissions: ['.*', '@runner', '@wheel', '@jobs'] } };

@@ -2,10 +2,10 @@
  * Writing a short answer (a refusal, GET; results go through response.ts):
  * compact JSON with its type and byte length, headers set
  * one by one; an answer sent before the body was read (413) ends only once
- * the body is drained (lib/linger.ts).
+ * the body is drained (lib/http/linger.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { toJson } from './json.js';
+import { toJson } from '../json.js';
 import { endAfterDrainingBody } from './linger.js';
 
 export function send(

@@ -10,10 +10,10 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { isDeepStrictEqual } from 'node:util';
-import type { SaltMasterDouble } from './support/master.js';
-import { startMasterAndNetapi } from './support/netapi.js';
-import type { NetapiClient } from '../lib/netapi.js';
-import { AuthenticationError, BadRequestError } from '../lib/errors.js';
+import type { SaltMasterDouble } from '../support/master.js';
+import { startMasterAndNetapi } from '../support/netapi.js';
+import type { NetapiClient } from '../../lib/clients/netapi.js';
+import { AuthenticationError, BadRequestError } from '../../lib/errors.js';
 
 // Salt's fixtures: salt_minion and salt_sub_minion, and auth_creds for the `auto` backend.
 const SALT_MINION = 'minion';

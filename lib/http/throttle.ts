@@ -13,8 +13,8 @@
  * oldest goes out. An entry holds at most `limit` times and a few names.
  */
 import { performance } from 'node:perf_hooks';
-import type { Logger } from './log.js';
-import { TooManyFailedLoginsError } from './errors.js';
+import type { Logger } from '../log.js';
+import { TooManyFailedLoginsError } from '../errors.js';
 
 export const DEFAULT_AUTH_FAILURE_LIMIT = 10;
 export const DEFAULT_AUTH_FAILURE_WINDOW_MS = 60_000;

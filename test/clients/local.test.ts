@@ -7,12 +7,12 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { userInfo } from 'node:os';
-import type { SaltMasterDouble, MasterDoubleOptions } from './support/master.js';
-import { startMasterAndNetapi, type MasterAndNetapi } from './support/netapi.js';
-import { NetapiClient } from '../lib/netapi.js';
-import { loadMasterConfig } from '../lib/salt/config.js';
-import { AuthenticationError } from '../lib/errors.js';
-import type { EventBus } from '../lib/salt/event-bus.js';
+import type { SaltMasterDouble, MasterDoubleOptions } from '../support/master.js';
+import { startMasterAndNetapi, type MasterAndNetapi } from '../support/netapi.js';
+import { NetapiClient } from '../../lib/clients/netapi.js';
+import { loadMasterConfig } from '../../lib/salt/config.js';
+import { AuthenticationError } from '../../lib/errors.js';
+import type { EventBus } from '../../lib/salt/event-bus.js';
 
 const PASSWORD = 'local-test-secret';
 const USERS = {

@@ -5,19 +5,19 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isSelfConnected } from '../lib/salt/channel.js';
-import { applyMasterDefaults } from '../lib/salt/config.js';
-import { EventBus, eventBusOptions } from '../lib/salt/event-bus.js';
+import { isSelfConnected } from '../../lib/salt/channel.js';
+import { applyMasterDefaults } from '../../lib/salt/config.js';
+import { EventBus, eventBusOptions } from '../../lib/salt/event-bus.js';
 import {
   ChannelClosedError,
   ConnectionLostError,
   ZmqRequestChannel,
   RequestTimeoutError,
   requestAddress,
-} from '../lib/salt/request-channel.js';
-import { startEventPublisher, startReqServerPeer, startRouterPeer, type RoutedRequest } from './support/peers.js';
-import { noCapture, reqserver } from './support/wire.js';
-import { waitFor } from './support/event-bus.js';
+} from '../../lib/salt/zmq-channel.js';
+import { startEventPublisher, startReqServerPeer, startRouterPeer, type RoutedRequest } from '../support/peers.js';
+import { noCapture, reqserver } from '../support/wire.js';
+import { waitFor } from '../support/event-bus.js';
 
 function channel(t: TestContext, address: string, timeoutMs = 500): ZmqRequestChannel {
   const ch = new ZmqRequestChannel({ address, timeoutMs });

@@ -9,12 +9,12 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
-import { startMaster, type SaltMasterDouble } from './support/master.js';
-import { startMasterAndNetapi } from './support/netapi.js';
-import { NetapiClient, SSH_NOT_SUPPORTED } from '../lib/netapi.js';
-import { loadMasterConfig, applyMasterDefaults, type MasterOptions } from '../lib/salt/config.js';
-import { AuthenticationError, BadRequestError, GatewayTimeoutError, HttpError, ServiceUnavailableError } from '../lib/errors.js';
-import type { EventBus } from '../lib/salt/event-bus.js';
+import { startMaster, type SaltMasterDouble } from '../support/master.js';
+import { startMasterAndNetapi } from '../support/netapi.js';
+import { NetapiClient, SSH_NOT_SUPPORTED } from '../../lib/clients/netapi.js';
+import { loadMasterConfig, applyMasterDefaults, type MasterOptions } from '../../lib/salt/config.js';
+import { AuthenticationError, BadRequestError, GatewayTimeoutError, HttpError, ServiceUnavailableError } from '../../lib/errors.js';
+import type { EventBus } from '../../lib/salt/event-bus.js';
 
 const PASSWORD = 'netapi-test-secret';
 const USERS = { saltdev: { password: PASSWORD, permissions: ['.*', '@runner', '@wheel', '@jobs'] } };
