@@ -1,35 +1,16 @@
 /**
  * Checks of the command's settings that warn rather than refuse: a
- * `rest_wsgi:` key we don't know (a typo of one we do, most likely), and a
+ * `rest_wsgi:` key not in the settings table (lib/http/settings.ts) (a typo of one we do, most likely), and a
  * non-loopback address served without TLS.
  */
 import { isIP } from 'node:net';
-
-/** Every `rest_wsgi:` key the command reads. */
-export const REST_WSGI_KEYS = [
-  'port',
-  'host',
-  'max_request_body_size',
-  'trust_proxy',
-  'max_in_flight',
-  'shutdown_timeout',
-  'headers_timeout',
-  'body_timeout',
-  'body_idle_timeout',
-  'keepalive_timeout',
-  'auth_failure_limit',
-  'auth_failure_window',
-  'ssl_crt',
-  'ssl_key',
-  'ssl_chain',
-  'disable_ssl',
-] as const;
+import { SETTING_KEYS } from '../lib/http/settings.js';
 
 /** One warning per key of `section` we don't read, naming the closest one we do. */
 export function unknownKeyWarnings(section: Record<string, unknown>, file: string): string[] {
   return Object.keys(section)
-    .filter((key) => !(REST_WSGI_KEYS as readonly string[]).includes(key))
-    .map((key) => `ignoring unknown option rest_wsgi: ${key} in ${file} (did you mean ${closest(key, REST_WSGI_KEYS)}?)`);
+    .filter((key) => !SETTING_KEYS.includes(key))
+    .map((key) => `ignoring unknown option rest_wsgi: ${key} in ${file} (did you mean ${closest(key, SETTING_KEYS)}?)`);
 }
 
 /** The candidate nearest to `word` by edit distance (the first of equals). */

@@ -11,14 +11,8 @@
  *   await netapi.run({ client: 'local', tgt: '*', fun: 'test.ping', eauth: 'pam', username, password });
  *   netapi.close();
  */
-export {
-  createHandler,
-  applyServerTimeouts,
-  type HandlerOptions,
-  type HandlerStats,
-  type RestWsgiHandler,
-  type ServerTimeouts,
-} from './http/handler.js';
+export { createHandler, type HandlerOptions, type HandlerStats, type RestWsgiHandler } from './http/handler.js';
+export { applyServerTimeouts, type ServerTimeouts } from './http/server-timeouts.js';
 export {
   NetapiClient,
   CLIENTS,

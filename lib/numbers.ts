@@ -22,3 +22,9 @@ export function positiveMs(value: number | undefined, fallback: number, name: st
   if (ms === undefined) throw new RangeError(`${name} must be a positive number of ms, got ${value}`);
   return ms;
 }
+
+/** A whole number, 0 or more, or a string of digits; undefined for anything else ('2.5', '-1', '', true). */
+export function nonNegativeInteger(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isInteger(value) && value >= 0 ? value : undefined;
+  return typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : undefined;
+}

@@ -9,7 +9,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type http from 'node:http';
 import { startMaster, type SaltMasterDouble } from './support/master.js';
-import { applyServerTimeouts, createHandler, TOO_BUSY_MESSAGE, type HandlerOptions, type RestWsgiHandler } from '../lib/http/handler.js';
+import { createHandler, type HandlerOptions, type RestWsgiHandler } from '../lib/http/handler.js';
+import { applyServerTimeouts } from '../lib/http/server-timeouts.js';
+import { TOO_BUSY_MESSAGE } from '../lib/errors.js';
 import { parseRawResponse, rawClient, request, serve, sleep, until } from './support/http.js';
 import { startCommand } from './support/command.js';
 

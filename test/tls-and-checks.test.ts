@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
@@ -20,7 +20,8 @@ import { startMaster, type SaltMasterDouble } from './support/master.js';
 import { BIN, repoRoot, startCommand } from './support/command.js';
 import { request } from './support/http.js';
 import { selfSignedCert, type SelfSigned } from './support/tls.js';
-import { closest, editDistance, isLoopback, REST_WSGI_KEYS } from '../bin/checks.js';
+import { closest, editDistance, isLoopback } from '../bin/checks.js';
+import { SETTING_KEYS } from '../lib/http/settings.js';
 
 const CRED = { eauth: 'pam', username: 'saltdev', password: 'x' };
 const curl = promisify(execFile);
@@ -184,21 +185,14 @@ test('unknown rest_wsgi: keys are warned by name with the closest known key; a n
   assert.doesNotMatch(local.stderr(), /without TLS/);
 });
 
-test('REST_WSGI_KEYS lists every rest_wsgi: key the command reads, so that none is warned about as unknown', async () => {
-  const source = await readFile(join(repoRoot, 'bin', 'salt-rest-wsgi.ts'), 'utf8');
-  const read = new Set([...source.matchAll(/section\.([a-z_]+)/g)].map((m) => m[1]));
-  for (const key of ['ssl_crt', 'ssl_key', 'ssl_chain', 'disable_ssl']) read.add(key); // read in bin/tls.ts
-  assert.deepEqual([...read].sort(), [...REST_WSGI_KEYS].sort());
-});
-
 test('closest known key by Levenshtein distance, and what counts as loopback', () => {
   assert.equal(editDistance('prot', 'port'), 2);
   assert.equal(editDistance('', 'port'), 4);
   assert.equal(editDistance('kitten', 'sitting'), 3);
-  assert.equal(closest('prot', REST_WSGI_KEYS), 'port');
-  assert.equal(closest('hots', REST_WSGI_KEYS), 'host');
-  assert.equal(closest('shutdown_timout', REST_WSGI_KEYS), 'shutdown_timeout');
-  assert.equal(closest('disable_tls', REST_WSGI_KEYS), 'disable_ssl');
+  assert.equal(closest('prot', SETTING_KEYS), 'port');
+  assert.equal(closest('hots', SETTING_KEYS), 'host');
+  assert.equal(closest('shutdown_timout', SETTING_KEYS), 'shutdown_timeout');
+  assert.equal(closest('disable_tls', SETTING_KEYS), 'disable_ssl');
   for (const host of ['127.0.0.1', '127.1.2.3', 'localhost', '::1', '[::1]', '::ffff:127.0.0.1']) assert.ok(isLoopback(host), host);
   for (const host of ['0.0.0.0', '::', '10.0.0.1', 'salt.example.com']) assert.ok(!isLoopback(host), host);
 });

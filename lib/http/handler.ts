@@ -9,7 +9,6 @@
  * with the status the README's "Status codes" lists. Like rest_wsgi, the URL path is ignored.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { totalmem } from 'node:os';
 import { NetapiClient, type NetapiStats } from '../clients/netapi.js';
 import { loadMasterConfig, applyMasterDefaults, type MasterOptions } from '../salt/config.js';
 import {
@@ -21,52 +20,25 @@ import {
   MethodNotAllowedError,
   NotAcceptableError,
   PayloadTooLargeError,
+  ServiceUnavailableError,
   ShuttingDownError,
   JobWaitLostError,
   ShutdownCutWaitError,
   TooBusyError,
 } from '../errors.js';
-import { positiveMs, positiveNumber } from '../numbers.js';
+import { positiveMs } from '../numbers.js';
 import { BodyReader, MAX_JSON_DEPTH, TOO_DEEP_MESSAGE, deeperThan, parseBody } from './body.js';
-import { writeJsonAnswer } from './response.js';
+import { send, writeJsonAnswer } from './response.js';
 import { formatAccess, silentLogger, type AccessRecord, type Logger } from '../log.js';
 import { clientAddress, onAccess } from './access.js';
-import { authThrottle } from './throttle.js';
-import { send } from './reply.js';
-
-export {
-  applyServerTimeouts,
-  DEFAULT_HEADERS_TIMEOUT_MS,
-  DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
-  DEFAULT_SERVER_REQUEST_TIMEOUT_MS,
-  type ServerTimeouts,
-} from './server-timeouts.js';
-
-export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+import { authThrottle, type AuthThrottle } from './throttle.js';
+import { Hangup } from './hangup.js';
+import { defaultMaxInFlight, handlerOptionsOf, readSettings } from './settings.js';
 
 /** The GET answer of rest_wsgi (which sent it split into characters). */
 export const GET_MESSAGE = "They found me. I don't know how, but they found me. Run for it, Marty!";
 
 export const UNEXPECTED_ERROR_MESSAGE = 'An unexpected error occurred';
-
-export { BODY_TIMEOUT_MESSAGE, SHUTTING_DOWN_MESSAGE, TOO_BUSY_MESSAGE } from '../errors.js';
-export { MAX_JSON_DEPTH } from './body.js';
-
-export const DEFAULT_BODY_TIMEOUT_MS = 30_000;
-export const DEFAULT_BODY_IDLE_TIMEOUT_MS = 10_000;
-
-/**
- * The default cap on requests in flight, from the machine's memory. A
- * request holds at most its body and the parsed copy of it (a few times
- * maxBodyBytes); a synchronous one then mostly waits for the master (a
- * socket, a timer, a subscription: a few KB, no CPU). One request per 8
- * body-sized slices of RAM, between 64 and 4096: 1024 on an 8 GiB machine
- * with the 1 MiB default body.
- */
-export function defaultMaxInFlight(maxBodyBytes = DEFAULT_MAX_BODY_BYTES): number {
-  const perRequest = 8 * Math.max(maxBodyBytes, 64 * 1024);
-  return Math.min(4096, Math.max(64, Math.floor(totalmem() / perRequest)));
-}
 
 export interface HandlerOptions {
   /**
@@ -141,27 +113,19 @@ export interface RestWsgiHandler {
 /** Express's `express.json()` and similar leave the parsed body on the request. */
 type MaybeParsedRequest = IncomingMessage & { body?: unknown };
 
-/**
- * The request's hang-up as an AbortSignal, made on first use: an
- * AbortController costs several µs to create, and only items that wait on
- * their job (netapi.waitsForJob) take one.
- */
-class Hangup {
-  private controller: AbortController | undefined;
-  happened = false;
-
-  get signal(): AbortSignal {
-    if (!this.controller) {
-      this.controller = new AbortController();
-      if (this.happened) this.controller.abort();
-    }
-    return this.controller.signal;
-  }
-
-  hangUp(): void {
-    this.happened = true;
-    this.controller?.abort();
-  }
+/** What a handler's requests share: its options as resolved, the dispatcher, the throttle and what is in flight. */
+interface Service {
+  readonly netapi: NetapiClient;
+  readonly logger: Logger;
+  readonly bodyReader: BodyReader;
+  readonly throttle: AuthThrottle | undefined;
+  readonly accessLog: ((record: AccessRecord) => void) | undefined;
+  readonly maxBodyBytes: number;
+  readonly maxInFlight: number;
+  readonly trustProxy: boolean;
+  readonly acceptSingleObject: boolean;
+  inFlight: number;
+  closed: boolean;
 }
 
 export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
@@ -170,148 +134,178 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
     (options.config !== undefined && typeof options.config === 'object'
       ? applyMasterDefaults(options.config)
       : loadMasterConfig(options.config));
-  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const service = serviceFor(master, options);
+  const handler = ((req: IncomingMessage, res: ServerResponse) => handleRequest(service, req, res)) as RestWsgiHandler;
+  Object.defineProperties(handler, {
+    netapi: { value: service.netapi, enumerable: true },
+    master: { value: master, enumerable: true },
+    close: {
+      value: () => {
+        service.closed = true;
+        service.netapi.close();
+      },
+      enumerable: true,
+    },
+    stats: {
+      value: (): HandlerStats => ({
+        inFlight: service.inFlight,
+        failedLoginAddresses: service.throttle?.addresses ?? 0,
+        ...service.netapi.stats(),
+      }),
+      enumerable: true,
+    },
+  });
+  return handler;
+}
+
+/**
+ * The options, each from createHandler's options, else the master config's
+ * `rest_wsgi:` section (lib/http/settings.ts reads it as the command does),
+ * else its default; an option that can't be used throws RangeError.
+ */
+function serviceFor(master: MasterOptions, options: HandlerOptions): Service {
+  const fromConfig = handlerOptionsOf(readSettings((master.rest_wsgi ?? {}) as Record<string, unknown>, master.conf_file));
+  const merged: HandlerOptions = { ...fromConfig, ...definedOnly(options) };
+  const maxBodyBytes = merged.maxBodyBytes as number;
   if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 0) {
     throw new RangeError(`maxBodyBytes must be a non-negative integer, got ${maxBodyBytes}`);
   }
-  const maxInFlight = options.maxInFlight ?? defaultMaxInFlight(maxBodyBytes);
+  const maxInFlight = merged.maxInFlight ?? defaultMaxInFlight(maxBodyBytes);
   if (!Number.isInteger(maxInFlight) || maxInFlight < 1) {
     throw new RangeError(`maxInFlight must be a positive integer, got ${maxInFlight}`);
   }
-  const bodyReader = new BodyReader({
-    maxBytes: maxBodyBytes,
-    totalMs: positiveMs(options.bodyTimeoutMs, DEFAULT_BODY_TIMEOUT_MS, 'bodyTimeoutMs'),
-    idleMs: positiveMs(options.bodyIdleTimeoutMs, DEFAULT_BODY_IDLE_TIMEOUT_MS, 'bodyIdleTimeoutMs'),
-  });
-  let inFlight = 0;
-  let closed = false;
+  const maxResultBytes = merged.maxResultBytes as number;
+  if (!Number.isInteger(maxResultBytes) || maxResultBytes < 0) {
+    throw new RangeError(`max_result_bytes must be a whole number of bytes (0: no ceiling), got ${String(maxResultBytes)}`);
+  }
   const logger = options.logger ?? silentLogger;
-  const acceptSingleObject = options.acceptSingleObject ?? true;
-  const trustProxy = options.trustProxy ?? false;
   const accessLog =
     typeof options.accessLog === 'function'
       ? options.accessLog
       : options.accessLog
         ? (record: AccessRecord) => logger.info(formatAccess(record))
         : undefined;
-  const maxResultBytes = options.maxResultBytes ?? master.rest_wsgi?.max_result_bytes ?? 0;
-  if (maxResultBytes !== 0 && !Number.isInteger(positiveNumber(maxResultBytes))) {
-    throw new RangeError(`max_result_bytes must be a whole number of bytes (0: no ceiling), got ${String(maxResultBytes)}`);
-  }
-  const netapi = new NetapiClient(master, {
+  return {
+    netapi: new NetapiClient(master, {
+      logger,
+      masterTimeoutMs: options.masterTimeoutMs ?? options.requestTimeoutMs,
+      maxResultBytes: maxResultBytes || undefined,
+    }),
     logger,
-    masterTimeoutMs: options.masterTimeoutMs ?? options.requestTimeoutMs,
-    maxResultBytes: Number(maxResultBytes) || undefined,
+    bodyReader: new BodyReader({
+      maxBytes: maxBodyBytes,
+      totalMs: positiveMs(merged.bodyTimeoutMs as number, 0, 'bodyTimeoutMs'),
+      idleMs: positiveMs(merged.bodyIdleTimeoutMs as number, 0, 'bodyIdleTimeoutMs'),
+    }),
+    throttle: authThrottle(merged, logger),
+    accessLog,
+    maxBodyBytes,
+    maxInFlight,
+    trustProxy: merged.trustProxy ?? false,
+    acceptSingleObject: options.acceptSingleObject ?? true,
+    inFlight: 0,
+    closed: false,
+  };
+}
+
+/** The options that are set: `{maxInFlight: undefined}` leaves the config's value in place. */
+function definedOnly<T extends object>(options: T): Partial<T> {
+  return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as Partial<T>;
+}
+
+/** One request: its method decides what happens; every failure is answered by answerFailure(). */
+function handleRequest(service: Service, req: IncomingMessage, res: ServerResponse): void {
+  if (service.accessLog) onAccess(req, res, service.trustProxy, service.accessLog);
+  const hangup = new Hangup();
+  // The client hung up before the answer: stop waiting for the master.
+  res.once('close', () => {
+    if (!res.writableFinished) hangup.hangUp();
   });
-  const throttle = authThrottle(options, logger);
 
-  async function handlePost(req: MaybeParsedRequest, res: ServerResponse, hangup: Hangup): Promise<void> {
-    if (!isJsonContentType(req.headers['content-type'])) throw new NotAcceptableError();
-
-    let body: unknown;
-    // A body parser in front of us (express.json(), express.raw()) read the
-    // stream and left its result in req.body. One that skipped the request
-    // (express.urlencoded() on JSON) still sets req.body = {} but leaves the
-    // stream unread: then the stream is the body.
-    const parsed = req.readableEnded ? req.body : undefined;
-    if (parsed !== undefined && !Buffer.isBuffer(parsed) && typeof parsed !== 'string') {
-      body = parsed;
-      if (deeperThan(body, MAX_JSON_DEPTH)) throw new BadRequestError(TOO_DEEP_MESSAGE);
-    } else {
-      const raw = parsed !== undefined ? Buffer.from(parsed as Buffer | string) : await bodyReader.read(req, res);
-      if (raw.length > maxBodyBytes) throw new PayloadTooLargeError();
-      body = parseBody(raw);
-    }
-
-    let lowstates: unknown[];
-    if (Array.isArray(body)) lowstates = body;
-    else if (acceptSingleObject && body !== null && typeof body === 'object') lowstates = [body];
-    else throw new BadRequestError('Lowstates must be a list');
-
-    let current: unknown; // the item being checked or run, for the throttle's log
-    try {
-      // Refuse the whole request before running anything (rest_wsgi ran the
-      // items before a bad one).
-      const items = lowstates.map((low, index) => {
-        current = low;
-        return netapi.prepare(low, index);
-      });
-
-      const results: unknown[] = [];
-      for (const [index, item] of items.entries()) {
-        if (hangup.happened) throw new ClientGoneError();
-        current = lowstates[index];
-        results.push(await item.run(item.waitsForJob ? hangup.signal : undefined));
+  let work: Promise<void>;
+  switch (req.method) {
+    case 'GET':
+    case 'HEAD':
+      work = Promise.resolve().then(() => send(res, 200, { return: GET_MESSAGE }));
+      break;
+    case 'POST': {
+      // An address with too many failed logins is refused before anything is read or sent to the master.
+      const throttled = service.throttle?.refusal(clientAddress(req, service.trustProxy));
+      if (throttled || service.inFlight >= service.maxInFlight) {
+        work = Promise.reject(throttled ?? new TooBusyError());
+        break;
       }
-      // In pieces, with backpressure: the answer may be past what one string can hold (lib/http/response.ts).
-      await writeJsonAnswer(res, 200, { return: results });
-    } catch (err) {
-      if (throttle && err instanceof AuthenticationError) throttle.fail(clientAddress(req, trustProxy), current);
-      throw err;
+      service.inFlight++;
+      work = handlePost(service, req, res, hangup).finally(() => service.inFlight--);
+      break;
     }
+    default:
+      work = Promise.reject(new MethodNotAllowedError());
   }
+  work.catch((err: unknown) => answerFailure(service, req, res, hangup, err));
+}
 
-  const handler = ((req: IncomingMessage, res: ServerResponse) => {
-    if (accessLog) onAccess(req, res, trustProxy, accessLog);
-    const hangup = new Hangup();
-    // The client hung up before the answer: stop waiting for the master.
-    res.once('close', () => {
-      if (!res.writableFinished) hangup.hangUp();
+/** A POST: its lowstates read, all checked, then run in order; the answer written as it is built. */
+async function handlePost(service: Service, req: MaybeParsedRequest, res: ServerResponse, hangup: Hangup): Promise<void> {
+  const lowstates = await readLowstates(service, req, res);
+  let current: unknown; // the item being checked or run, for the throttle's log
+  try {
+    // Refuse the whole request before running anything (rest_wsgi ran the
+    // items before a bad one).
+    const items = lowstates.map((low, index) => {
+      current = low;
+      return service.netapi.prepare(low, index);
     });
-
-    let work: Promise<void>;
-    switch (req.method) {
-      case 'GET':
-      case 'HEAD':
-        work = Promise.resolve().then(() => send(res, 200, { return: GET_MESSAGE }));
-        break;
-      case 'POST': {
-        // An address with too many failed logins is refused before anything is read or sent to the master.
-        const throttled = throttle?.refusal(clientAddress(req, trustProxy));
-        if (throttled || inFlight >= maxInFlight) {
-          work = Promise.reject(throttled ?? new TooBusyError());
-          break;
-        }
-        inFlight++;
-        work = handlePost(req, res, hangup).finally(() => inFlight--);
-        break;
-      }
-      default:
-        work = Promise.reject(new MethodNotAllowedError());
+    const results: unknown[] = [];
+    for (const [index, item] of items.entries()) {
+      if (hangup.happened) throw new ClientGoneError();
+      current = lowstates[index];
+      results.push(await item.run(item.waitsForJob ? hangup.signal : undefined));
     }
-    work.catch((err: unknown) => {
-      if (res.headersSent || res.destroyed || hangup.happened) {
-        // Nobody is waiting for an answer any more. A failure after the
-        // answer started would be a bug of ours: say so.
-        if (res.headersSent && !(err instanceof ClientGoneError) && !(err instanceof AnswerAbortedError)) {
-          logger.error(`error after the response started (${req.method}): ${describe(err)}`);
-        }
-        if (!res.writableEnded) res.destroy();
-        return;
-      }
-      if (!(err instanceof HttpError)) {
-        logger.error(`unexpected error on ${req.method} from ${clientAddress(req, trustProxy)}: ${describe(err)}`);
-      }
-      sendError(req, res, closed ? shutdownError(err) : err);
-    });
-  }) as RestWsgiHandler;
+    // In pieces, with backpressure: the answer may be past what one string can hold (lib/http/response.ts).
+    await writeJsonAnswer(res, 200, { return: results });
+  } catch (err) {
+    if (service.throttle && err instanceof AuthenticationError) service.throttle.fail(clientAddress(req, service.trustProxy), current);
+    throw err;
+  }
+}
 
-  Object.defineProperties(handler, {
-    netapi: { value: netapi, enumerable: true },
-    master: { value: master, enumerable: true },
-    close: {
-      value: () => {
-        closed = true;
-        netapi.close();
-      },
-      enumerable: true,
-    },
-    stats: {
-      value: (): HandlerStats => ({ inFlight, failedLoginAddresses: throttle?.addresses ?? 0, ...netapi.stats() }),
-      enumerable: true,
-    },
-  });
-  return handler;
+/** The request's lowstates: its JSON body (or what a body parser in front of us left), a list or one object. */
+async function readLowstates(service: Service, req: MaybeParsedRequest, res: ServerResponse): Promise<unknown[]> {
+  if (!isJsonContentType(req.headers['content-type'])) throw new NotAcceptableError();
+  let body: unknown;
+  // A body parser in front of us (express.json(), express.raw()) read the
+  // stream and left its result in req.body. One that skipped the request
+  // (express.urlencoded() on JSON) still sets req.body = {} but leaves the
+  // stream unread: then the stream is the body.
+  const parsed = req.readableEnded ? req.body : undefined;
+  if (parsed !== undefined && !Buffer.isBuffer(parsed) && typeof parsed !== 'string') {
+    body = parsed;
+    if (deeperThan(body, MAX_JSON_DEPTH)) throw new BadRequestError(TOO_DEEP_MESSAGE);
+  } else {
+    const raw = parsed !== undefined ? Buffer.from(parsed as Buffer | string) : await service.bodyReader.read(req, res);
+    if (raw.length > service.maxBodyBytes) throw new PayloadTooLargeError();
+    body = parseBody(raw);
+  }
+  if (Array.isArray(body)) return body;
+  if (service.acceptSingleObject && body !== null && typeof body === 'object') return [body];
+  throw new BadRequestError('Lowstates must be a list');
+}
+
+/** A request that failed: its answer, unless nobody waits for one any more. */
+function answerFailure(service: Service, req: IncomingMessage, res: ServerResponse, hangup: Hangup, err: unknown): void {
+  if (res.headersSent || res.destroyed || hangup.happened) {
+    // A failure after the answer started would be a bug of ours: say so.
+    if (res.headersSent && !(err instanceof ClientGoneError) && !(err instanceof AnswerAbortedError)) {
+      service.logger.error(`error after the response started (${req.method}): ${describe(err)}`);
+    }
+    if (!res.writableEnded) res.destroy();
+    return;
+  }
+  if (!(err instanceof HttpError)) {
+    service.logger.error(`unexpected error on ${req.method} from ${clientAddress(req, service.trustProxy)}: ${describe(err)}`);
+  }
+  sendError(req, res, service.closed ? shutdownError(err) : err);
 }
 
 /** `application/json`, any case, any parameters (`; charset=utf-8`). */
@@ -338,7 +332,7 @@ function sendError(req: IncomingMessage, res: ServerResponse, err: unknown): voi
  */
 function shutdownError(err: unknown): unknown {
   if (err instanceof JobWaitLostError) return new ShutdownCutWaitError(err.jid);
-  return err instanceof HttpError && err.code === 'SRW_ERR_MASTER_UNAVAILABLE' ? new ShuttingDownError() : err;
+  return err instanceof ServiceUnavailableError ? new ShuttingDownError() : err;
 }
 
 function describe(err: unknown): string {

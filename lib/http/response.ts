@@ -10,10 +10,13 @@
  * encoding; an HTTP/1.0 client reads it to the connection's end). Status and
  * headers are decided before the first byte: a failure after it can only cut
  * the connection, which the client sees as a truncated answer.
+ *
+ * A short answer (a refusal, GET) goes out at once by send().
  */
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AnswerAbortedError } from '../errors.js';
-import { keyText, memberJson } from '../json.js';
+import { keyText, memberJson, toJson } from '../json.js';
+import { endAfterDrainingBody } from './linger.js';
 
 /** Pieces are gathered up to this many characters before each write. */
 export const PIECE_BYTES = 64 * 1024;
@@ -224,4 +227,28 @@ function write(res: ServerResponse, text: string): Promise<void> {
     res.on('drain', done);
     res.on('close', done);
   });
+}
+
+/**
+ * A short answer (a refusal, GET): compact JSON with its type and byte
+ * length, headers set one by one; an answer sent before the body was read
+ * (413) ends only once the body is drained (lib/http/linger.ts).
+ */
+export function send(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Readonly<Record<string, string>> = {},
+  lingerOn?: IncomingMessage,
+): void {
+  if (res.headersSent || res.destroyed) return;
+  const text = toJson(body);
+  // setHeader rather than writeHead(status, headers): wrappers (an access
+  // log, middleware) can read them back with getHeader.
+  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+  res.setHeader('Content-Type', 'application/json');
+  res.setHeader('Content-Length', Buffer.byteLength(text));
+  res.writeHead(status);
+  if (lingerOn) endAfterDrainingBody(lingerOn, res, text);
+  else res.end(text); // Node leaves the body out for HEAD
 }
