@@ -58,10 +58,6 @@ export function hostPort(host: string, port: number): string {
   return `${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
-export function positive(value: number | undefined, fallback: number): number {
-  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : fallback;
-}
-
 /**
  * A TCP connect to a loopback port nobody listens on can meet itself (a
  * simultaneous open, when the kernel picks that same port as the source):
