@@ -52,7 +52,10 @@ export {
   MasterError,
   ClientGoneError,
   AnswerAbortedError,
+} from './errors.js';
+export {
   ConfigError,
+  MasterNotAnsweringError,
   RequestTimeoutError,
   ConnectionLostError,
   ChannelClosedError,
@@ -60,5 +63,5 @@ export {
   EventBusClosedError,
   FrameStreamError,
   ZmtpError,
-} from './errors.js';
+} from './salt/errors.js';
 export type { Logger, AccessRecord } from './log.js';

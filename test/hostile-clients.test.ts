@@ -9,7 +9,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type http from 'node:http';
 import { startMaster, type SaltMasterDouble } from './support/master.js';
-import { applyServerTimeouts, createHandler, TOO_BUSY_MESSAGE, type HandlerOptions, type RestWsgiHandler } from '../lib/http/handler.js';
+import { applyServerTimeouts, createHandler, type HandlerOptions, type RestWsgiHandler } from '../lib/http/handler.js';
+import { TOO_BUSY_MESSAGE } from '../lib/errors.js';
 import { parseRawResponse, rawClient, request, serve, sleep, until } from './support/http.js';
 import { startCommand } from './support/command.js';
 

@@ -49,7 +49,6 @@ export const GET_MESSAGE = "They found me. I don't know how, but they found me. 
 
 export const UNEXPECTED_ERROR_MESSAGE = 'An unexpected error occurred';
 
-export { BODY_TIMEOUT_MESSAGE, SHUTTING_DOWN_MESSAGE, TOO_BUSY_MESSAGE } from '../errors.js';
 export { MAX_JSON_DEPTH } from './body.js';
 
 export const DEFAULT_BODY_TIMEOUT_MS = 30_000;

@@ -17,8 +17,8 @@ import type { MasterOptions } from './config.js';
 export interface RequestChannel {
   /**
    * Send a clear-text load; resolve with the master's decoded reply, whatever
-   * it is (the clients read it). Rejects with an error whose `code` is one
-   * of MASTER_NOT_ANSWERING_CODES (./errors.ts) when the master does not
+   * it is (the clients read it). Rejects with a MasterNotAnsweringError
+   * (./errors.ts) when the master does not
    * answer within `timeoutMs` (else the channel's default), the connection
    * drops before the reply, or the channel is closed.
    */

@@ -35,8 +35,6 @@ export interface MasterOptions {
   [key: string]: unknown;
 }
 
-export { ConfigError };
-
 /** Where Salt looks when nothing else is said (salt.syspaths.CONFIG_DIR + 'master'). */
 export const DEFAULT_MASTER_CONFIG = '/etc/salt/master';
 

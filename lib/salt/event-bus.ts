@@ -25,7 +25,6 @@ import { FrameScanner, frameBody, type Span } from './frame-scanner.js';
 import { ReadPacing } from './read-pacing.js';
 
 export type { SaltEvent } from './event-retention.js';
-export { EventBusClosedError, EventBusTimeoutError };
 
 export interface EventBusOptions {
   /** Unix socket path of master_event_pub.ipc ... */
