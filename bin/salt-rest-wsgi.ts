@@ -21,9 +21,10 @@ import {
   DEFAULT_MAX_BODY_BYTES,
   type RestWsgiHandler,
 } from '../lib/http/handler.js';
-import { isMasterRunning, loadMasterConfig, type MasterOptions } from '../lib/salt/config.js';
+import { loadMasterConfig, type MasterOptions } from '../lib/salt/config.js';
 import { positiveNumber, secondsToMs } from '../lib/numbers.js';
-import { eventBusProblem } from '../lib/salt/sock-access.js';
+import { eventBusProblem, isMasterRunning } from '../lib/salt/master-sockets.js';
+import { WAITING_CLIENTS } from '../lib/clients/table.js';
 import { DEFAULT_AUTH_FAILURE_LIMIT, DEFAULT_AUTH_FAILURE_WINDOW_MS } from '../lib/http/throttle.js';
 import { createLogger, isLogFormat, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger } from '../lib/log.js';
 import { readTls, tlsFilesFrom, type TlsFiles } from './tls.js';
@@ -308,7 +309,7 @@ function serve(settings: Settings, handler: RestWsgiHandler, logger: Logger, pem
         `serving ${settings.host} without TLS: credentials travel in clear; set rest_wsgi: ssl_crt and ssl_key, or keep 127.0.0.1 behind a TLS proxy`,
       );
     }
-    const denied = eventBusProblem(handler.master);
+    const denied = eventBusProblem(handler.master, WAITING_CLIENTS);
     if (denied) {
       logger.error(`permission denied: ${denied.log} (README: "Permission denied")`);
     } else if (handler.master.ipc_mode !== 'tcp' && !isMasterRunning(handler.master)) {

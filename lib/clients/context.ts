@@ -14,7 +14,7 @@ import {
   MasterPermissionError,
   ServiceUnavailableError,
 } from '../errors.js';
-import { eventBusProblem } from '../salt/sock-access.js';
+import { eventBusProblem } from '../salt/master-sockets.js';
 import { ChannelClosedError, MasterNotAnsweringError } from '../salt/errors.js';
 import { isPlainObject } from './args.js';
 import type { Logger } from '../log.js';

@@ -26,7 +26,8 @@ import {
 } from './fields.js';
 import type { MasterOptions } from '../salt/config.js';
 import { abortError, busLostError, logAbandoned, request, throwIfAborted, watchWait, withBus, type ClientContext } from './context.js';
-import { bindToSignature, masterStartMark, RunnerSignatures, type SignatureTable } from './runner-signatures.js';
+import { bindToSignature, RunnerSignatures, type SignatureTable } from './runner-signatures.js';
+import { masterStartMark } from '../salt/master-sockets.js';
 import { FunctionNotAvailableError, GatewayTimeoutError, MasterError, RunnerNotStartedError } from '../errors.js';
 import type { SaltEvent } from '../salt/event-bus.js';
 

@@ -8,7 +8,7 @@
  * means talking to the wrong sockets), and so is invalid YAML in an included
  * file (Salt logs it and skips the file).
  */
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
@@ -60,24 +60,6 @@ export const MASTER_DEFAULTS = {
   netapi_allow_raw_shell: false,
   default_include: 'master.d/*.conf',
 } as const;
-
-/**
- * The socket in sock_dir whose presence says the master runs, per transport:
- * zeromq's request workers make workers.ipc (salt/transport/zeromq.py); a tcp
- * or ws master has none, but its publisher's pull socket, publish_pull.ipc
- * (salt/transport/tcp.py, ws.py: PublishServer), is there while it runs.
- * Salt's own netapi looks for workers.ipc on ws, which is why its APIs
- * answer 503 there. With ipc_mode: tcp a master makes neither (they are TCP
- * ports then): callers also take an open connection to the master as a yes.
- */
-export function masterSocketFile(opts: MasterOptions): string {
-  return path.join(String(opts.sock_dir), opts.transport === 'tcp' || opts.transport === 'ws' ? 'publish_pull.ipc' : 'workers.ipc');
-}
-
-/** salt/netapi/__init__.py _is_master_running: the transport's socket (masterSocketFile) exists. */
-export function isMasterRunning(opts: MasterOptions): boolean {
-  return existsSync(masterSocketFile(opts));
-}
 
 /** The directory options apply_master_config passes to prepend_root_dir that we use. */
 const ROOT_RELATIVE_DIRS = ['pki_dir', 'cachedir', 'sock_dir'] as const;
