@@ -16,7 +16,7 @@ import {
 } from '../errors.js';
 import { eventBusProblem } from '../salt/master-sockets.js';
 import { ChannelClosedError, MasterNotAnsweringError } from '../salt/errors.js';
-import { isPlainObject } from './args.js';
+import { isPlainObject } from '../objects.js';
 import type { Logger } from '../log.js';
 
 /** The shared pieces a client needs to run one lowstate item. */

@@ -18,7 +18,7 @@ import { openRequestChannel } from '../salt/transports.js';
 import { EventBus, eventBusOptions } from '../salt/event-bus.js';
 import { AuthenticationError, BadRequestError, MasterPermissionError, ServiceUnavailableError } from '../errors.js';
 import { isMasterRunning, sockDirProblem } from '../salt/master-sockets.js';
-import { isPlainObject } from './args.js';
+import { isPlainObject } from '../objects.js';
 import { toJson } from '../json.js';
 import { truthy, type Lowstate } from './fields.js';
 import type { ClientContext } from './context.js';

@@ -16,7 +16,8 @@
  */
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { isPlainObject, defineKey, parseInput, stringsIn } from './args.js';
+import { parseInput } from './args.js';
+import { defineKey, isPlainObject, stringsIn } from '../objects.js';
 import { AuthenticationError } from '../errors.js';
 import { toJson } from '../json.js';
 

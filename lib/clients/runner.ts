@@ -12,7 +12,8 @@
  * the flat `kwarg` the master binds itself (salt/client/mixins.py low:
  * format_call, which records the defaults too).
  */
-import { defineKey, parseInput } from './args.js';
+import { parseInput } from './args.js';
+import { defineKey } from '../objects.js';
 import {
   CREDENTIAL_KEYS,
   argList,

@@ -14,6 +14,7 @@ import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import YAML from 'yaml';
 import { ConfigError } from './errors.js';
+import { isPlainObject } from '../objects.js';
 
 /** The master options this server uses, after defaults (DEFAULT_MASTER_OPTS). */
 export interface MasterOptions {
@@ -172,7 +173,7 @@ function includeConfig(include: unknown, origFile: string, chain: string[]): Rec
 function mergeInto(dest: Record<string, unknown>, upd: Record<string, unknown>): void {
   for (const [key, value] of Object.entries(upd)) {
     const current = dest[key];
-    if (isMapping(current) && isMapping(value)) {
+    if (isPlainObject(current) && isPlainObject(value)) {
       mergeInto(current, value);
     } else if (Array.isArray(current) && Array.isArray(value)) {
       const merged = [...current];
@@ -289,18 +290,13 @@ function normalize(opts: Record<string, unknown>, file: string | undefined): voi
   if (!Array.isArray(clients) || !clients.every((c) => typeof c === 'string')) fail('netapi_enable_clients', 'a list of client names');
   if (opts.netapi_allow_raw_shell === null) opts.netapi_allow_raw_shell = false;
   if (typeof opts.netapi_allow_raw_shell !== 'boolean') fail('netapi_allow_raw_shell', 'true or false');
-  if (opts.rest_wsgi !== undefined && opts.rest_wsgi !== null && !isMapping(opts.rest_wsgi)) fail('rest_wsgi', 'a mapping');
+  if (opts.rest_wsgi !== undefined && opts.rest_wsgi !== null && !isPlainObject(opts.rest_wsgi)) fail('rest_wsgi', 'a mapping');
 }
 
 function toNumber(value: unknown): number | undefined {
   if (typeof value === 'number') return Number.isFinite(value) ? value : undefined;
   if (typeof value === 'string' && value.trim() !== '' && Number.isFinite(Number(value))) return Number(value);
   return undefined;
-}
-
-/** A YAML mapping: an object that is not a list or a date (YAML's timestamps load as Date). */
-function isMapping(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date);
 }
 
 function firstLine(text: string): string {
