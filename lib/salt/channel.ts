@@ -2,12 +2,15 @@
  * The request channel to the master, whatever carries it: what the
  * dispatcher and the clients use of it. Salt's masters speak one of several
  * transports on ret_port (salt/transport/base.py: TRANSPORTS, request_client);
- * each is one room behind this interface, and openRequestChannel()
+ * each is one module behind this interface, and openRequestChannel()
  * (./transports.ts) picks it from the master's `transport` option:
  *
- *   zeromq  ./zmq-channel.ts (ZMTP DEALER, ./zmtp.ts)
- *   tcp     ./tcp-channel.ts     (msgpack `{head: {mid}, body}` frames, ./tcp-frame.ts)
- *   ws      ./ws-channel.ts      (one binary WebSocket message per request)
+ *   zeromq  ./zmq-channel.ts  (ZMTP DEALER, ./zmtp.ts)
+ *   tcp     ./tcp-channel.ts  (msgpack `{head: {mid}, body}` frames, ./tcp-frame.ts)
+ *   ws      ./ws-channel.ts   (one binary WebSocket message per request)
+ *
+ * zeromq and tcp share one connection's lifecycle (./stream-channel.ts);
+ * all three queue their requests alike (./queued-channel.ts).
  *
  * tcp and ws take TLS from the master config's `ssl` (./tls-options.ts).
  */

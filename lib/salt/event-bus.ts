@@ -3,7 +3,7 @@
  * ipc_mode: tcp): a stream of msgpack `{head, body}` frames, body being
  * `tag\n\n` + packed data (salt/utils/event.py: SaltEvent.pack/unpack).
  *
- * This room holds the connection (reconnecting until close()) and the
+ * This module holds the connection (reconnecting until close()) and the
  * reading: frames cut by ./frame-scanner.ts, matched against
  * ./event-subscriptions.ts, kept by ./event-retention.ts. Events nobody waits
  * for are never decoded: unrelated traffic is dropped, and job events are
