@@ -13,8 +13,9 @@ import { runInNewContext } from 'node:vm';
 import { createHandler, type RestWsgiHandler } from '../lib/http/handler.js';
 import { applyServerTimeouts } from '../lib/http/server-timeouts.js';
 import { handlerOptionsOf, readSettings, SETTINGS, settingsHelp, type SettingValues } from '../lib/http/settings.js';
-import { isMasterRunning, loadMasterConfig, type MasterOptions } from '../lib/salt/config.js';
-import { eventBusProblem } from '../lib/salt/sock-access.js';
+import { loadMasterConfig, type MasterOptions } from '../lib/salt/config.js';
+import { eventBusProblem, isMasterRunning } from '../lib/salt/master-sockets.js';
+import { WAITING_CLIENTS } from '../lib/clients/table.js';
 import { createLogger, isLogFormat, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger } from '../lib/log.js';
 import { readTls, tlsFilesFrom, type TlsFiles } from './tls.js';
 import { isLoopback, unknownKeyWarnings } from './checks.js';
@@ -213,7 +214,7 @@ function sayListening(server: http.Server, settings: Settings, handler: RestWsgi
       `serving ${settings.host} without TLS: credentials travel in clear; set rest_wsgi: ssl_crt and ssl_key, or keep 127.0.0.1 behind a TLS proxy`,
     );
   }
-  const denied = eventBusProblem(handler.master);
+  const denied = eventBusProblem(handler.master, WAITING_CLIENTS);
   if (denied) {
     logger.error(`permission denied: ${denied.log} (README: "Permission denied")`);
   } else if (handler.master.ipc_mode !== 'tcp' && !isMasterRunning(handler.master)) {

@@ -1,5 +1,6 @@
 /**
- * Every error of the server, in one place. Each has a stable `code` (as
+ * The errors above the salt layer (whose own are in lib/salt/errors.ts),
+ * for the clients and the HTTP layer. Each has a stable `code` (as
  * undici's UND_ERR_*): code and class are what callers and tests match on,
  * never a name or a message.
  *
@@ -11,17 +12,6 @@
  * Messages are shown to the client as `{"return": "<message>"}`: they must
  * never contain a password, a token or a stack.
  */
-export {
-  ChannelClosedError,
-  ConfigError,
-  ConnectionLostError,
-  EventBusClosedError,
-  EventBusTimeoutError,
-  FrameStreamError,
-  RequestTimeoutError,
-  ZmtpError,
-} from './salt/errors.js';
-
 import { errorWithCode } from './salt/errors.js';
 
 /** The 408 answer of a body that doesn't arrive in time. */
@@ -89,7 +79,7 @@ export class PayloadTooLargeError extends httpError(413, 'SRW_ERR_PAYLOAD_TOO_LA
  * its body unread.
  */
 export class TooManyFailedLoginsError extends HttpError {
-  constructor(readonly retryAfterS: number) {
+  constructor(retryAfterS: number) {
     super(429, `Too many failed logins; retry after ${retryAfterS} s`, 'SRW_ERR_TOO_MANY_FAILED_LOGINS', {
       'Retry-After': String(retryAfterS),
       ...CLOSE,
@@ -154,7 +144,7 @@ export class JobWaitLostError extends GatewayTimeoutError {
 
 /** 504 once the handler is closed while a call waited for job `jid`: it is us going away, and the job goes on. */
 export class ShutdownCutWaitError extends httpError(504, 'SRW_ERR_SHUTDOWN_CUT_WAIT') {
-  constructor(readonly jid: string) {
+  constructor(jid: string) {
     super(`${SHUTTING_DOWN_MESSAGE}: it stopped waiting for job ${jid}, which goes on on the master.`);
   }
 }
@@ -167,21 +157,11 @@ export class ShutdownCutWaitError extends httpError(504, 'SRW_ERR_SHUTDOWN_CUT_W
 export class ResultTooLargeError extends httpError(507, 'SRW_ERR_RESULT_TOO_LARGE') {}
 
 /**
- * The master refused a request for a reason that is not about credentials
- * (`errorName` is Salt's exception name), or answered something we can't
- * read. A 500, answered without detail: the detail goes to the log.
+ * The master refused a request for a reason that is not about credentials,
+ * or answered something we can't read. A 500, answered without detail: the
+ * detail goes to the log.
  */
-export class MasterError extends Error {
-  override name = 'MasterError';
-  readonly code = 'SRW_ERR_MASTER';
-  readonly status = 500;
-  constructor(
-    readonly errorName: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export class MasterError extends errorWithCode('SRW_ERR_MASTER') {}
 
 /** The request went away before it was answered: nothing to answer. */
 export class ClientGoneError extends errorWithCode('SRW_ERR_CLIENT_GONE') {}

@@ -46,7 +46,10 @@ export {
   MasterError,
   ClientGoneError,
   AnswerAbortedError,
+} from './errors.js';
+export {
   ConfigError,
+  MasterNotAnsweringError,
   RequestTimeoutError,
   ConnectionLostError,
   ChannelClosedError,
@@ -54,5 +57,5 @@ export {
   EventBusClosedError,
   FrameStreamError,
   ZmtpError,
-} from './errors.js';
+} from './salt/errors.js';
 export type { Logger, AccessRecord } from './log.js';

@@ -99,6 +99,8 @@ test('the event bus socket the user may not connect to: jobs that wait for it 50
   const server = await startCommand(t, ['-c', master.configPath], {}, user);
   await server.waitFor(/permission denied/);
   assert.match(server.stderr(), new RegExp(`may not connect to the event bus ${master.eventPath}: write permission denied on the socket`));
+  // The clients named are the client table's that wait for their job.
+  assert.match(server.stderr(), /items that wait for their job \(local, local_subset, local_batch, runner\) get 503 until it may/);
   t.diagnostic(
     server
       .stderr()

@@ -8,7 +8,7 @@ import { CLIENT_TABLE, CLIENTS, isClientName } from '../lib/clients/table.js';
 import * as errors from '../lib/errors.js';
 import { positiveNumber, secondsToMs } from '../lib/numbers.js';
 import { applyMasterDefaults } from '../lib/salt/config.js';
-import { MASTER_NOT_ANSWERING_CODES } from '../lib/salt/errors.js';
+import * as saltErrors from '../lib/salt/errors.js';
 import { ZmqRequestChannel } from '../lib/salt/zmq-channel.js';
 import { openRequestChannel } from '../lib/salt/transports.js';
 
@@ -53,24 +53,27 @@ describe('errors', () => {
 
   it('every other error has a distinct SRW_ERR_ code', () => {
     const others = [
-      new errors.MasterError('X', 'x'),
+      new errors.MasterError('x'),
       new errors.ClientGoneError(),
       new errors.AnswerAbortedError(),
-      new errors.ConfigError('x'),
-      new errors.RequestTimeoutError('x'),
-      new errors.ConnectionLostError('x'),
-      new errors.ChannelClosedError('x'),
-      new errors.EventBusTimeoutError('x'),
-      new errors.EventBusClosedError('x'),
-      new errors.FrameStreamError('x'),
-      new errors.ZmtpError('x'),
+      new saltErrors.ConfigError('x'),
+      new saltErrors.RequestTimeoutError('x'),
+      new saltErrors.ConnectionLostError('x'),
+      new saltErrors.ChannelClosedError('x'),
+      new saltErrors.EventBusTimeoutError('x'),
+      new saltErrors.EventBusClosedError('x'),
+      new saltErrors.FrameStreamError('x'),
+      new saltErrors.ZmtpError('x'),
     ];
     const codes = others.map((err) => err.code);
     assert.equal(new Set(codes).size, codes.length);
     for (const code of codes) assert.match(code, /^SRW_ERR_[A-Z_]+$/);
+    for (const err of others) assert.equal(err.name, err.constructor.name);
+    // The master not answering, three ways: one base, which the dispatcher answers 503.
+    const notAnswering = others.filter((err) => err instanceof saltErrors.MasterNotAnsweringError);
     assert.deepEqual(
-      [...MASTER_NOT_ANSWERING_CODES].sort(),
-      [new errors.RequestTimeoutError().code, new errors.ConnectionLostError().code, new errors.ChannelClosedError().code].sort(),
+      notAnswering.map((err) => err.constructor),
+      [saltErrors.RequestTimeoutError, saltErrors.ConnectionLostError, saltErrors.ChannelClosedError],
     );
   });
 });

@@ -4,6 +4,7 @@
  * `yamlify_arg`) for the CLI-style `k=v` strings RunnerClient accepts.
  */
 import { parse as parseYaml } from 'yaml';
+import { defineKey, isPlainObject } from '../objects.js';
 
 /** salt.utils.jid.is_jid: 20 characters that int() accepts (or 20 + `_suffix`). */
 export function isJid(text: string): boolean {
@@ -126,29 +127,4 @@ function normalizeYaml(value: unknown): unknown {
 
 function supported(value: unknown): boolean {
   return value === null || Array.isArray(value) || isPlainObject(value) || ['string', 'number', 'bigint', 'boolean'].includes(typeof value);
-}
-
-/**
- * The strings of a list, in order; [] for anything but a list. The list
- * itself when that is all it holds: a fleet's 10,000 minion ids are not copied.
- */
-export function stringsIn(value: unknown): string[] {
-  if (!Array.isArray(value)) return [];
-  for (let i = 0; i < value.length; i++) if (typeof value[i] !== 'string') return value.filter((v): v is string => typeof v === 'string');
-  return value as string[];
-}
-
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
-  const proto = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
-}
-
-/** obj[key] = value, also for keys such as `__proto__` (minion ids and keywords are user data). */
-export function defineKey(obj: Record<string, unknown>, key: string, value: unknown): void {
-  // `__proto__` is Object.prototype's only accessor: every other key assigns
-  // an own property, several times faster than defineProperty (a result of
-  // 20,000 minions is 20,000 keys).
-  if (key === '__proto__') Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
-  else obj[key] = value;
 }

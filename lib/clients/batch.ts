@@ -15,7 +15,8 @@
 import { performance } from 'node:perf_hooks';
 import { BadRequestError } from '../errors.js';
 import { toJson } from '../json.js';
-import { isPlainObject } from './args.js';
+import { positiveInteger } from '../numbers.js';
+import { isPlainObject } from '../objects.js';
 import { copyCredentials, durationMs, truthy, type Lowstate } from './fields.js';
 import type { MasterOptions } from '../salt/config.js';
 import { findJob, localCall, publishWatched, resultBudget, type LocalCall } from './local.js';
@@ -76,8 +77,8 @@ export function batchSize(batch: unknown, minionCount: number): number {
     const res = (pct / 100) * minionCount;
     return res < 1 ? Math.ceil(res) : Math.floor(res);
   }
-  const n = typeof batch === 'number' ? batch : typeof batch === 'string' && /^\s*\d+\s*$/.test(batch) ? Number(batch) : NaN;
-  if (!Number.isInteger(n) || n < 1) throw invalid();
+  const n = positiveInteger(batch);
+  if (n === undefined) throw invalid();
   return n;
 }
 

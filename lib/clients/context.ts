@@ -14,11 +14,9 @@ import {
   MasterPermissionError,
   ServiceUnavailableError,
 } from '../errors.js';
-import { eventBusProblem } from '../salt/sock-access.js';
-import { MASTER_NOT_ANSWERING_CODES } from '../salt/errors.js';
-
-export { MasterError };
-import { isPlainObject } from './args.js';
+import { eventBusProblem } from '../salt/master-sockets.js';
+import { ChannelClosedError, MasterNotAnsweringError } from '../salt/errors.js';
+import { isPlainObject } from '../objects.js';
 import type { Logger } from '../log.js';
 
 /** The shared pieces a client needs to run one lowstate item. */
@@ -44,12 +42,12 @@ export interface ClientContext {
  * SaltInvocationError → 400, anything else → a plain error (500).
  */
 export function masterError(error: unknown): Error {
-  if (!isPlainObject(error)) return new MasterError('PublishError', `The master refused the request: ${String(error)}`);
+  if (!isPlainObject(error)) return new MasterError(`The master refused the request: ${String(error)}`);
   const name = typeof error.name === 'string' ? error.name : '';
   const message = typeof error.message === 'string' && error.message !== '' ? error.message : undefined;
   if (AUTH_ERRORS.has(name)) return new AuthenticationError(message ?? 'Authentication failure.');
   if (name === 'SaltInvocationError') return new BadRequestError(message ?? 'Invalid invocation.');
-  return new MasterError(name || 'PublishError', message ?? `The master refused the request (${name || 'unknown error'})`);
+  return new MasterError(message ?? `The master refused the request (${name || 'unknown error'})`);
 }
 
 const AUTH_ERRORS = new Set([
@@ -71,17 +69,16 @@ export async function request(ctx: ClientContext, load: Record<string, unknown>,
   try {
     reply = await ctx.channel.send(load, ctx.masterTimeoutMs);
   } catch (err) {
-    const code = (err as { code?: unknown } | null)?.code;
-    if (typeof code === 'string' && MASTER_NOT_ANSWERING_CODES.has(code)) {
+    if (err instanceof MasterNotAnsweringError) {
       // The answer says only "not available"; the log says why (no connection, and the connection's last error).
-      if (code !== 'SRW_ERR_CHANNEL_CLOSED') ctx.logger.warn(`could not ${what}: ${(err as Error).message}`);
+      if (!(err instanceof ChannelClosedError)) ctx.logger.warn(`could not ${what}: ${err.message}`);
       throw new ServiceUnavailableError();
     }
     throw err;
   }
   // The master's transport answers a load it could not handle with a bare
   // string ('bad load', 'Some exception handling minion payload').
-  if (typeof reply === 'string') throw new MasterError('TransportError', `The master did not ${what} (it answered: ${reply})`);
+  if (typeof reply === 'string') throw new MasterError(`The master did not ${what} (it answered: ${reply})`);
   if (!isPlainObject(reply)) return {};
   if ('error' in reply && reply.error !== undefined && reply.error !== null) throw masterError(reply.error);
   return reply;

@@ -4,8 +4,8 @@
  * the wrong type is a 400 naming the field, raised before anything runs.
  */
 import { BadRequestError } from '../errors.js';
-import { isPlainObject } from './args.js';
-import { positiveNumber, secondsToMs } from '../numbers.js';
+import { isPlainObject } from '../objects.js';
+import { positiveInteger, positiveNumber, secondsToMs } from '../numbers.js';
 import type { MasterOptions } from '../salt/config.js';
 
 export type Lowstate = Record<string, unknown>;
@@ -74,12 +74,12 @@ export function masterDurationMs(opts: MasterOptions, key: string, fallbackS: nu
   return secondsToMs(positiveNumber(opts[key]) ?? fallbackS);
 }
 
-/** A positive integer field (`subset`). */
-export function positiveInteger(low: Lowstate, key: string, fallback: number): number {
+/** A positive integer field (`subset`), a number or in digits. */
+export function positiveIntegerField(low: Lowstate, key: string, fallback: number): number {
   const value = low[key];
   if (value === undefined || value === null) return fallback;
-  const n = typeof value === 'number' ? value : typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : NaN;
-  if (!Number.isInteger(n) || n < 1) throw new BadRequestError(`'${key}' must be a positive integer`);
+  const n = positiveInteger(value);
+  if (n === undefined) throw new BadRequestError(`'${key}' must be a positive integer`);
   return n;
 }
 

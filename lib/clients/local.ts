@@ -2,14 +2,15 @@
  * The `local`, `local_async` and `local_subset` clients: LocalClient's
  * `cmd`, `run_job` and `cmd_subset` (salt/client/__init__.py).
  */
-import { conditionInput, defineKey, isPlainObject, stringsIn } from './args.js';
+import { conditionInput } from './args.js';
+import { defineKey, isPlainObject, stringsIn } from '../objects.js';
 import {
   argList,
   durationMs,
   extraKeys,
   kwargDict,
   masterDurationMs,
-  positiveInteger,
+  positiveIntegerField,
   stringField,
   target,
   targetType,
@@ -283,5 +284,5 @@ function shuffle<T>(items: T[]): T[] {
 
 /** Read a `local_subset` item: `subset` defaults to 3 (LocalClient.cmd_subset). */
 export function subsetCall(low: Lowstate, opts: MasterOptions): SubsetCall {
-  return { local: localCall(low, opts), subset: positiveInteger(low, 'subset', 3) };
+  return { local: localCall(low, opts), subset: positiveIntegerField(low, 'subset', 3) };
 }

@@ -12,13 +12,13 @@
  */
 import { userInfo } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { isMasterRunning, type MasterOptions } from '../salt/config.js';
+import type { MasterOptions } from '../salt/config.js';
 import type { RequestChannel } from '../salt/channel.js';
 import { openRequestChannel } from '../salt/transports.js';
 import { EventBus, eventBusOptions } from '../salt/event-bus.js';
 import { AuthenticationError, BadRequestError, MasterPermissionError, ServiceUnavailableError } from '../errors.js';
-import { sockDirProblem } from '../salt/sock-access.js';
-import { isPlainObject } from './args.js';
+import { isMasterRunning, sockDirProblem } from '../salt/master-sockets.js';
+import { isPlainObject } from '../objects.js';
 import { toJson } from '../json.js';
 import { truthy, type Lowstate } from './fields.js';
 import type { ClientContext } from './context.js';
@@ -183,7 +183,7 @@ export class NetapiClient {
 
   /**
    * salt/netapi/__init__.py _is_master_running: the transport's socket
-   * exists in sock_dir (masterSocketFile). A yes is reused for a second (a
+   * exists in sock_dir (lib/salt/master-sockets.ts). A yes is reused for a second (a
    * burst of requests costs one stat); a no is not, so the first request
    * after the master comes back finds it. With ipc_mode: tcp the master makes
    * no such file: a connection to it (request channel or bus) says it too.

@@ -17,7 +17,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { SaltEvent } from '../salt/event-bus.js';
-import { isPlainObject, stringsIn } from './args.js';
+import { isPlainObject, stringsIn } from '../objects.js';
 import { abortError, busLostError, logAbandoned, watchWait, type ClientContext } from './context.js';
 import { JobWatch } from './job-watch.js';
 import { newJid } from './jid.js';

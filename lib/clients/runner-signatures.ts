@@ -10,19 +10,16 @@
  * the signatures.
  *
  * The job runs with the credentials of the item that needs the table, once
- * per master start (the inode and mtime of the master's sockets in
- * sock_dir change when it starts again). Credentials the master refuses it
+ * per master start (masterStartMark, lib/salt/master-sockets.ts). Credentials the master refuses it
  * to are remembered (per master start) and those items keep the form the
  * master binds itself (see runner.ts).
  */
 import { createHash } from 'node:crypto';
-import { statSync } from 'node:fs';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { isPlainObject, defineKey, parseInput, stringsIn } from './args.js';
+import { parseInput } from './args.js';
+import { defineKey, isPlainObject, stringsIn } from '../objects.js';
 import { AuthenticationError } from '../errors.js';
 import { toJson } from '../json.js';
-import type { ClientContext } from './context.js';
 
 /** What load_args_and_kwargs needs of a function: its named parameters and whether it takes **kwargs. */
 export interface RunnerSignature {
@@ -41,20 +38,6 @@ const RETRY_AFTER_FAILURE_MS = 60_000;
 const REFRESH_AFTER_MS = 60_000;
 /** Credentials remembered as refused, at most. */
 const MAX_REFUSED = 1000;
-
-/** A mark that changes when the master starts again: its sockets in sock_dir are made anew. */
-export function masterStartMark(opts: ClientContext['opts']): string {
-  const marks: string[] = [];
-  for (const name of ['master_event_pub.ipc', 'workers.ipc', 'publish_pull.ipc']) {
-    try {
-      const st = statSync(join(String(opts.sock_dir), name), { throwIfNoEntry: false });
-      if (st) marks.push(`${name}:${st.ino}:${st.mtimeMs}`);
-    } catch {
-      // Not readable: the mark is what can be seen (the permission check says why elsewhere).
-    }
-  }
-  return marks.join(',');
-}
 
 /** Who the credentials are, without keeping a token or password. */
 function identity(creds: Record<string, unknown>): string {

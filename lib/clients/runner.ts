@@ -12,7 +12,8 @@
  * the flat `kwarg` the master binds itself (salt/client/mixins.py low:
  * format_call, which records the defaults too).
  */
-import { defineKey, parseInput } from './args.js';
+import { parseInput } from './args.js';
+import { defineKey } from '../objects.js';
 import {
   CREDENTIAL_KEYS,
   argList,
@@ -25,19 +26,10 @@ import {
   type Lowstate,
 } from './fields.js';
 import type { MasterOptions } from '../salt/config.js';
-import {
-  abortError,
-  busLostError,
-  logAbandoned,
-  request,
-  throwIfAborted,
-  watchWait,
-  withBus,
-  MasterError,
-  type ClientContext,
-} from './context.js';
-import { bindToSignature, masterStartMark, RunnerSignatures, type SignatureTable } from './runner-signatures.js';
-import { FunctionNotAvailableError, GatewayTimeoutError, RunnerNotStartedError } from '../errors.js';
+import { abortError, busLostError, logAbandoned, request, throwIfAborted, watchWait, withBus, type ClientContext } from './context.js';
+import { bindToSignature, RunnerSignatures, type SignatureTable } from './runner-signatures.js';
+import { masterStartMark } from '../salt/master-sockets.js';
+import { FunctionNotAvailableError, GatewayTimeoutError, MasterError, RunnerNotStartedError } from '../errors.js';
 import type { SaltEvent } from '../salt/event-bus.js';
 
 export interface RunnerCall {
@@ -126,7 +118,7 @@ async function loadFor(ctx: ClientContext, call: RunnerCall): Promise<Record<str
 /** The master's `{"tag", "jid"}` for a runner job it started. */
 function jobOf(reply: Record<string, unknown>): { tag: string; jid: string } {
   if (typeof reply.tag !== 'string' || typeof reply.jid !== 'string') {
-    throw new MasterError('UnexpectedReply', 'The master did not start the runner job (no tag or jid in its reply)');
+    throw new MasterError('The master did not start the runner job (no tag or jid in its reply)');
   }
   return { tag: reply.tag, jid: reply.jid };
 }

@@ -69,6 +69,9 @@ export type ClientName = keyof typeof CLIENT_TABLE;
 /** Every client name, in Salt's order. */
 export const CLIENTS = Object.freeze(Object.keys(CLIENT_TABLE)) as readonly ClientName[];
 
+/** The clients that wait for their job on the event bus (for the log of a bus this user may not connect to). */
+export const WAITING_CLIENTS: readonly ClientName[] = CLIENTS.filter((name) => CLIENT_TABLE[name].waitsForJob);
+
 export function isClientName(value: unknown): value is ClientName {
   return typeof value === 'string' && Object.hasOwn(CLIENT_TABLE, value);
 }

@@ -7,7 +7,8 @@
  * wheel function's signature.
  */
 import { extraKeys, type Lowstate } from './fields.js';
-import { request, MasterError, type ClientContext } from './context.js';
+import { request, type ClientContext } from './context.js';
+import { MasterError } from '../errors.js';
 
 const NOT_PASSED_ON = new Set(['client', 'fun', 'cmd']);
 
@@ -38,7 +39,7 @@ export async function runWheelAsync(ctx: ClientContext, load: Record<string, unk
   const tag = reply.tag;
   const jid = data && typeof data.jid === 'string' ? data.jid : typeof tag === 'string' ? tag.split('/').pop() : undefined;
   if (typeof tag !== 'string' || typeof jid !== 'string') {
-    throw new MasterError('UnexpectedReply', 'The master did not run the wheel job (no tag in its reply)');
+    throw new MasterError('The master did not run the wheel job (no tag in its reply)');
   }
   return { tag, jid };
 }

@@ -9,8 +9,8 @@
  */
 import { totalmem } from 'node:os';
 import type { HandlerOptions } from './handler.js';
-import { ConfigError } from '../errors.js';
-import { nonNegativeInteger, positiveNumber, secondsToMs } from '../numbers.js';
+import { ConfigError } from '../salt/errors.js';
+import { nonNegativeInteger, positiveInteger, positiveNumber, secondsToMs } from '../numbers.js';
 import { DEFAULT_AUTH_FAILURE_LIMIT, DEFAULT_AUTH_FAILURE_WINDOW_MS } from './throttle.js';
 import { DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_KEEP_ALIVE_TIMEOUT_MS } from './server-timeouts.js';
 
@@ -47,8 +47,6 @@ function msOfSeconds(value: unknown): number | undefined {
   return n === undefined ? undefined : secondsToMs(n);
 }
 
-const isInteger = (n: number | undefined, min: number): n is number => n !== undefined && Number.isInteger(n) && n >= min;
-
 const KINDS = {
   port: {
     read: (v) => {
@@ -61,13 +59,7 @@ const KINDS = {
   path: { read: (v) => (typeof v === 'string' && v !== '' ? v : undefined), expected: 'expected a file path' },
   boolean: { read: (v) => (typeof v === 'boolean' ? v : undefined), expected: 'true or false' },
   bytes: { read: (v) => nonNegativeInteger(v), expected: 'expected a whole number of bytes, 0 or more' },
-  count: {
-    read: (v) => {
-      const n = nonNegativeInteger(v);
-      return isInteger(n, 1) ? n : undefined;
-    },
-    expected: 'expected a positive integer',
-  },
+  count: { read: (v) => positiveInteger(v), expected: 'expected a positive integer' },
   countOrOff: { read: (v) => nonNegativeInteger(v), expected: 'expected an integer, 0 (off) or more' },
   seconds: { read: (v) => msOfSeconds(v), expected: 'expected a positive number of seconds' },
   secondsOrOff: {

@@ -2,12 +2,15 @@
  * The request channel to the master, whatever carries it: what the
  * dispatcher and the clients use of it. Salt's masters speak one of several
  * transports on ret_port (salt/transport/base.py: TRANSPORTS, request_client);
- * each is one room behind this interface, and openRequestChannel()
+ * each is one module behind this interface, and openRequestChannel()
  * (./transports.ts) picks it from the master's `transport` option:
  *
- *   zeromq  ./zmq-channel.ts (ZMTP DEALER, ./zmtp.ts)
- *   tcp     ./tcp-channel.ts     (msgpack `{head: {mid}, body}` frames, ./tcp-frame.ts)
- *   ws      ./ws-channel.ts      (one binary WebSocket message per request)
+ *   zeromq  ./zmq-channel.ts  (ZMTP DEALER, ./zmtp.ts)
+ *   tcp     ./tcp-channel.ts  (msgpack `{head: {mid}, body}` frames, ./tcp-frame.ts)
+ *   ws      ./ws-channel.ts   (one binary WebSocket message per request)
+ *
+ * zeromq and tcp share one connection's lifecycle (./stream-channel.ts);
+ * all three queue their requests alike (./queued-channel.ts).
  *
  * tcp and ws take TLS from the master config's `ssl` (./tls-options.ts).
  */
@@ -17,8 +20,8 @@ import type { MasterOptions } from './config.js';
 export interface RequestChannel {
   /**
    * Send a clear-text load; resolve with the master's decoded reply, whatever
-   * it is (the clients read it). Rejects with an error whose `code` is one
-   * of MASTER_NOT_ANSWERING_CODES (./errors.ts) when the master does not
+   * it is (the clients read it). Rejects with a MasterNotAnsweringError
+   * (./errors.ts) when the master does not
    * answer within `timeoutMs` (else the channel's default), the connection
    * drops before the reply, or the channel is closed.
    */
@@ -56,10 +59,6 @@ export function requestHost(opts: MasterOptions): { host: string; port: number }
 /** `host:port` with an IPv6 host bracketed. */
 export function hostPort(host: string, port: number): string {
   return `${host.includes(':') ? `[${host}]` : host}:${port}`;
-}
-
-export function positive(value: number | undefined, fallback: number): number {
-  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : fallback;
 }
 
 /**

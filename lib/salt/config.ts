@@ -8,12 +8,13 @@
  * means talking to the wrong sockets), and so is invalid YAML in an included
  * file (Salt logs it and skips the file).
  */
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import YAML from 'yaml';
 import { ConfigError } from './errors.js';
+import { isPlainObject } from '../objects.js';
 
 /** The master options this server uses, after defaults (DEFAULT_MASTER_OPTS). */
 export interface MasterOptions {
@@ -34,8 +35,6 @@ export interface MasterOptions {
   rest_wsgi?: { port?: number; host?: string; [key: string]: unknown };
   [key: string]: unknown;
 }
-
-export { ConfigError };
 
 /** Where Salt looks when nothing else is said (salt.syspaths.CONFIG_DIR + 'master'). */
 export const DEFAULT_MASTER_CONFIG = '/etc/salt/master';
@@ -62,24 +61,6 @@ export const MASTER_DEFAULTS = {
   netapi_allow_raw_shell: false,
   default_include: 'master.d/*.conf',
 } as const;
-
-/**
- * The socket in sock_dir whose presence says the master runs, per transport:
- * zeromq's request workers make workers.ipc (salt/transport/zeromq.py); a tcp
- * or ws master has none, but its publisher's pull socket, publish_pull.ipc
- * (salt/transport/tcp.py, ws.py: PublishServer), is there while it runs.
- * Salt's own netapi looks for workers.ipc on ws, which is why its APIs
- * answer 503 there. With ipc_mode: tcp a master makes neither (they are TCP
- * ports then): callers also take an open connection to the master as a yes.
- */
-export function masterSocketFile(opts: MasterOptions): string {
-  return path.join(String(opts.sock_dir), opts.transport === 'tcp' || opts.transport === 'ws' ? 'publish_pull.ipc' : 'workers.ipc');
-}
-
-/** salt/netapi/__init__.py _is_master_running: the transport's socket (masterSocketFile) exists. */
-export function isMasterRunning(opts: MasterOptions): boolean {
-  return existsSync(masterSocketFile(opts));
-}
 
 /** The directory options apply_master_config passes to prepend_root_dir that we use. */
 const ROOT_RELATIVE_DIRS = ['pki_dir', 'cachedir', 'sock_dir'] as const;
@@ -192,7 +173,7 @@ function includeConfig(include: unknown, origFile: string, chain: string[]): Rec
 function mergeInto(dest: Record<string, unknown>, upd: Record<string, unknown>): void {
   for (const [key, value] of Object.entries(upd)) {
     const current = dest[key];
-    if (isMapping(current) && isMapping(value)) {
+    if (isPlainObject(current) && isPlainObject(value)) {
       mergeInto(current, value);
     } else if (Array.isArray(current) && Array.isArray(value)) {
       const merged = [...current];
@@ -309,18 +290,13 @@ function normalize(opts: Record<string, unknown>, file: string | undefined): voi
   if (!Array.isArray(clients) || !clients.every((c) => typeof c === 'string')) fail('netapi_enable_clients', 'a list of client names');
   if (opts.netapi_allow_raw_shell === null) opts.netapi_allow_raw_shell = false;
   if (typeof opts.netapi_allow_raw_shell !== 'boolean') fail('netapi_allow_raw_shell', 'true or false');
-  if (opts.rest_wsgi !== undefined && opts.rest_wsgi !== null && !isMapping(opts.rest_wsgi)) fail('rest_wsgi', 'a mapping');
+  if (opts.rest_wsgi !== undefined && opts.rest_wsgi !== null && !isPlainObject(opts.rest_wsgi)) fail('rest_wsgi', 'a mapping');
 }
 
 function toNumber(value: unknown): number | undefined {
   if (typeof value === 'number') return Number.isFinite(value) ? value : undefined;
   if (typeof value === 'string' && value.trim() !== '' && Number.isFinite(Number(value))) return Number(value);
   return undefined;
-}
-
-/** A YAML mapping: an object that is not a list or a date (YAML's timestamps load as Date). */
-function isMapping(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date);
 }
 
 function firstLine(text: string): string {

@@ -1,9 +1,10 @@
 /**
  * The errors of the salt layer: talking to the master (request channel,
  * event bus), reading its wire formats, reading its config. Each has a
- * stable `code` (as undici's UND_ERR_*): callers tell them apart by code or
- * class, never by name or message. lib/errors.ts re-exports them beside the
- * HTTP errors.
+ * stable `code` (as undici's UND_ERR_*): callers tell them apart by class
+ * (instanceof), never by name or message. They are imported from here
+ * (lib/index.ts exports them to embedders); lib/errors.ts holds the HTTP
+ * errors above this layer.
  */
 
 /**
@@ -20,8 +21,23 @@ export function errorWithCode<Code extends string>(code: Code) {
   };
 }
 
+/**
+ * A request the master did not answer, whatever the transport: the base of
+ * the three ways it happens below. The dispatcher answers 503 to any of them
+ * (lib/clients/context.ts: request).
+ */
+export abstract class MasterNotAnsweringError extends Error {
+  abstract readonly code: string;
+  constructor(message?: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
 /** No reply to a request within its timeout: the master is not answering. */
-export class RequestTimeoutError extends errorWithCode('SRW_ERR_REQUEST_TIMEOUT') {}
+export class RequestTimeoutError extends MasterNotAnsweringError {
+  readonly code = 'SRW_ERR_REQUEST_TIMEOUT';
+}
 
 /**
  * The connection dropped after the request was written and before its reply
@@ -29,17 +45,14 @@ export class RequestTimeoutError extends errorWithCode('SRW_ERR_REQUEST_TIMEOUT'
  * since its ROUTER routes replies by connection. Failing it at once beats
  * waiting out the timeout; whether the master acted on it is unknown.
  */
-export class ConnectionLostError extends errorWithCode('SRW_ERR_CONNECTION_LOST') {}
+export class ConnectionLostError extends MasterNotAnsweringError {
+  readonly code = 'SRW_ERR_CONNECTION_LOST';
+}
 
 /** A request on, or pending when, the request channel is closed. */
-export class ChannelClosedError extends errorWithCode('SRW_ERR_CHANNEL_CLOSED') {}
-
-/** The codes of a request the master did not answer (any transport): the dispatcher answers 503. */
-export const MASTER_NOT_ANSWERING_CODES: ReadonlySet<string> = new Set([
-  'SRW_ERR_REQUEST_TIMEOUT',
-  'SRW_ERR_CONNECTION_LOST',
-  'SRW_ERR_CHANNEL_CLOSED',
-]);
+export class ChannelClosedError extends MasterNotAnsweringError {
+  readonly code = 'SRW_ERR_CHANNEL_CLOSED';
+}
 
 /** Not connected to the event bus in time. */
 export class EventBusTimeoutError extends errorWithCode('SRW_ERR_EVENT_BUS_TIMEOUT') {}

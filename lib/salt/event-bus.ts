@@ -3,7 +3,7 @@
  * ipc_mode: tcp): a stream of msgpack `{head, body}` frames, body being
  * `tag\n\n` + packed data (salt/utils/event.py: SaltEvent.pack/unpack).
  *
- * This room holds the connection (reconnecting until close()) and the
+ * This module holds the connection (reconnecting until close()) and the
  * reading: frames cut by ./frame-scanner.ts, matched against
  * ./event-subscriptions.ts, kept by ./event-retention.ts. Events nobody waits
  * for are never decoded: unrelated traffic is dropped, and job events are
@@ -16,16 +16,15 @@
  */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import path from 'node:path';
 import type { MasterOptions } from './config.js';
 import { EventBusClosedError, EventBusTimeoutError } from './errors.js';
 import { JOB_TAG, Retention, decodeEvent, tagEnd, type SaltEvent } from './event-retention.js';
 import { Subscriptions } from './event-subscriptions.js';
 import { FrameScanner, frameBody, type Span } from './frame-scanner.js';
 import { ReadPacing } from './read-pacing.js';
+import { eventBusSocketFile } from './master-sockets.js';
 
 export type { SaltEvent } from './event-retention.js';
-export { EventBusClosedError, EventBusTimeoutError };
 
 export interface EventBusOptions {
   /** Unix socket path of master_event_pub.ipc ... */
@@ -74,7 +73,7 @@ const READ_BUFFER_BYTES = 64 * 1024;
 export function eventBusOptions(opts: MasterOptions): EventBusOptions {
   // salt/utils/event.py SaltEvent.__load_uri, node 'master'.
   if (opts.ipc_mode === 'tcp') return { host: '127.0.0.1', port: Number(opts.tcp_master_pub_port) };
-  return { path: path.join(opts.sock_dir, 'master_event_pub.ipc') };
+  return { path: eventBusSocketFile(opts) };
 }
 
 /** Emits 'connect' and 'disconnect'. Reconnects by itself until close(). */

@@ -10,8 +10,6 @@
  */
 import { FrameStreamError } from './errors.js';
 
-export { FrameStreamError };
-
 /**
  * Room for a whole read of the event bus (64 KiB) after the part of a frame
  * the read before left: the buffer is not replaced in a fleet's burst. A new

@@ -1,18 +1,23 @@
 /**
  * What the request channels (zeromq, tcp, ws) do alike: a load becomes a
- * request waiting in PendingRequests, written when a connection takes it;
- * close() fails everything that waits. Each transport's room says how a
- * request is framed, when the queue is written, and how its connections end.
+ * request waiting in PendingRequests, written when a connection takes it
+ * (requests made in the same turn of the event loop in one flush); close()
+ * fails everything that waits. Each transport's module says how a request is
+ * framed, how the queue is written, and how its connections end; the stream
+ * transports (zeromq, tcp) share their connection's lifecycle in
+ * ./stream-channel.ts.
  */
-import { positive, type RequestChannel } from './channel.js';
+import type { RequestChannel } from './channel.js';
 import { ChannelClosedError } from './errors.js';
 import type { PendingRequests } from './pending-requests.js';
+import { positiveOr } from '../numbers.js';
 
 export abstract class QueuedChannel implements RequestChannel {
   protected closed = false;
   protected abstract readonly requests: PendingRequests;
   /** Default per-request timeout, ms. */
   protected abstract readonly timeoutMs: number;
+  private flushScheduled = false;
 
   /** Send `{enc: 'clear', load, version: 2}`; resolve with the decoded reply, whatever it is (clients interpret it). Rejects with RequestTimeoutError after the timeout, ChannelClosedError once closed. */
   send(load: Record<string, unknown>, timeoutMs?: number): Promise<unknown> {
@@ -24,7 +29,7 @@ export abstract class QueuedChannel implements RequestChannel {
     } catch (err) {
       return Promise.reject(err); // a load the codec can't pack: nothing was queued
     }
-    const reply = this.requests.enqueue(id, message, positive(timeoutMs, this.timeoutMs));
+    const reply = this.requests.enqueue(id, message, positiveOr(timeoutMs, this.timeoutMs));
     this.scheduleFlush();
     return reply;
   }
@@ -44,10 +49,25 @@ export abstract class QueuedChannel implements RequestChannel {
     this.release();
   }
 
+  /**
+   * Write what is queued once the current turn of the event loop is done:
+   * requests made in the same turn (HTTP requests read together) go out in
+   * one write. Without a connection nothing is scheduled: a connection that
+   * comes up flushes.
+   */
+  protected scheduleFlush(): void {
+    if (this.flushScheduled || !this.connected) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
   /** The bytes of request `id` carrying `payload`, as this transport writes them. */
   protected abstract frame(id: number, payload: Record<string, unknown>): Buffer;
-  /** Write what is queued once a connection can take it. */
-  protected abstract scheduleFlush(): void;
+  /** Write what is queued, as much as the connection(s) take now. */
+  protected abstract flush(): void;
   /** After close(): stop reconnecting and end the connection(s). */
   protected abstract release(): void;
 }

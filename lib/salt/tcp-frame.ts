@@ -8,6 +8,7 @@
  */
 import { decode, encode } from './codec.js';
 import { FrameScanner } from './frame-scanner.js';
+import { isPlainObject } from '../objects.js';
 
 export interface FramedMessage {
   head: Record<string, unknown>;
@@ -62,8 +63,4 @@ export class FramedMessageReader {
   reset(): void {
     this.scanner.reset();
   }
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
 }

@@ -19,10 +19,11 @@
  */
 import type tls from 'node:tls';
 import WebSocket from 'ws';
-import { DEFAULT_RECONNECT_MS, DEFAULT_TIMEOUT_MS, hostPort, positive, type RequestChannelOptions } from './channel.js';
+import { DEFAULT_RECONNECT_MS, DEFAULT_TIMEOUT_MS, hostPort, type RequestChannelOptions } from './channel.js';
 import { decode, encode } from './codec.js';
 import { QueuedChannel } from './queued-channel.js';
 import { PendingRequests } from './pending-requests.js';
+import { positiveOr } from '../numbers.js';
 
 export interface WsChannelOptions extends RequestChannelOptions {
   host: string;
@@ -54,20 +55,19 @@ export class WsRequestChannel extends QueuedChannel {
   protected readonly requests: PendingRequests;
   private readonly connections: Array<Connection | undefined>;
   private readonly reconnectTimers = new Set<NodeJS.Timeout>();
-  private flushScheduled = false;
   private lastError: string | undefined;
 
   constructor(options: WsChannelOptions) {
     super();
     this.options = options;
     this.address = `${options.tls ? 'wss' : 'ws'}://${hostPort(options.host, options.port)}/`;
-    this.timeoutMs = positive(options.timeoutMs, DEFAULT_TIMEOUT_MS);
-    this.reconnectMs = positive(options.reconnectMs, DEFAULT_RECONNECT_MS);
+    this.timeoutMs = positiveOr(options.timeoutMs, DEFAULT_TIMEOUT_MS);
+    this.reconnectMs = positiveOr(options.reconnectMs, DEFAULT_RECONNECT_MS);
     // A written request that times out stays in its connection's order: only unsent ones are dropped.
     this.requests = new PendingRequests(this.address, MAX_ID, undefined, () =>
       this.connected ? undefined : this.lastError && `not connected: ${this.lastError}`,
     );
-    this.connections = Array.from({ length: Math.max(1, Math.floor(positive(options.connections, 4))) }, () => undefined);
+    this.connections = Array.from({ length: Math.max(1, Math.floor(positiveOr(options.connections, 4))) }, () => undefined);
     for (let slot = 0; slot < this.connections.length; slot++) this.connect(slot);
   }
 
@@ -135,17 +135,8 @@ export class WsRequestChannel extends QueuedChannel {
 
   // -- requests ----------------------------------------------------------
 
-  protected scheduleFlush(): void {
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    setImmediate(() => {
-      this.flushScheduled = false;
-      this.flush();
-    });
-  }
-
   /** Write every queued request, each to the ready connection with the fewest unanswered. */
-  private flush(): void {
+  protected flush(): void {
     const ready = this.connections.filter((c): c is Connection => c?.ready === true);
     if (ready.length === 0) return;
     for (const [id, message] of this.requests.unsent) {

@@ -16,12 +16,11 @@
  * restarted master after we gave up on it.
  */
 import net from 'node:net';
-import { DEFAULT_RECONNECT_MS, DEFAULT_TIMEOUT_MS, isSelfConnected, positive } from './channel.js';
+import { hostPort, requestHost, type RequestChannelOptions } from './channel.js';
 import type { MasterOptions } from './config.js';
 import { decode, encode } from './codec.js';
-import { ChannelClosedError, ConnectionLostError, RequestTimeoutError, ZmtpError } from './errors.js';
-import { QueuedChannel } from './queued-channel.js';
-import { PendingRequests, writeQueued } from './pending-requests.js';
+import { ZmtpError } from './errors.js';
+import { type Opened, StreamChannel } from './stream-channel.js';
 import {
   FrameReader,
   GREETING_SIZE,
@@ -34,15 +33,9 @@ import {
   readyCommand,
 } from './zmtp.js';
 
-export { ChannelClosedError, ConnectionLostError, RequestTimeoutError };
-
-export interface RequestChannelOptions {
+export interface ZmqChannelOptions extends RequestChannelOptions {
   /** e.g. `tcp://127.0.0.1:4506` */
   address: string;
-  /** Default per-request timeout. */
-  timeoutMs?: number;
-  /** How often the connection is retried while the master is away (default 100 ms). */
-  reconnectMs?: number;
 }
 
 /** A peer that accepts the connection but doesn't finish the handshake within this is dropped (libzmq: 30 s). */
@@ -53,13 +46,10 @@ const PEER_TYPES = new Set(['ROUTER', 'DEALER', 'REP']);
 
 const EMPTY = Buffer.alloc(0);
 
-/** `tcp://<interface>:<ret_port>`, with 0.0.0.0 (and ::) meaning loopback. */
+/** `tcp://<interface>:<ret_port>`, with 0.0.0.0 (and ::) meaning loopback (./channel.ts: requestHost). */
 export function requestAddress(opts: MasterOptions): string {
-  let host = String(opts.interface);
-  if (host === '0.0.0.0' || host === '') host = '127.0.0.1';
-  else if (host === '::' || host === '[::]') host = '::1';
-  if (host.includes(':') && !host.startsWith('[')) host = `[${host}]`;
-  return `tcp://${host}:${opts.ret_port}`;
+  const { host, port } = requestHost(opts);
+  return `tcp://${hostPort(host, port)}`;
 }
 
 /** net.connect options of a `tcp://host:port` or `ipc:///path` address. */
@@ -70,39 +60,27 @@ function connectOptions(address: string): net.NetConnectOpts {
   return { host: m[1] ?? m[2], port: Number(m[3]) };
 }
 
-type ConnectionState = 'down' | 'connecting' | 'greeting' | 'handshake' | 'ready';
+/** Where the ZMTP handshake is; 'ready' is StreamChannel's up(). */
+type HandshakeState = 'connecting' | 'greeting' | 'handshake' | 'ready';
 
 /** Many requests in flight on one connection; replies matched by correlation id. */
-export class ZmqRequestChannel extends QueuedChannel {
-  readonly address: string;
-  protected readonly timeoutMs: number;
-  private readonly reconnectMs: number;
+export class ZmqRequestChannel extends StreamChannel {
   private readonly connectTo: net.NetConnectOpts;
-  protected readonly requests: PendingRequests;
-  /** Requests written to the current connection and not yet answered. */
-  private readonly written = new Set<number>();
-  private socket: net.Socket | undefined;
-  private state: ConnectionState = 'down';
+  private state: HandshakeState = 'connecting';
   private readonly reader: FrameReader;
   private greetingBytes: Buffer[] = [];
   private greetingSize = 0;
-  private flushScheduled = false;
-  private reconnectTimer: NodeJS.Timeout | undefined;
-  private handshakeTimer: NodeJS.Timeout | undefined;
 
-  constructor(options: RequestChannelOptions) {
-    super();
+  constructor(options: ZmqChannelOptions) {
     if (typeof options?.address !== 'string' || !/^(tcp|ipc):\/\/./.test(options.address)) {
       throw new TypeError(`RequestChannel needs a tcp:// or ipc:// address, got ${JSON.stringify(options?.address)}`);
     }
-    this.address = options.address;
-    this.connectTo = connectOptions(options.address);
-    this.timeoutMs = positive(options.timeoutMs, DEFAULT_TIMEOUT_MS);
-    this.reconnectMs = positive(options.reconnectMs, DEFAULT_RECONNECT_MS);
+    const connectTo = connectOptions(options.address);
     // Correlation ids are 32 bits (the first frame of each message).
-    this.requests = new PendingRequests(this.address, 0xffff_ffff, (id) => this.written.delete(id));
+    super(options.address, 0xffff_ffff, options);
+    this.connectTo = connectTo;
     this.reader = new FrameReader({ message: (frames) => this.onReply(frames), command: (body) => this.onCommand(body) });
-    this.connect();
+    this.start();
   }
 
   protected frame(id: number, payload: Record<string, unknown>): Buffer {
@@ -111,67 +89,30 @@ export class ZmqRequestChannel extends QueuedChannel {
     return encodeMessage([idFrame, EMPTY, encode(payload)]);
   }
 
-  get connected(): boolean {
-    return this.state === 'ready';
-  }
-
-  protected release(): void {
-    clearTimeout(this.reconnectTimer);
-    this.dropConnection();
-  }
-
   // -- connection --------------------------------------------------------
 
-  private connect(): void {
-    this.reconnectTimer = undefined;
-    if (this.closed) return;
-    const socket = net.connect(this.connectTo);
-    this.socket = socket;
+  protected open(): Opened {
     this.state = 'connecting';
     this.greetingBytes = [];
     this.greetingSize = 0;
     this.reader.reset();
-    socket.setNoDelay(true);
-    socket.on('connect', () => {
-      if (socket !== this.socket) return;
-      if (isSelfConnected(socket)) return this.dropConnection();
-      this.state = 'greeting';
-      // Our side of the handshake at once; the peer's comes in 'data'.
-      socket.write(Buffer.concat([greeting(), readyCommand('DEALER')]));
-      this.handshakeTimer = setTimeout(() => this.dropConnection(), HANDSHAKE_TIMEOUT_MS);
-    });
-    socket.on('data', (chunk: Buffer) => {
-      if (socket !== this.socket) return;
-      try {
-        this.onData(chunk);
-      } catch (err) {
-        if (!(err instanceof ZmtpError)) throw err;
-        this.dropConnection(); // not a master we can talk to: try again later
-      }
-    });
-    // A write to a dropped connection waits in Node until 'drain' (never, here) or fails: either way 'close' follows.
-    socket.on('drain', () => {
-      if (socket === this.socket) this.flush();
-    });
-    socket.on('error', () => {
-      // 'close' follows; a refused connection just means the master isn't (back) up yet.
-    });
-    socket.on('close', () => {
-      if (socket !== this.socket) return;
-      this.dropConnection();
-    });
+    return { socket: net.connect(this.connectTo), connectEvent: 'connect' };
   }
 
-  /** Forget the connection, fail the requests written to it (no reply can come), and retry later. */
-  private dropConnection(): void {
-    clearTimeout(this.handshakeTimer);
-    const socket = this.socket;
-    this.socket = undefined;
-    this.state = 'down';
-    socket?.destroy();
-    this.requests.lost(this.written);
-    this.written.clear();
-    if (!this.closed && !this.reconnectTimer) this.reconnectTimer = setTimeout(() => this.connect(), this.reconnectMs);
+  protected onConnect(socket: net.Socket): void {
+    this.state = 'greeting';
+    // Our side of the handshake at once; the peer's comes in read().
+    socket.write(Buffer.concat([greeting(), readyCommand('DEALER')]));
+    this.upWithin(HANDSHAKE_TIMEOUT_MS, `no ZeroMQ handshake within ${HANDSHAKE_TIMEOUT_MS} ms`);
+  }
+
+  protected read(chunk: Buffer): void {
+    try {
+      this.onData(chunk);
+    } catch (err) {
+      if (!(err instanceof ZmtpError)) throw err;
+      this.drop(err.message); // not a master we can talk to: try again later
+    }
   }
 
   private onData(chunk: Buffer): void {
@@ -194,9 +135,8 @@ export class ZmqRequestChannel extends QueuedChannel {
     if (name === 'READY' && this.state === 'handshake') {
       const peerType = parseMetadata(data).get('socket-type');
       if (peerType !== undefined && !PEER_TYPES.has(peerType)) throw new ZmtpError(`A DEALER can't talk to a ${peerType}`);
-      clearTimeout(this.handshakeTimer);
       this.state = 'ready';
-      this.flush();
+      this.up();
     } else if (name === 'ERROR') {
       throw new ZmtpError(`The peer refused the connection: ${data.toString('latin1', 1, 1 + (data[0] ?? 0))}`);
     } else if (name === 'PING') {
@@ -207,34 +147,11 @@ export class ZmqRequestChannel extends QueuedChannel {
 
   // -- requests ----------------------------------------------------------
 
-  /**
-   * Write what is queued once the current turn of the event loop is done:
-   * requests made in the same turn (HTTP requests read together) go out in
-   * one write.
-   */
-  protected scheduleFlush(): void {
-    if (this.flushScheduled || this.state !== 'ready') return;
-    this.flushScheduled = true;
-    setImmediate(() => {
-      this.flushScheduled = false;
-      this.flush();
-    });
-  }
-
-  /** Write queued requests until the socket's buffer is full ('drain' resumes). */
-  private flush(): void {
-    const socket = this.socket;
-    if (this.state !== 'ready' || !socket || this.requests.unsent.size === 0) return;
-    const more = writeQueued(socket, this.requests.unsent, this.written);
-    if (more && this.requests.unsent.size > 0) this.scheduleFlush();
-  }
-
   private onReply(frames: Buffer[]): void {
     // [id, '', reply]; anything else is not an answer to us.
     if (frames.length !== 3 || frames[0].length !== 4 || frames[1].length !== 0) return;
     const id = frames[0].readUInt32BE(0);
-    if (!this.requests.has(id)) return; // a late reply to a request that timed out
-    this.written.delete(id);
+    if (!this.answered(id)) return; // a late reply to a request that timed out
     let reply: unknown;
     try {
       reply = decode(frames[2]);

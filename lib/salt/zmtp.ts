@@ -16,8 +16,6 @@
  */
 import { ZmtpError } from './errors.js';
 
-export { ZmtpError };
-
 export const GREETING_SIZE = 64;
 
 const FLAG_MORE = 0x01;

@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it, test } from 'node:test';
 import { closest, unknownKeyWarnings } from '../../bin/checks.js';
-import { ConfigError } from '../../lib/errors.js';
+import { ConfigError } from '../../lib/salt/errors.js';
 import { createHandler } from '../../lib/http/handler.js';
 import { handlerOptionsOf, readSettings, SETTING_KEYS, SETTINGS, settingsMarkdown } from '../../lib/http/settings.js';
 import { BIN, repoRoot, runToEnd } from '../support/command.js';
@@ -38,7 +38,8 @@ describe('every key of the table', () => {
       assert.throws(
         () => readSettings({ [setting.key]: bad }, '/etc/salt/master'),
         (err: Error) =>
-          err instanceof ConfigError && err.message.startsWith(`invalid rest_wsgi: ${setting.key} ${JSON.stringify(bad)} in /etc/salt/master: `),
+          err instanceof ConfigError &&
+          err.message.startsWith(`invalid rest_wsgi: ${setting.key} ${JSON.stringify(bad)} in /etc/salt/master: `),
         setting.key,
       );
     }
@@ -75,7 +76,10 @@ test('the flag wins over the section; a bad flag is named as the flag', () => {
   const values = readSettings({ port: 8001, max_in_flight: 5 }, 'f', { port: '9001', 'max-in-flight': '7' });
   assert.equal(values.port, 9001);
   assert.equal(values.max_in_flight, 7);
-  assert.throws(() => readSettings({}, 'f', { 'max-in-flight': '2.5' }), /^ConfigError: invalid --max-in-flight "2\.5": expected a positive integer$/);
+  assert.throws(
+    () => readSettings({}, 'f', { 'max-in-flight': '2.5' }),
+    /^ConfigError: invalid --max-in-flight "2\.5": expected a positive integer$/,
+  );
   assert.deepEqual(handlerOptionsOf(readSettings({ max_result_bytes: 9 }, 'f')).maxResultBytes, 9);
 });
 

@@ -3,7 +3,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:f
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { ConfigError, applyMasterDefaults, loadMasterConfig } from '../../lib/salt/config.js';
+import { applyMasterDefaults, loadMasterConfig } from '../../lib/salt/config.js';
+import { ConfigError } from '../../lib/salt/errors.js';
 
 const dirs: string[] = [];
 after(() => {

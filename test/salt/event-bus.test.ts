@@ -7,15 +7,9 @@ import { describe, it, type TestContext } from 'node:test';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { encode } from '../../lib/salt/codec.js';
 import { applyMasterDefaults } from '../../lib/salt/config.js';
-import {
-  EventBus,
-  EventBusClosedError,
-  EventBusTimeoutError as TimeoutError,
-  eventBusOptions,
-  type EventBusOptions,
-  type SaltEvent,
-} from '../../lib/salt/event-bus.js';
-import { FrameScanner, FrameStreamError, frameBody } from '../../lib/salt/frame-scanner.js';
+import { EventBus, eventBusOptions, type EventBusOptions, type SaltEvent } from '../../lib/salt/event-bus.js';
+import { EventBusClosedError, FrameStreamError, EventBusTimeoutError as TimeoutError } from '../../lib/salt/errors.js';
+import { FrameScanner, frameBody } from '../../lib/salt/frame-scanner.js';
 import { AbortError, waitFor } from '../support/event-bus.js';
 import { eventFrame, startEventPublisher, type EventPublisherPeer } from '../support/peers.js';
 import { capturedEvents, eventFrames, noCapture } from '../support/wire.js';

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, describe, it, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NetapiClient } from '../../lib/clients/netapi.js';
-import { applyMasterDefaults, loadMasterConfig, masterSocketFile } from '../../lib/salt/config.js';
+import { applyMasterDefaults, loadMasterConfig } from '../../lib/salt/config.js';
 import { ConfigError } from '../../lib/salt/errors.js';
 import { ZmqRequestChannel } from '../../lib/salt/zmq-channel.js';
 import { TcpRequestChannel } from '../../lib/salt/tcp-channel.js';
@@ -56,13 +56,6 @@ describe('the transport from the master config', () => {
       () => openRequestChannel(applyMasterDefaults({ transport: 'tcp', ssl: { ca_certs: '/nonexistent/ca.pem' } }), { timeoutMs: 100 }),
       (err: Error) => err instanceof ConfigError && /ssl ca_certs \/nonexistent\/ca\.pem: no such file/.test(err.message),
     );
-  });
-
-  it('knows the master runs from workers.ipc (zeromq) or publish_pull.ipc (tcp, ws)', () => {
-    const sock = '/run/salt/master';
-    assert.equal(masterSocketFile(applyMasterDefaults({ sock_dir: sock })), `${sock}/workers.ipc`);
-    assert.equal(masterSocketFile(applyMasterDefaults({ sock_dir: sock, transport: 'tcp' })), `${sock}/publish_pull.ipc`);
-    assert.equal(masterSocketFile(applyMasterDefaults({ sock_dir: sock, transport: 'ws' })), `${sock}/publish_pull.ipc`);
   });
 });
 

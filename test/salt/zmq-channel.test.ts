@@ -8,13 +8,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { isSelfConnected } from '../../lib/salt/channel.js';
 import { applyMasterDefaults } from '../../lib/salt/config.js';
 import { EventBus, eventBusOptions } from '../../lib/salt/event-bus.js';
-import {
-  ChannelClosedError,
-  ConnectionLostError,
-  ZmqRequestChannel,
-  RequestTimeoutError,
-  requestAddress,
-} from '../../lib/salt/zmq-channel.js';
+import { ChannelClosedError, ConnectionLostError, RequestTimeoutError } from '../../lib/salt/errors.js';
+import { ZmqRequestChannel, requestAddress } from '../../lib/salt/zmq-channel.js';
 import { startEventPublisher, startReqServerPeer, startRouterPeer, type RoutedRequest } from '../support/peers.js';
 import { noCapture, reqserver } from '../support/wire.js';
 import { waitFor } from '../support/event-bus.js';

@@ -9,8 +9,9 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { RequestTimeoutError, ZmqRequestChannel } from '../../lib/salt/zmq-channel.js';
-import { FrameReader, ZmtpError, checkGreeting, encodeMessage, greeting, readyCommand } from '../../lib/salt/zmtp.js';
+import { RequestTimeoutError, ZmtpError } from '../../lib/salt/errors.js';
+import { ZmqRequestChannel } from '../../lib/salt/zmq-channel.js';
+import { FrameReader, checkGreeting, encodeMessage, greeting, readyCommand } from '../../lib/salt/zmtp.js';
 import { encode } from '../../lib/salt/codec.js';
 import { startRouterPeer } from '../support/peers.js';
 

@@ -3,7 +3,8 @@
  * server's clients subscribe with their own timers and abort handling; tests
  * and the bench want this simpler form.
  */
-import { EventBusClosedError, EventBusTimeoutError, type EventBus, type SaltEvent } from '../../lib/salt/event-bus.js';
+import type { EventBus, SaltEvent } from '../../lib/salt/event-bus.js';
+import { EventBusClosedError, EventBusTimeoutError } from '../../lib/salt/errors.js';
 
 /** waitFor() whose AbortSignal fired; `cause` is the signal's reason. */
 export class AbortError extends Error {
