@@ -6,6 +6,20 @@
  * SALT_SYNDIC_REST_WSGI_URL (Python's rest_wsgi there), each answer is
  * compared with Python's, and its time too (within 2 s). The same
  * assertions for both: where they disagree the double is fixed to match Salt.
+ *
+ * The real topology, as CI's fifth master (ports RET_PORT-1, RET_PORT,
+ * RET_PORT+9, RET_PORT+10 and API_PORT..API_PORT+2; pass the same variables
+ * to every saltenv.sh command):
+ *
+ *     export SALTENV=DIR TOPOLOGY=syndic RET_PORT=N API_PORT=M SALT_SRC=../shared/salt-src/salt-3007.1.tar.gz
+ *     ../shared/salt-env/saltenv.sh setup && ../shared/salt-env/saltenv.sh start
+ *     SALT_SYNDIC_MASTER_CONFIG=$SALTENV/etc/salt/master SALT_SYNDIC_REST_WSGI_URL=http://127.0.0.1:$((API_PORT + 1)) \
+ *       node --import tsx --test test/syndic.test.ts
+ *     ../shared/salt-env/saltenv.sh stop
+ *
+ * About 2.5 minutes (every job there waits syndic_wait, a silent minion 20 s).
+ * Python's rest_wsgi serves one request at a time: nothing else may use it
+ * during the run, or its times are those of the queue.
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
