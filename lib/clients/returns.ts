@@ -77,9 +77,10 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
     // One map says it all for each minion: its deadline while it is pending
     // (`timeout` after it became expected, or after it last said through
     // find_job that it is still running the job), RETURNED once it returned,
-    // RETURNED_UNEXPECTED if it returned before it was expected. Deadlines are whole milliseconds: V8 keeps small
-    // integers in the map itself, where a fraction would be one more heap
-    // object per minion. The returns themselves are the caller's (onReturn).
+    // RETURNED_UNEXPECTED if it returned before it was expected. Deadlines
+    // are whole milliseconds: V8 keeps small integers in the map itself,
+    // where a fraction would be one more heap object per minion. The returns
+    // themselves are the caller's (onReturn).
     const expected = new Map<string, number>();
     let pendingCount = 0;
     /** Minions expected (returned or not): get_iter_returns' `len(minions)`. */
