@@ -2,9 +2,12 @@
  * Listening to a job from before it is published: a minion's return can
  * come before the master's reply names the job's minions, so the job is
  * subscribed to first (the jid is ours, ./jid.ts) and its events wait here.
+ * On a master of masters the job's `syndic/<name>/<jid>` events come too
+ * (./syndic.ts).
  */
 import type { SaltEvent } from '../salt/event-bus.js';
 import type { ClientContext } from './context.js';
+import { watchSyndicEvents } from './syndic.js';
 
 /**
  * A job's events from before its publish on: subscribed at once, they wait
@@ -16,15 +19,18 @@ export class JobWatch {
   private early: SaltEvent[] | null = [];
   private listener: ((event: SaltEvent) => void) | undefined;
   private readonly unsubscribe: () => void;
+  private readonly unsubscribeSyndics: () => void;
 
   constructor(
     ctx: ClientContext,
     readonly jid: string,
   ) {
-    this.unsubscribe = ctx.bus.subscribe(`salt/job/${jid}/`, (event) => {
+    const hear = (event: SaltEvent) => {
       if (this.listener) this.listener(event);
       else this.early?.push(event);
-    });
+    };
+    this.unsubscribe = ctx.bus.subscribe(`salt/job/${jid}/`, hear);
+    this.unsubscribeSyndics = watchSyndicEvents(ctx.opts, ctx.bus, jid, hear);
   }
 
   /** Hand the job's events to `listener`: those heard so far, then each as it comes. */
@@ -37,6 +43,7 @@ export class JobWatch {
 
   close(): void {
     this.unsubscribe();
+    this.unsubscribeSyndics();
     this.listener = undefined;
     this.early = null;
   }

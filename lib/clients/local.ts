@@ -23,6 +23,7 @@ import { JobWatch } from './job-watch.js';
 import { ResultBudget } from './result-budget.js';
 import { collectReturns, type MinionReturn } from './returns.js';
 import { newJid } from './jid.js';
+import { isSyndic, publishesWithoutMinions, syndicPublishFields } from './syndic.js';
 
 /** What a publish carries (LocalClient._prep_pub). */
 export interface Publication {
@@ -35,6 +36,8 @@ export interface Publication {
   jid: string;
   /** Credentials and the item's other keys (`delimiter`, `metadata`...). */
   kwargs: Record<string, unknown>;
+  /** LocalClient.pub's `timeout`, ms: a master of masters hands it to its syndics (syndic.ts). */
+  timeoutMs: number;
 }
 
 /** A job the master accepted: LocalClient's `pub_data`. */
@@ -81,6 +84,7 @@ export interface SubsetCall {
 /** Read (and check) the fields LocalClient uses; durations fall back to the master's. */
 export function localCall(low: Lowstate, opts: MasterOptions): LocalCall {
   const kwarg = kwargDict(low);
+  const timeoutMs = durationMs(low, 'timeout', masterDurationMs(opts, 'timeout', 5));
   return {
     pub: {
       tgt: target(low),
@@ -90,8 +94,9 @@ export function localCall(low: Lowstate, opts: MasterOptions): LocalCall {
       ret: stringField(low, 'ret', ''),
       jid: stringField(low, 'jid', ''),
       kwargs: extraKeys(low, LOCAL_KEYS),
+      timeoutMs,
     },
-    timeoutMs: durationMs(low, 'timeout', masterDurationMs(opts, 'timeout', 5)),
+    timeoutMs,
     gatherJobTimeoutMs: durationMs(low, 'gather_job_timeout', masterDurationMs(opts, 'gather_job_timeout', 10)),
     fullReturn: truthy(low.full_return),
     expectMinions: truthy(low.expect_minions),
@@ -100,7 +105,8 @@ export function localCall(low: Lowstate, opts: MasterOptions): LocalCall {
 
 /**
  * LocalClient.pub + _check_pub_data: the master's `{jid, minions}`, or null
- * when nothing was published (no minion matched, no jid assigned).
+ * when nothing was published (no minion matched, no jid assigned). A master
+ * of masters publishes to minions it has no keys for: a jid is a job there.
  * The master's refusals raise (401 for credentials and permissions).
  */
 export async function publish(ctx: ClientContext, pub: Publication): Promise<PubData | null> {
@@ -114,6 +120,7 @@ export async function publish(ctx: ClientContext, pub: Publication): Promise<Pub
     jid: pub.jid,
     user: ctx.user,
     kwargs: pub.kwargs,
+    ...syndicPublishFields(ctx.opts, pub.timeoutMs),
   };
   const reply = await request(ctx, load, 'publish the job');
   const data = reply.load;
@@ -121,12 +128,21 @@ export async function publish(ctx: ClientContext, pub: Publication): Promise<Pub
   const jid =
     typeof data.jid === 'string' ? data.jid : typeof data.jid === 'number' || typeof data.jid === 'bigint' ? String(data.jid) : '';
   const minions = stringsIn(data.minions);
-  if (jid === '' || jid === '0' || minions.length === 0) return null;
+  if (jid === '' || jid === '0') return null;
+  if (minions.length === 0 && !publishesWithoutMinions(ctx.opts)) return null;
   return { jid, minions };
 }
 
-/** `saltutil.find_job` for `jid`, sent with the job's own credentials (LocalClient.gather_job_info). */
-export function findJob(ctx: ClientContext, jid: string, kwargs: Record<string, unknown>) {
+/**
+ * `saltutil.find_job` for `jid`, sent with the job's own credentials
+ * (LocalClient.gather_job_info); `timeoutMs`: its gather_job_timeout.
+ */
+export function findJob(
+  ctx: ClientContext,
+  jid: string,
+  kwargs: Record<string, unknown>,
+  timeoutMs = masterDurationMs(ctx.opts, 'gather_job_timeout', 10),
+) {
   return async (targets: string[], findJid: string): Promise<string | null> => {
     const pub = await publish(ctx, {
       tgt: targets,
@@ -136,6 +152,7 @@ export function findJob(ctx: ClientContext, jid: string, kwargs: Record<string, 
       ret: '',
       jid: findJid,
       kwargs,
+      timeoutMs,
     });
     return pub?.jid ?? null;
   };
@@ -215,16 +232,18 @@ async function gatherReturns(
     minions: pub.minions,
     timeoutMs: call.timeoutMs,
     gatherJobTimeoutMs: call.gatherJobTimeoutMs,
-    findJob: findJob(ctx, pub.jid, call.pub.kwargs),
+    findJob: findJob(ctx, pub.jid, call.pub.kwargs, call.gatherJobTimeoutMs),
     onReturn: (id, ret) => defineKey(result, id, call.fullReturn ? ret : ret.ret),
     signal,
   });
   const returned = (id: string) => Object.hasOwn(result, id);
   // get_iter_returns reports silent minions only when asked (expect_minions),
-  // and minions the master called missing always; both as "did not return".
+  // and minions the master called missing always; both as "did not return",
+  // but for the syndics of a master of masters (get_cli_event_returns).
   const failed = new Set<string>();
   if (call.expectMinions) for (const id of silent) failed.add(id);
   for (const id of missing) if (!returned(id)) failed.add(id);
+  for (const id of failed) if (isSyndic(ctx.opts, id)) failed.delete(id);
   for (const id of failed) {
     const data = noResponse(pub.jid);
     defineKey(result, id, call.fullReturn ? data : data.ret);

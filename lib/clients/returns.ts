@@ -14,6 +14,11 @@
  *   minion's deadline has passed.
  *
  * A silent minion thus costs `timeout + gather_job_timeout`.
+ *
+ * On a master of masters (./syndic.ts) the minions come from the syndics'
+ * `new` events: the wait ends on all returned only once some minion was
+ * expected and `syndic_wait` has passed, and each find_job round waits
+ * `syndic_wait` more (get_iter_returns' `order_masters` branches).
  */
 import { performance } from 'node:perf_hooks';
 import type { SaltEvent } from '../salt/event-bus.js';
@@ -22,6 +27,7 @@ import { abortError, busLostError, logAbandoned, watchWait, type ClientContext }
 import { JobWatch } from './job-watch.js';
 import { newJid } from './jid.js';
 import type { ResultBudget } from './result-budget.js';
+import { syndicWaitMs } from './syndic.js';
 
 /** One minion's return as get_iter_returns yields it (`{"ret", "out", "retcode", "jid"}`). */
 export interface MinionReturn {
@@ -70,12 +76,18 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
     // of 20,000 must not pay for its size on each of its 20,000 returns.
     // One map says it all for each minion: its deadline while it is pending
     // (`timeout` after it became expected, or after it last said through
-    // find_job that it is still running the job), RETURNED once it returned
-    // (expected or not yet). Deadlines are whole milliseconds: V8 keeps small
-    // integers in the map itself, where a fraction would be one more heap
-    // object per minion. The returns themselves are the caller's (onReturn).
+    // find_job that it is still running the job), RETURNED once it returned,
+    // RETURNED_UNEXPECTED if it returned before it was expected. Deadlines
+    // are whole milliseconds: V8 keeps small integers in the map itself,
+    // where a fraction would be one more heap object per minion. The returns
+    // themselves are the caller's (onReturn).
     const expected = new Map<string, number>();
     let pendingCount = 0;
+    /** Minions expected (returned or not): get_iter_returns' `len(minions)`. */
+    let expectedCount = 0;
+    const syndicWait = syndicWaitMs(ctx.opts);
+    const syndicWaitAt = now() + syndicWait;
+    const returnTag = `salt/job/${jid}/ret/`;
     const missing = new Set<string>();
     let timeoutAt = now() + timeoutMs;
     // True so that find_job is asked at least once.
@@ -119,14 +131,36 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
     watch.listen(onJobEvent);
     if (settled) return;
     if (options.stop?.aborted) finish();
-    else if (pendingCount === 0) finish();
+    else if (complete()) finish();
     else schedule();
 
     /** `id` is expected: pending unless it returned already; its deadline starts now (once). */
     function expect(id: string, t = now()): void {
-      if (expected.has(id)) return;
+      const state = expected.get(id);
+      if (state === RETURNED_UNEXPECTED) {
+        expected.set(id, RETURNED);
+        expectedCount++;
+      }
+      if (state !== undefined) return;
       expected.set(id, deadline(t));
       pendingCount++;
+      expectedCount++;
+    }
+
+    /**
+     * Every expected minion returned; on a master of masters, also some
+     * minion was expected and syndic_wait has passed (more syndics may yet
+     * name theirs until then).
+     */
+    function complete(): boolean {
+      if (pendingCount > 0) return false;
+      return syndicWait === 0 || (expectedCount > 0 && now() > syndicWaitAt);
+    }
+
+    /** All returned: done, or (a master of masters) a look when syndic_wait ends. */
+    function allReturned(): void {
+      if (complete()) finish();
+      else if (!findJobPending && !deciding) schedule();
     }
 
     /** A minion's deadline, `timeout` after `t`, in whole ms. */
@@ -140,8 +174,10 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
       if (forget) {
         if (state === undefined) return;
         expected.delete(id);
-      } else if (state !== RETURNED) expected.set(id, RETURNED);
-      if (state !== undefined && state !== RETURNED) pendingCount--;
+        if (state !== RETURNED_UNEXPECTED) expectedCount--;
+      } else if (state === undefined) expected.set(id, RETURNED_UNEXPECTED);
+      else if (state > 0) expected.set(id, RETURNED);
+      if (state !== undefined && state > 0) pendingCount--;
     }
 
     function onJobEvent(event: SaltEvent): void {
@@ -159,7 +195,8 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
         for (const id of stringsIn(data.missing)) missing.add(id);
         return;
       }
-      if (!('return' in data) || typeof data.id !== 'string') return;
+      // Only the job's returns count (a syndic's forwarded events are heard for their `minions`).
+      if (!event.tag.startsWith(returnTag) || !('return' in data) || typeof data.id !== 'string') return;
       const id = data.id;
       if (options.budget) {
         try {
@@ -177,7 +214,7 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
       if ('jid' in data) ret.jid = data.jid === jid ? jid : data.jid;
       done(id);
       options.onReturn(id, ret, event);
-      if (pendingCount === 0) finish();
+      if (pendingCount === 0) allReturned();
     }
 
     function onFindJobEvent(event: SaltEvent): void {
@@ -189,20 +226,25 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
       if (typeof data.retcode === 'number' && data.retcode > 0 && id !== undefined) {
         ctx.logger.debug(`saltutil.find_job returned errors on minion ${id}`);
         done(id, true);
-        if (pendingCount === 0) finish();
+        if (pendingCount === 0) allReturned();
         return;
       }
       if ('minions' in data) {
         for (const m of stringsIn(data.minions)) expect(m);
         return;
       }
-      if ('syndic' in data || !('return' in data) || id === undefined) return;
+      // An (older) syndic's answer names the minions behind it.
+      if ('syndic' in data) {
+        for (const m of stringsIn(data.syndic)) expect(m);
+        return;
+      }
+      if (!('return' in data) || id === undefined) return;
       const running = data.return;
       // `{}`: the job is not running there any more.
       if (isEmptyObject(running) || typeof running === 'string') return;
       if (isPlainObject(running) && 'return' in running && isEmptyObject(running.return)) return;
       expect(id);
-      if (expected.get(id) !== RETURNED) expected.set(id, deadline(now()));
+      if ((expected.get(id) ?? 0) > 0) expected.set(id, deadline(now()));
       minionsRunning = true;
       // A deadline moved: the next look is due later than planned.
       if (!findJobPending && !deciding) schedule();
@@ -212,7 +254,7 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
       // Only the minions still pending: those that returned are not asked.
       const targets: string[] = [];
       expected.forEach((state, id) => {
-        if (state !== RETURNED) targets.push(id);
+        if (state > 0) targets.push(id);
       });
       minionsRunning = false;
       findJobPending = true;
@@ -231,8 +273,9 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
             extraFindJobWatch.listen(onFindJobEvent);
           }
           if (settled) return;
-          // get_iter_returns starts the gather_job_timeout once the publish returned.
-          timeoutAt = now() + gatherJobTimeoutMs;
+          // get_iter_returns starts the gather_job_timeout once the publish
+          // returned; a master of masters waits syndic_wait more.
+          timeoutAt = now() + gatherJobTimeoutMs + syndicWait;
           schedule();
         },
         (err: unknown) => fail(err),
@@ -249,7 +292,10 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
     /** Next look: when find_job is due, or when the last deadline passes (Salt's comparisons are strict, hence the extra millisecond). */
     function schedule(): void {
       clearTimeout(timer);
-      timer = setTimeout(onTimer, Math.max(0, latestDeadline() - now()) + 1);
+      let at = latestDeadline();
+      // All returned on a master of masters: syndic_wait's end is a look too.
+      if (pendingCount === 0 && expectedCount > 0 && syndicWaitAt < at) at = syndicWaitAt;
+      timer = setTimeout(onTimer, Math.max(0, at - now()) + 1);
     }
 
     /**
@@ -264,6 +310,10 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
       ctx.bus.settle().then(() => {
         deciding = false;
         if (settled || findJobPending) return;
+        if (complete()) {
+          finish();
+          return;
+        }
         const t = now();
         if (t > timeoutAt && minionsRunning) {
           startFindJob();
@@ -297,7 +347,7 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
       release();
       const silent: string[] = [];
       expected.forEach((state, id) => {
-        if (state !== RETURNED) silent.push(id);
+        if (state > 0) silent.push(id);
       });
       resolve({ silent, missing });
     }
@@ -310,8 +360,10 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
   });
 }
 
-/** An expected minion's state once it returned (deadlines are positive). */
+/** An expected minion's state once it returned (deadlines, the pending minions', are positive). */
 const RETURNED = -1;
+/** A minion that returned before (or without) being expected. */
+const RETURNED_UNEXPECTED = -2;
 
 function now(): number {
   return performance.now();

@@ -31,6 +31,8 @@ export interface MasterCallContext {
   runnerFunctions: ReadonlyMap<string, MasterFunction>;
   /** Accepted minions (all minion specs, silent ones included). */
   accepted(): Array<TargetableMinion & { silent: boolean }>;
+  /** The minions a job of the master reaches: the accepted ones, and on a master of masters those behind its syndics. */
+  reached(): Array<TargetableMinion & { silent: boolean }>;
   keys: { pre: Set<string>; rejected: Set<string>; denied: Set<string> };
   addMinion(spec: MinionSpec): void;
   removeMinion(id: string): void;
@@ -51,8 +53,8 @@ function sortedIgnoreCase(ids: Iterable<string>): string[] {
   return [...ids].sort((a, b) => a.toLowerCase().localeCompare(b.toLowerCase()));
 }
 
-function targeted(ctx: MasterCallContext, tgt: unknown, tgtType: unknown) {
-  const accepted = ctx.accepted();
+function targeted(ctx: MasterCallContext, tgt: unknown, tgtType: unknown, among = ctx.accepted()) {
+  const accepted = among;
   const ids = new Set(checkMinions(tgt, String(tgtType ?? 'glob'), accepted).minions);
   return accepted.filter((m) => ids.has(m.id));
 }
@@ -171,7 +173,8 @@ export function defaultRunnerFunctions(): Map<string, MasterFunction> {
         defaults: ['*', 'glob', null, null],
         run: (b, ctx) =>
           sortedIgnoreCase(
-            targeted(ctx, b.values.tgt, b.values.tgt_type)
+            // The minions that answered the runner's test.ping, behind a syndic too.
+            targeted(ctx, b.values.tgt, b.values.tgt_type, ctx.reached())
               .filter((m) => !m.silent)
               .map((m) => m.id),
           ),

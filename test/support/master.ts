@@ -48,6 +48,10 @@
  * - `runnerDelayMs` — wait before a runner job starts (after the reply), default 0.
  * - `publishReplyDelayMs` — the publish reply leaves this long after the minions got the job (default 0):
  *   with minions faster than it, their returns are on the bus before the reply names the job.
+ * - `syndics: SyndicSpec[]` — play a master of masters (test/support/syndic.ts): each syndic's key is
+ *   accepted here (a silent minion), its minions are not; the config gets `order_masters: True` and
+ *   `syndic_wait: 0.3` (Salt's default is 5 s) unless `config` says otherwise. A publish naming no
+ *   minion of this master is published all the same; each syndic forwards it, its events and returns.
  * - `keepLog` — default true; false keeps no copy of requests, events or returns (`requests`, `events`,
  *   `jobs[].returns` stay empty): a bench fleet of 20,000 minions or of 1 MiB returns costs the double
  *   no memory per event.
@@ -127,8 +131,10 @@ import { encodeReply, newJid, packEvent, saltStamp } from './master-wire.js';
 import { Minion, type MinionFunction, type MinionSpec, type PubLoad } from './minions.js';
 import { CommandExecutionError, PyTypeError, bindCall, fakeTraceback, formatCall, isPlainObject } from './python-call.js';
 import { checkMinions, type TargetableMinion } from './targeting.js';
+import { SyndicDouble, type SyndicSpec } from './syndic.js';
 
 export type { MinionSpec, MinionFunction, MinionCall, PubLoad } from './minions.js';
+export type { SyndicSpec } from './syndic.js';
 export type { EauthUser, Permission, TokenData } from './eauth.js';
 export type { MasterFunction, MasterCallContext, JobRecord } from './master-functions.js';
 export { defaultUsers } from './eauth.js';
@@ -163,6 +169,7 @@ export interface MasterDoubleOptions {
   busChunkBytes?: number;
   runnerDelayMs?: number;
   publishReplyDelayMs?: number;
+  syndics?: SyndicSpec[];
   keepLog?: boolean;
 }
 
@@ -208,6 +215,8 @@ export class SaltMasterDouble extends EventEmitter {
   readonly neverStarted: Array<{ fun: string; jid: string; error: string }> = [];
   readonly jobs = new Map<string, JobRecord>();
   readonly minions = new Map<string, Minion>();
+  /** The syndics under this master (`syndics`), by id. */
+  readonly syndics = new Map<string, SyndicDouble>();
   readonly keys: { pre: Set<string>; rejected: Set<string>; denied: Set<string> };
   readonly eauth: Eauth;
   readonly runnerFunctions: Map<string, MasterFunction> = defaultRunnerFunctions();
@@ -247,6 +256,7 @@ export class SaltMasterDouble extends EventEmitter {
       denied: new Set(options.keys?.denied ?? []),
     };
     for (const spec of options.minions ?? [{ id: 'minion1' }]) this.addMinion(spec);
+    for (const spec of options.syndics ?? []) this.addSyndic(spec);
     this.eauth = new Eauth({
       users: options.users ?? defaultUsers(),
       backends: options.eauthBackends ?? ['auto', 'pam'],
@@ -295,6 +305,28 @@ export class SaltMasterDouble extends EventEmitter {
     return minion;
   }
 
+  /** A syndic: its key accepted here (it runs no jobs: a silent minion), its minions behind it. */
+  private addSyndic(spec: SyndicSpec): void {
+    this.addMinion({ id: spec.id, silent: true });
+    const syndic = new SyndicDouble(spec, {
+      fire: (tag, data) => this.fire(tag, data),
+      later: (ms, fn) => this.later(ms, fn),
+      sleep: (ms) => this.sleep(ms),
+      sleepScale: this.sleepScale,
+      overrides: this.minionFunctions,
+      cachedir: () => path.join(this.dir, 'cache'),
+      record: (jid, id, data) => {
+        if (this.keepLog) this.jobs.get(jid)?.returns.set(id, data);
+      },
+    });
+    this.syndics.set(spec.id, syndic);
+  }
+
+  /** The config says `order_masters` (salt/master.py: publish without minions, `to` and auth_list in the publish event). */
+  private get ordersMasters(): boolean {
+    return this.config.order_masters === true;
+  }
+
   removeMinion(id: string): void {
     this.minions.delete(id);
     this.acceptedList = undefined;
@@ -332,6 +364,7 @@ export class SaltMasterDouble extends EventEmitter {
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     for (const m of this.minions.values()) m.running.clear();
+    for (const s of this.syndics.values()) s.stop();
     await this.closeRequestServer();
     // Forget the bus server first: a subscriber reconnecting while it closes
     // is turned away (close() would otherwise wait for it forever).
@@ -369,6 +402,7 @@ export class SaltMasterDouble extends EventEmitter {
       gather_job_timeout: 0.25,
       netapi_enable_clients: ALL_NETAPI_CLIENTS,
       external_auth: externalAuth,
+      ...(this.syndics.size > 0 ? { order_masters: true, syndic_wait: 0.3 } : {}),
       ...this.extraConfig,
     };
     await writeFile(this.configPath, stringify(this.config));
@@ -758,7 +792,7 @@ export class SaltMasterDouble extends EventEmitter {
     }
     load.user = check.username;
 
-    if (minions.length === 0) {
+    if (minions.length === 0 && !this.ordersMasters) {
       return { enc: 'clear', load: { jid: null, minions, error: `Master could not resolve minions for target ${String(load.tgt)}` } };
     }
     const jid = typeof load.jid === 'string' && load.jid ? load.jid : newJid();
@@ -775,7 +809,7 @@ export class SaltMasterDouble extends EventEmitter {
       missing,
     });
     const pub = this.prepPub(load, extra, delimiter);
-    this.fire(`salt/job/${jid}/publish`, { ...pub });
+    this.fire(`salt/job/${jid}/publish`, this.ordersMasters ? { ...pub, auth_list: check.authList } : { ...pub });
     this.jobs.set(jid, { jid, pub, minions, startedAt: new Date(), returns: new Map() });
     this.executed.push({ kind: 'publish', fun: String(load.fun), jid, user: String(load.user) });
     // The minions get the job once the reply is on its way (or, with
@@ -783,6 +817,7 @@ export class SaltMasterDouble extends EventEmitter {
     // shallow copy: what a minion changes is the top level).
     const deliver = () => {
       for (const id of minions) this.minions.get(id)?.receive({ ...pub });
+      for (const syndic of this.syndics.values()) syndic.receive({ ...pub });
     };
     const reply = { enc: 'clear', load: { jid, minions, missing } };
     if (this.options.publishReplyDelayMs) {
@@ -889,6 +924,12 @@ export class SaltMasterDouble extends EventEmitter {
       user,
       jobs: this.jobs,
       accepted: () => this.accepted(),
+      reached: () => [
+        ...this.accepted(),
+        ...[...this.syndics.values()].flatMap((s) =>
+          [...s.minions.values()].map((m) => ({ id: m.id, grains: m.grains, silent: !!m.spec.silent })),
+        ),
+      ],
       runnerFunctions: this.runnerFunctions,
       keys: this.keys,
       addMinion: (spec) => void this.addMinion(spec),
