@@ -24,8 +24,9 @@ import { performance } from 'node:perf_hooks';
 import type { SaltEvent } from '../salt/event-bus.js';
 import { isPlainObject, stringsIn } from '../objects.js';
 import { abortError, busLostError, logAbandoned, watchWait, type ClientContext } from './context.js';
+import { FindJobRound, type FindJobAnswers, type FindJobPublish } from './find-job-round.js';
 import { JobWatch } from './job-watch.js';
-import { newJid } from './jid.js';
+import { MinionStates } from './minion-states.js';
 import type { ResultBudget } from './result-budget.js';
 import { syndicWaitMs } from './syndic.js';
 
@@ -44,7 +45,7 @@ export interface CollectOptions {
   timeoutMs: number;
   gatherJobTimeoutMs: number;
   /** Publish `saltutil.find_job` for this job to `targets` as job `jid` (already listened to); the jid the master gave it, or null when nothing was published. */
-  findJob(targets: string[], jid: string): Promise<string | null>;
+  findJob: FindJobPublish;
   /**
    * Called for each return as it arrives (twice for a minion that returns
    * twice). The caller keeps what it needs of it: the wait keeps only
@@ -70,300 +71,252 @@ export interface CollectResult {
 
 /** Wait for the returns of job `jid`. Rejects on abort (the job keeps running) or when the bus drops. */
 export function collectReturns(ctx: ClientContext, options: CollectOptions): Promise<CollectResult> {
-  return new Promise<CollectResult>((resolve, reject) => {
-    const { jid, timeoutMs, gatherJobTimeoutMs, signal } = options;
-    // Everything below costs O(1) per return and per minion added: a fleet
-    // of 20,000 must not pay for its size on each of its 20,000 returns.
-    // One map says it all for each minion: its deadline while it is pending
-    // (`timeout` after it became expected, or after it last said through
-    // find_job that it is still running the job), RETURNED once it returned,
-    // RETURNED_UNEXPECTED if it returned before it was expected. Deadlines
-    // are whole milliseconds: V8 keeps small integers in the map itself,
-    // where a fraction would be one more heap object per minion. The returns
-    // themselves are the caller's (onReturn).
-    const expected = new Map<string, number>();
-    let pendingCount = 0;
-    /** Minions expected (returned or not): get_iter_returns' `len(minions)`. */
-    let expectedCount = 0;
-    const syndicWait = syndicWaitMs(ctx.opts);
-    const syndicWaitAt = now() + syndicWait;
-    const returnTag = `salt/job/${jid}/ret/`;
-    const missing = new Set<string>();
-    let timeoutAt = now() + timeoutMs;
-    // True so that find_job is asked at least once.
-    let minionsRunning = true;
-    let findJobPending = false;
-    /** A timer's decision waits for the bus to hand over what it has unread. */
-    let deciding = false;
-    let settled = false;
-    let timer: NodeJS.Timeout | undefined;
-    let findJobWatch: JobWatch | undefined;
-    let extraFindJobWatch: JobWatch | undefined;
-    const added = now();
-    const minions = options.minions;
-    for (let i = 0; i < minions.length; i++) expect(minions[i], added);
-    const watch = options.watch ?? new JobWatch(ctx, jid);
-
-    if (signal?.aborted) {
-      // It went away while the publish was on its way: the job runs all the same.
-      watch.close();
-      logAbandoned(ctx, jid);
-      reject(abortError(signal));
-      return;
-    }
-
-    if (!ctx.bus.connected) {
-      watch.close();
-      reject(busLostError(jid, `the returns of job ${jid}`));
-      return;
-    }
-    const unwatch = watchWait(
-      ctx,
-      signal,
-      () => fail(busLostError(jid, `the returns of job ${jid}`)),
-      () => {
-        logAbandoned(ctx, jid);
-        fail(abortError(signal!));
-      },
-    );
-    options.stop?.addEventListener('abort', finish, { once: true });
-    // The returns heard before the master's reply come first, and may settle the wait here.
-    watch.listen(onJobEvent);
-    if (settled) return;
-    if (options.stop?.aborted) finish();
-    else if (complete()) finish();
-    else schedule();
-
-    /** `id` is expected: pending unless it returned already; its deadline starts now (once). */
-    function expect(id: string, t = now()): void {
-      const state = expected.get(id);
-      if (state === RETURNED_UNEXPECTED) {
-        expected.set(id, RETURNED);
-        expectedCount++;
-      }
-      if (state !== undefined) return;
-      expected.set(id, deadline(t));
-      pendingCount++;
-      expectedCount++;
-    }
-
-    /**
-     * Every expected minion returned; on a master of masters, also some
-     * minion was expected and syndic_wait has passed (more syndics may yet
-     * name theirs until then).
-     */
-    function complete(): boolean {
-      if (pendingCount > 0) return false;
-      return syndicWait === 0 || (expectedCount > 0 && now() > syndicWaitAt);
-    }
-
-    /** All returned: done, or (a master of masters) a look when syndic_wait ends. */
-    function allReturned(): void {
-      if (complete()) finish();
-      else if (!findJobPending && !deciding) schedule();
-    }
-
-    /** A minion's deadline, `timeout` after `t`, in whole ms. */
-    function deadline(t: number): number {
-      return Math.ceil(t + timeoutMs);
-    }
-
-    /** `id` returned (expected or not, yet), or is no longer waited for (`forget`). */
-    function done(id: string, forget = false): void {
-      const state = expected.get(id);
-      if (forget) {
-        if (state === undefined) return;
-        expected.delete(id);
-        if (state !== RETURNED_UNEXPECTED) expectedCount--;
-      } else if (state === undefined) expected.set(id, RETURNED_UNEXPECTED);
-      else if (state > 0) expected.set(id, RETURNED);
-      if (state !== undefined && state > 0) pendingCount--;
-    }
-
-    function onJobEvent(event: SaltEvent): void {
-      if (settled) return;
-      const data = event.data;
-      if (!isPlainObject(data)) return;
-      if ('minions' in data) {
-        // The `new` event names the minions the publish reply named
-        // (salt/master.py: ClearFuncs.publish): a comparison, cheaper than
-        // a lookup per minion. A syndic's names more.
-        if (!sameIds(data.minions, options.minions)) {
-          const t = now();
-          for (const id of stringsIn(data.minions)) expect(id, t);
-        }
-        for (const id of stringsIn(data.missing)) missing.add(id);
-        return;
-      }
-      // Only the job's returns count (a syndic's forwarded events are heard for their `minions`).
-      if (!event.tag.startsWith(returnTag) || !('return' in data) || typeof data.id !== 'string') return;
-      const id = data.id;
-      if (options.budget) {
-        try {
-          options.budget.charge(event.packedBytes ?? 0, jid);
-        } catch (err) {
-          fail(err); // the returns held so far go with the wait
-          return;
-        }
-      }
-      const ret: MinionReturn = { ret: data.return };
-      if ('out' in data) ret.out = data.out;
-      if ('retcode' in data) ret.retcode = data.retcode;
-      // The job's own jid string rather than each return's copy of it, which
-      // a caller keeping `ret` would keep once per minion.
-      if ('jid' in data) ret.jid = data.jid === jid ? jid : data.jid;
-      done(id);
-      options.onReturn(id, ret, event);
-      if (pendingCount === 0) allReturned();
-    }
-
-    function onFindJobEvent(event: SaltEvent): void {
-      if (settled) return;
-      const data = event.data;
-      if (!isPlainObject(data)) return;
-      const id = typeof data.id === 'string' ? data.id : undefined;
-      // The minion failed to run find_job itself: stop waiting for it.
-      if (typeof data.retcode === 'number' && data.retcode > 0 && id !== undefined) {
-        ctx.logger.debug(`saltutil.find_job returned errors on minion ${id}`);
-        done(id, true);
-        if (pendingCount === 0) allReturned();
-        return;
-      }
-      if ('minions' in data) {
-        for (const m of stringsIn(data.minions)) expect(m);
-        return;
-      }
-      // An (older) syndic's answer names the minions behind it.
-      if ('syndic' in data) {
-        for (const m of stringsIn(data.syndic)) expect(m);
-        return;
-      }
-      if (!('return' in data) || id === undefined) return;
-      const running = data.return;
-      // `{}`: the job is not running there any more.
-      if (isEmptyObject(running) || typeof running === 'string') return;
-      if (isPlainObject(running) && 'return' in running && isEmptyObject(running.return)) return;
-      expect(id);
-      if ((expected.get(id) ?? 0) > 0) expected.set(id, deadline(now()));
-      minionsRunning = true;
-      // A deadline moved: the next look is due later than planned.
-      if (!findJobPending && !deciding) schedule();
-    }
-
-    function startFindJob(): void {
-      // Only the minions still pending: those that returned are not asked.
-      const targets: string[] = [];
-      expected.forEach((state, id) => {
-        if (state > 0) targets.push(id);
-      });
-      minionsRunning = false;
-      findJobPending = true;
-      // Listened to before it is published: a quick minion's answer comes before the reply.
-      closeFindJob();
-      const ownJid = newJid();
-      findJobWatch = new JobWatch(ctx, ownJid);
-      findJobWatch.listen(onFindJobEvent);
-      options.findJob(targets, ownJid).then(
-        (findJid) => {
-          if (settled) return;
-          findJobPending = false;
-          if (findJid !== null && findJid !== ownJid) {
-            // A master that chose its own jid: its events from now on.
-            extraFindJobWatch = new JobWatch(ctx, findJid);
-            extraFindJobWatch.listen(onFindJobEvent);
-          }
-          if (settled) return;
-          // get_iter_returns starts the gather_job_timeout once the publish
-          // returned; a master of masters waits syndic_wait more.
-          timeoutAt = now() + gatherJobTimeoutMs + syndicWait;
-          schedule();
-        },
-        (err: unknown) => fail(err),
-      );
-    }
-
-    /** The last deadline of a pending minion (or the round's end): O(minions), once per timer. */
-    function latestDeadline(): number {
-      let latest = timeoutAt;
-      if (!minionsRunning) for (const state of expected.values()) if (state > latest) latest = state;
-      return latest;
-    }
-
-    /** Next look: when find_job is due, or when the last deadline passes (Salt's comparisons are strict, hence the extra millisecond). */
-    function schedule(): void {
-      clearTimeout(timer);
-      let at = latestDeadline();
-      // All returned on a master of masters: syndic_wait's end is a look too.
-      if (pendingCount === 0 && expectedCount > 0 && syndicWaitAt < at) at = syndicWaitAt;
-      timer = setTimeout(onTimer, Math.max(0, at - now()) + 1);
-    }
-
-    /**
-     * A deadline passed. Before giving up on anyone (find_job, or the end),
-     * the bus hands over what it has read or holds unread: a return the
-     * master sent before the deadline must count, even when the bus is
-     * behind (a burst of returns from a large fleet).
-     */
-    function onTimer(): void {
-      if (settled || findJobPending) return;
-      deciding = true;
-      ctx.bus.settle().then(() => {
-        deciding = false;
-        if (settled || findJobPending) return;
-        if (complete()) {
-          finish();
-          return;
-        }
-        const t = now();
-        if (t > timeoutAt && minionsRunning) {
-          startFindJob();
-          return;
-        }
-        if (!minionsRunning && t > latestDeadline()) {
-          finish();
-          return;
-        }
-        schedule();
-      });
-    }
-
-    function release(): void {
-      settled = true;
-      options.stop?.removeEventListener('abort', finish);
-      clearTimeout(timer);
-      watch.close();
-      closeFindJob();
-      unwatch();
-    }
-
-    function closeFindJob(): void {
-      findJobWatch?.close();
-      extraFindJobWatch?.close();
-      findJobWatch = extraFindJobWatch = undefined;
-    }
-
-    function finish(): void {
-      if (settled) return;
-      release();
-      const silent: string[] = [];
-      expected.forEach((state, id) => {
-        if (state > 0) silent.push(id);
-      });
-      resolve({ silent, missing });
-    }
-
-    function fail(err: unknown): void {
-      if (settled) return;
-      release();
-      reject(err);
-    }
-  });
+  return new Promise<CollectResult>((resolve, reject) => new ReturnsWait(ctx, options, resolve, reject).start());
 }
 
-/** An expected minion's state once it returned (deadlines, the pending minions', are positive). */
-const RETURNED = -1;
-/** A minion that returned before (or without) being expected. */
-const RETURNED_UNEXPECTED = -2;
+/**
+ * One wait's state. Everything on a return's way costs O(1): a fleet of
+ * 20,000 must not pay for its size on each of its 20,000 returns (what is
+ * kept of each minion: ./minion-states.ts; its return: the caller's).
+ */
+class ReturnsWait implements FindJobAnswers {
+  private readonly states: MinionStates;
+  private readonly missing = new Set<string>();
+  private readonly syndicWait: number;
+  private readonly syndicWaitAt: number;
+  private readonly returnTag: string;
+  private readonly watch: JobWatch;
+  private timeoutAt: number;
+  /** True so that find_job is asked at least once. */
+  private minionsRunning = true;
+  private findJobPending = false;
+  /** A timer's decision waits for the bus to hand over what it has unread. */
+  private deciding = false;
+  private settled = false;
+  private timer: NodeJS.Timeout | undefined;
+  private round: FindJobRound | undefined;
+  private unwatch: () => void = () => {};
+
+  constructor(
+    private readonly ctx: ClientContext,
+    private readonly options: CollectOptions,
+    private readonly resolve: (result: CollectResult) => void,
+    private readonly reject: (err: unknown) => void,
+  ) {
+    this.syndicWait = syndicWaitMs(ctx.opts);
+    const t = now();
+    this.syndicWaitAt = t + this.syndicWait;
+    this.timeoutAt = t + options.timeoutMs;
+    this.returnTag = `salt/job/${options.jid}/ret/`;
+    this.states = new MinionStates(options.timeoutMs);
+    const minions = options.minions;
+    for (let i = 0; i < minions.length; i++) this.states.expect(minions[i], t);
+    this.watch = options.watch ?? new JobWatch(ctx, options.jid);
+  }
+
+  start(): void {
+    const { ctx, options } = this;
+    const { jid, signal } = options;
+    if (signal?.aborted) {
+      // It went away while the publish was on its way: the job runs all the same.
+      this.watch.close();
+      logAbandoned(ctx, jid);
+      this.reject(abortError(signal));
+      return;
+    }
+    if (!ctx.bus.connected) {
+      this.watch.close();
+      this.reject(busLostError(jid, `the returns of job ${jid}`));
+      return;
+    }
+    this.unwatch = watchWait(
+      ctx,
+      signal,
+      () => this.fail(busLostError(jid, `the returns of job ${jid}`)),
+      () => {
+        logAbandoned(ctx, jid);
+        this.fail(abortError(signal!));
+      },
+    );
+    options.stop?.addEventListener('abort', this.finish, { once: true });
+    // The returns heard before the master's reply come first, and may settle the wait here.
+    this.watch.listen(this.onJobEvent);
+    if (this.settled) return;
+    if (options.stop?.aborted || this.complete()) this.finish();
+    else this.schedule();
+  }
+
+  /**
+   * Every expected minion returned; on a master of masters, also some
+   * minion was expected and syndic_wait has passed (more syndics may yet
+   * name theirs until then).
+   */
+  private complete(): boolean {
+    if (this.states.pendingCount > 0) return false;
+    return this.syndicWait === 0 || (this.states.expectedCount > 0 && now() > this.syndicWaitAt);
+  }
+
+  /** All returned: done, or (a master of masters) a look when syndic_wait ends. */
+  private allReturned(): void {
+    if (this.complete()) this.finish();
+    else this.rescheduleIfIdle();
+  }
+
+  /** A deadline moved or a look is due: replan, unless find_job or a decision is under way (they replan). */
+  private rescheduleIfIdle(): void {
+    if (!this.findJobPending && !this.deciding) this.schedule();
+  }
+
+  private readonly onJobEvent = (event: SaltEvent): void => {
+    if (this.settled) return;
+    const data = event.data;
+    if (!isPlainObject(data)) return;
+    if ('minions' in data) {
+      this.heardMinions(data);
+      return;
+    }
+    // Only the job's returns count (a syndic's forwarded events are heard for their `minions`).
+    if (!event.tag.startsWith(this.returnTag) || !('return' in data) || typeof data.id !== 'string') return;
+    const { jid, budget } = this.options;
+    if (budget) {
+      try {
+        budget.charge(event.packedBytes ?? 0, jid);
+      } catch (err) {
+        this.fail(err); // the returns held so far go with the wait
+        return;
+      }
+    }
+    const ret: MinionReturn = { ret: data.return };
+    if ('out' in data) ret.out = data.out;
+    if ('retcode' in data) ret.retcode = data.retcode;
+    // The job's own jid string rather than each return's copy of it, which
+    // a caller keeping `ret` would keep once per minion.
+    if ('jid' in data) ret.jid = data.jid === jid ? jid : data.jid;
+    this.states.returned(data.id);
+    this.options.onReturn(data.id, ret, event);
+    if (this.states.pendingCount === 0) this.allReturned();
+  };
+
+  /**
+   * The `new` event names the minions the publish reply named
+   * (salt/master.py: ClearFuncs.publish): a comparison, cheaper than a
+   * lookup per minion. A syndic's names more.
+   */
+  private heardMinions(data: Record<string, unknown>): void {
+    if (!sameIds(data.minions, this.options.minions)) {
+      const t = now();
+      for (const id of stringsIn(data.minions)) this.states.expect(id, t);
+    }
+    for (const id of stringsIn(data.missing)) this.missing.add(id);
+  }
+
+  findJobFailed(id: string): void {
+    if (this.settled) return;
+    this.states.forget(id);
+    if (this.states.pendingCount === 0) this.allReturned();
+  }
+
+  minionsNamed(ids: string[]): void {
+    if (this.settled) return;
+    const t = now();
+    for (const id of ids) this.states.expect(id, t);
+  }
+
+  stillRunning(id: string): void {
+    if (this.settled) return;
+    const t = now();
+    this.states.expect(id, t);
+    this.states.stillRunning(id, t);
+    this.minionsRunning = true;
+    // A deadline moved: the next look is due later than planned.
+    this.rescheduleIfIdle();
+  }
+
+  private startFindJob(): void {
+    // Only the minions still pending: those that returned are not asked.
+    const targets = this.states.pending();
+    this.minionsRunning = false;
+    this.findJobPending = true;
+    this.round?.close();
+    const round = new FindJobRound(this.ctx, this);
+    this.round = round;
+    round.publish(this.options.findJob, targets).then(
+      (open) => {
+        if (this.settled) return;
+        this.findJobPending = false;
+        if (!open) return;
+        // get_iter_returns starts the gather_job_timeout once the publish
+        // returned; a master of masters waits syndic_wait more.
+        this.timeoutAt = now() + this.options.gatherJobTimeoutMs + this.syndicWait;
+        this.schedule();
+      },
+      (err: unknown) => this.fail(err),
+    );
+  }
+
+  /** The last deadline of a pending minion (or the round's end): O(minions), once per timer. */
+  private latestDeadline(): number {
+    return this.minionsRunning ? this.timeoutAt : this.states.latestDeadline(this.timeoutAt);
+  }
+
+  /** Next look: when find_job is due, or when the last deadline passes (Salt's comparisons are strict, hence the extra millisecond). */
+  private schedule(): void {
+    clearTimeout(this.timer);
+    let at = this.latestDeadline();
+    // All returned on a master of masters: syndic_wait's end is a look too.
+    if (this.states.pendingCount === 0 && this.states.expectedCount > 0 && this.syndicWaitAt < at) at = this.syndicWaitAt;
+    this.timer = setTimeout(this.onTimer, Math.max(0, at - now()) + 1);
+  }
+
+  /**
+   * A deadline passed. Before giving up on anyone (find_job, or the end),
+   * the bus hands over what it has read or holds unread: a return the
+   * master sent before the deadline must count, even when the bus is
+   * behind (a burst of returns from a large fleet).
+   */
+  private readonly onTimer = (): void => {
+    if (this.settled || this.findJobPending) return;
+    this.deciding = true;
+    this.ctx.bus.settle().then(() => {
+      this.deciding = false;
+      if (!this.settled && !this.findJobPending) this.decide();
+    });
+  };
+
+  /** After a deadline, with the bus settled: done, a find_job round, or a later look. */
+  private decide(): void {
+    if (this.complete()) {
+      this.finish();
+      return;
+    }
+    const t = now();
+    if (t > this.timeoutAt && this.minionsRunning) this.startFindJob();
+    else if (!this.minionsRunning && t > this.latestDeadline()) this.finish();
+    else this.schedule();
+  }
+
+  private release(): void {
+    this.settled = true;
+    this.options.stop?.removeEventListener('abort', this.finish);
+    clearTimeout(this.timer);
+    this.watch.close();
+    this.round?.close();
+    this.round = undefined;
+    this.unwatch();
+  }
+
+  private readonly finish = (): void => {
+    if (this.settled) return;
+    this.release();
+    this.resolve({ silent: this.states.pending(), missing: this.missing });
+  };
+
+  private fail(err: unknown): void {
+    if (this.settled) return;
+    this.release();
+    this.reject(err);
+  }
+}
 
 function now(): number {
   return performance.now();
@@ -373,8 +326,4 @@ function sameIds(value: unknown, ids: readonly string[]): boolean {
   if (!Array.isArray(value) || value.length !== ids.length) return false;
   for (let i = 0; i < ids.length; i++) if (value[i] !== ids[i]) return false;
   return true;
-}
-
-function isEmptyObject(value: unknown): boolean {
-  return isPlainObject(value) && Object.keys(value).length === 0;
 }
