@@ -21,11 +21,28 @@
  * - Map: an object, keys as Python's json.dumps writes them (1 → "1",
  *   true → "true", null → "null").
  * - Date: ISO string. (The codec already gives Salt's datetime ext as a string.)
+ * - RawJson: its text as is (a minion's return carried from the event's
+ *   msgpack to JSON by lib/salt/msgpack-json.ts, never made into objects).
  * - undefined, functions, symbols: null in arrays, left out of objects.
  * - NaN / Infinity: null (as JSON.stringify).
  * - A value that contains itself: TypeError (a bug, never a codec value).
  */
 import { isUtf8 } from 'node:buffer';
+
+/**
+ * A value whose JSON text is made already: toJson, memberJson and the
+ * answer's writer (lib/http/response.ts) splice `json` in as it is. The
+ * maker promises that `json` is the text toJson would give for the value
+ * it stands for (lib/salt/msgpack-json.ts: a return's msgpack, transcoded).
+ */
+export class RawJson {
+  constructor(readonly json: string) {}
+
+  /** For JSON.stringify, which cannot splice text: the value itself (integers past 2^53 rounded, as JSON.parse does). */
+  toJSON(): unknown {
+    return JSON.parse(this.json);
+  }
+}
 
 /** The JSON text of `value`. */
 export function toJson(value: unknown): string {
@@ -127,6 +144,10 @@ function write(value: unknown, out: string[], seen: Set<object>): boolean {
     return true;
   }
   const obj = value as object;
+  if (obj instanceof RawJson) {
+    out.push(obj.json);
+    return true;
+  }
   if (obj instanceof Uint8Array) {
     out.push(JSON.stringify(bytesToText(obj)));
     return true;

@@ -15,7 +15,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AnswerAbortedError } from '../errors.js';
-import { keyText, memberJson, toJson } from '../json.js';
+import { RawJson, keyText, memberJson, toJson } from '../json.js';
 import { endAfterDrainingBody } from './linger.js';
 
 /** Pieces are gathered up to this many characters before each write. */
@@ -103,6 +103,7 @@ function shorterThan(value: unknown, limit: number): boolean {
     if (v === null || typeof v !== 'object') left -= scalarChars(v);
     else if (v instanceof Uint8Array)
       left -= 2 * v.length + 2; // base64 or UTF-8 text, escaped at worst
+    else if (v instanceof RawJson) left -= v.json.length;
     else if (Array.isArray(v)) {
       left -= v.length + 2;
       // Members that are not containers (a fleet's minion list, its
