@@ -31,6 +31,8 @@ export interface ClientContext {
   readonly busReadyTimeoutMs: number;
   /** What one synchronous call may hold of its jobs' returns, in packed bytes (`rest_wsgi: max_result_bytes`); undefined: no ceiling. */
   readonly maxResultBytes?: number;
+  /** Returns may be held as their JSON text (RawJson): the results are only written with toJson. */
+  readonly rawReturns?: boolean;
   /** LocalClient's `salt_user`: who publishes (the master replaces it for eauth and tokens). */
   readonly user: string;
 }

@@ -200,15 +200,17 @@ export async function publishWatched(ctx: ClientContext, pub: Publication): Prom
 /**
  * LocalClient.cmd: publish, wait as get_iter_returns does, then map each
  * targeted minion that never answered to `false`. Nothing matched: `{}`.
+ * `raw`: returns that are maps or lists are held as their JSON text (the
+ * answer only writes them); false for a caller that reads them.
  */
-export function runLocal(ctx: ClientContext, call: LocalCall, signal?: AbortSignal): Promise<Record<string, unknown>> {
+export function runLocal(ctx: ClientContext, call: LocalCall, signal?: AbortSignal, raw = true): Promise<Record<string, unknown>> {
   // The job is listened to before it is published: nothing to retain on the bus for it.
   return withBus(
     ctx,
     signal,
     async () => {
       const job = await publishWatched(ctx, call.pub);
-      return job ? gatherReturns(ctx, call, job.pub, job.watch, signal) : {};
+      return job ? gatherReturns(ctx, call, job.pub, job.watch, signal, raw) : {};
     },
     false,
   );
@@ -220,7 +222,8 @@ async function gatherReturns(
   call: LocalCall,
   pub: PubData,
   watch: JobWatch,
-  signal?: AbortSignal,
+  signal: AbortSignal | undefined,
+  raw: boolean,
 ): Promise<Record<string, unknown>> {
   // The answer is made as the returns come, in their order (cmd's dict):
   // a fleet's returns are held once, here.
@@ -235,6 +238,7 @@ async function gatherReturns(
     findJob: findJob(ctx, pub.jid, call.pub.kwargs, call.gatherJobTimeoutMs),
     onReturn: (id, ret) => defineKey(result, id, call.fullReturn ? ret : ret.ret),
     signal,
+    rawReturns: raw && ctx.rawReturns === true,
   });
   const returned = (id: string) => Object.hasOwn(result, id);
   // get_iter_returns reports silent minions only when asked (expect_minions),
@@ -281,6 +285,7 @@ export async function runLocalSubset(
       expectMinions: false,
     },
     signal,
+    false, // its lists of functions are read here
   );
   const chosen: string[] = [];
   for (const id of shuffle(Object.keys(listing))) {

@@ -43,6 +43,12 @@ export interface NetapiClientOptions {
    * lets go of them. Default: no ceiling.
    */
   maxResultBytes?: number;
+  /**
+   * A `local` return that is a map or a list comes as RawJson (lib/json.ts):
+   * its JSON text, carried from the event's bytes, for a caller that writes
+   * results with toJson (the handler). Default false: results are values.
+   */
+  rawReturns?: boolean;
 }
 
 /** NetapiClient.stats(). */
@@ -96,6 +102,7 @@ export class NetapiClient {
       busReadyTimeoutMs: options.busReadyTimeoutMs ?? Math.min(DEFAULT_BUS_READY_TIMEOUT_MS, masterTimeoutMs),
       user: saltUser(),
       maxResultBytes: options.maxResultBytes,
+      rawReturns: options.rawReturns === true,
     };
   }
 

@@ -22,7 +22,8 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { SaltEvent } from '../salt/event-bus.js';
-import { isPlainObject, stringsIn } from '../objects.js';
+import { fieldsOf } from '../salt/packed-event.js';
+import { stringsIn } from '../objects.js';
 import { abortError, busLostError, logAbandoned, watchWait, type ClientContext } from './context.js';
 import { FindJobRound, type FindJobAnswers, type FindJobPublish } from './find-job-round.js';
 import { JobWatch } from './job-watch.js';
@@ -60,6 +61,12 @@ export interface CollectOptions {
   watch?: JobWatch;
   /** What the call may hold of returns; past it the wait fails with 507. */
   budget?: ResultBudget;
+  /**
+   * A return that is a map or a list comes as the answer's JSON text
+   * (RawJson, lib/json.ts), carried from the event's bytes: for a caller
+   * that only writes it out. Otherwise it comes decoded.
+   */
+  rawReturns?: boolean;
 }
 
 export interface CollectResult {
@@ -169,14 +176,17 @@ class ReturnsWait implements FindJobAnswers {
 
   private readonly onJobEvent = (event: SaltEvent): void => {
     if (this.settled) return;
-    const data = event.data;
-    if (!isPlainObject(data)) return;
-    if ('minions' in data) {
-      this.heardMinions(data);
+    // Only the fields read here are decoded (lib/salt/packed-event.ts).
+    const data = fieldsOf(event);
+    if (!data) return;
+    if (data.has('minions')) {
+      this.heardMinions(data.get('minions'), data.get('missing'));
       return;
     }
     // Only the job's returns count (a syndic's forwarded events are heard for their `minions`).
-    if (!event.tag.startsWith(this.returnTag) || !('return' in data) || typeof data.id !== 'string') return;
+    if (!event.tag.startsWith(this.returnTag) || !data.has('return')) return;
+    const id = data.get('id');
+    if (typeof id !== 'string') return;
     const { jid, budget } = this.options;
     if (budget) {
       try {
@@ -186,14 +196,17 @@ class ReturnsWait implements FindJobAnswers {
         return;
       }
     }
-    const ret: MinionReturn = { ret: data.return };
-    if ('out' in data) ret.out = data.out;
-    if ('retcode' in data) ret.retcode = data.retcode;
-    // The job's own jid string rather than each return's copy of it, which
-    // a caller keeping `ret` would keep once per minion.
-    if ('jid' in data) ret.jid = data.jid === jid ? jid : data.jid;
-    this.states.returned(data.id);
-    this.options.onReturn(data.id, ret, event);
+    const ret: MinionReturn = { ret: this.options.rawReturns ? data.answer('return') : data.get('return') };
+    if (data.has('out')) ret.out = data.get('out');
+    if (data.has('retcode')) ret.retcode = data.get('retcode');
+    if (data.has('jid')) {
+      // The job's own jid string rather than each return's copy of it, which
+      // a caller keeping `ret` would keep once per minion.
+      const itsJid = data.get('jid');
+      ret.jid = itsJid === jid ? jid : itsJid;
+    }
+    this.states.returned(id);
+    this.options.onReturn(id, ret, event);
     if (this.states.pendingCount === 0) this.allReturned();
   };
 
@@ -202,12 +215,12 @@ class ReturnsWait implements FindJobAnswers {
    * (salt/master.py: ClearFuncs.publish): a comparison, cheaper than a
    * lookup per minion. A syndic's names more.
    */
-  private heardMinions(data: Record<string, unknown>): void {
-    if (!sameIds(data.minions, this.options.minions)) {
+  private heardMinions(minions: unknown, missing: unknown): void {
+    if (!sameIds(minions, this.options.minions)) {
       const t = now();
-      for (const id of stringsIn(data.minions)) this.states.expect(id, t);
+      for (const id of stringsIn(minions)) this.states.expect(id, t);
     }
-    for (const id of stringsIn(data.missing)) this.missing.add(id);
+    for (const id of stringsIn(missing)) this.missing.add(id);
   }
 
   findJobFailed(id: string): void {

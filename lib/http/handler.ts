@@ -190,6 +190,8 @@ function serviceFor(master: MasterOptions, options: HandlerOptions): Service {
       logger,
       masterTimeoutMs: options.masterTimeoutMs ?? options.requestTimeoutMs,
       maxResultBytes: maxResultBytes || undefined,
+      // The answers are written with lib/json.ts: returns go there as JSON text, never as objects.
+      rawReturns: true,
     }),
     logger,
     bodyReader: new BodyReader({

@@ -7,6 +7,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { decode } from './codec.js';
+import { PackedEvent } from './packed-event.js';
 
 export interface SaltEvent {
   tag: string;
@@ -25,8 +26,14 @@ export function tagEnd(buf: Uint8Array, start: number, end: number): number {
   return -1;
 }
 
-/** The event, or null when its data is not msgpack (it is then dropped). */
-export function decodeEvent(tag: string, bytes: Uint8Array, start = 0, end = bytes.length): SaltEvent | null {
+/**
+ * The event, or null when its data is not msgpack (it is then dropped).
+ * Data that decodes surely and plainly stays packed (./packed-event.ts), in
+ * a copy of its own unless `owned`: `bytes` may be a read buffer used again.
+ */
+export function decodeEvent(tag: string, bytes: Buffer, start = 0, end = bytes.length, owned = false): SaltEvent | null {
+  const packed = PackedEvent.from(tag, bytes, start, end, owned);
+  if (packed) return packed;
   try {
     return { tag, data: decode(bytes, start, end), packedBytes: end - start };
   } catch {
@@ -91,7 +98,7 @@ export class Retention {
     for (const r of candidates) {
       if (!matches(r.tag)) continue;
       if (r.event === undefined) {
-        r.event = decodeEvent(r.tag, r.bytes!);
+        r.event = decodeEvent(r.tag, r.bytes!, 0, r.bytes!.length, true);
         r.bytes = undefined;
       }
       if (r.event) events.push(r.event);

@@ -266,7 +266,7 @@ function rawBytes(buf: Uint8Array, pos: number, end: number, out: Span): boolean
 }
 
 /** Position after the complete value at `pos`, or -1 if it isn't complete. */
-function skipValue(buf: Uint8Array, pos: number, end: number): number {
+export function skipValue(buf: Uint8Array, pos: number, end: number): number {
   let remaining = 1;
   while (remaining > 0) {
     if (pos < 0 || pos >= end) return -1;

@@ -188,11 +188,17 @@ class Transcoder {
     const b = buf[pos];
     let start: number;
     let length: number;
-    if (b >= 0xa0 && b <= 0xbf) [start, length] = [pos + 1, b & 0x1f];
-    else if (b === 0xd9) [start, length] = [pos + 2, buf[pos + 1]];
-    else if (b === 0xda) [start, length] = [pos + 3, buf.readUInt16BE(pos + 1)];
-    else if (b === 0xdb) [start, length] = [pos + 5, buf.readUInt32BE(pos + 1)];
-    else return this.scalarKey(pos, b);
+    if (b >= 0xa0 && b <= 0xbf) {
+      start = pos + 1;
+      length = b & 0x1f;
+    } else if (b === 0xd9) [start, length] = [pos + 2, buf[pos + 1]];
+    else if (b === 0xda) {
+      start = pos + 3;
+      length = buf.readUInt16BE(pos + 1);
+    } else if (b === 0xdb) {
+      start = pos + 5;
+      length = buf.readUInt32BE(pos + 1);
+    } else return this.scalarKey(pos, b);
     this.keyEnd = start + length;
     if (this.keyEnd > this.end) throw new NotTranscodable('truncated msgpack');
     const key = utf8(buf, start, this.keyEnd);
