@@ -22,6 +22,8 @@ import { NotTranscodable, msgpackToJson } from './msgpack-json.js';
 export type JobField = 'minions' | 'missing' | 'id' | 'return' | 'out' | 'retcode' | 'jid';
 const FIELDS: readonly JobField[] = ['minions', 'missing', 'id', 'return', 'out', 'retcode', 'jid'];
 const NAMES = FIELDS.map((f) => Buffer.from(f));
+/** Each field's place in FIELDS: a property read per lookup rather than a search. */
+const INDEX: Readonly<Record<JobField, number>> = { minions: 0, missing: 1, id: 2, return: 3, out: 4, retcode: 5, jid: 6 };
 
 /** An event's top-level fields, however it came. */
 export interface EventFields {
@@ -105,13 +107,13 @@ export class PackedEvent implements SaltEvent, EventFields {
 
   has(field: JobField): boolean {
     if (!this.bytes) return field in this.data;
-    return this.at[FIELDS.indexOf(field)] >= 0;
+    return this.at[INDEX[field]] >= 0;
   }
 
   get(field: JobField): unknown {
     const bytes = this.bytes;
     if (!bytes) return this.data[field];
-    const pos = this.at[FIELDS.indexOf(field)];
+    const pos = this.at[INDEX[field]];
     if (pos < 0) return undefined;
     const b = bytes[pos];
     if (b <= 0x7f) return b;
@@ -129,7 +131,7 @@ export class PackedEvent implements SaltEvent, EventFields {
   answer(field: JobField): unknown {
     const bytes = this.bytes;
     if (!bytes) return this.data[field];
-    const pos = this.at[FIELDS.indexOf(field)];
+    const pos = this.at[INDEX[field]];
     const b = pos < 0 ? 0 : bytes[pos];
     if (!((b >= 0x80 && b <= 0x9f) || (b >= 0xdc && b <= 0xdf))) return this.get(field);
     try {
