@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import YAML from 'yaml';
 import { createHandler, type RestWsgiHandler } from '../lib/http/handler.js';
+import { openRequestChannel } from '../lib/salt/transports.js';
 import { request, serve, sleep } from './support/http.js';
 import {
   comparable,
@@ -119,15 +120,12 @@ describe('what users do, on a real master', { skip: REAL_SKIP }, () => {
     });
 
     // Python's local_subset answers 500 ("argument of type 'bool' is not iterable") when a targeted
-    // minion is silent (salt/client/__init__.py cmd_subset): compared on minion1 alone.
+    // minion is silent (salt/client/__init__.py cmd_subset), and with ghost1 the subset depends on
+    // which minions answered sys.list_functions in time: minion1 alone.
     test('local_subset: a subset of the minions that have the function', SLOW, async () => {
       assert.deepEqual(await one({ client: 'local_subset', tgt: 'minion1', fun: 'test.echo', arg: ['s'], subset: 1, ...SALTDEV }), {
         minion1: 's',
       });
-      const ours = await request(port, {
-        body: [{ client: 'local_subset', tgt: 'minion1,ghost1', tgt_type: 'list', fun: 'test.ping', subset: 1, ...QUICK, ...SALTDEV }],
-      });
-      assert.equal(ours.text, '{"return":[{"minion1":true}]}');
     });
 
     // Python's rest_wsgi can't serialize local_batch's generator (500): ours only.
@@ -287,9 +285,20 @@ describe('what users do, on a real master', { skip: REAL_SKIP }, () => {
     });
   });
 
-  describe('tokens made through the route: runner auth.mk_token, the credentials in kwarg', () => {
-    const mkToken = async (credentials: Item): Promise<unknown> =>
-      one({ client: 'runner', fun: 'auth.mk_token', kwarg: credentials, ...SALTDEV });
+  describe('tokens made through the route: runner auth.mk_token, the credentials in kwarg (on ws: the mk_token request)', () => {
+    // On ws, Salt's auth.mk_token runner itself fails ("Salt Master must be running.": it looks
+    // for the zeromq master's sockets, salt/runners/auth.py): the token then comes from the
+    // master's mk_token request, as Salt's LoadAuth makes it.
+    async function mkToken(credentials: Item): Promise<unknown> {
+      if (real.transport !== 'ws') return one({ client: 'runner', fun: 'auth.mk_token', kwarg: credentials, ...SALTDEV });
+      console.log("TRANSPORT=ws: Salt's runner auth.mk_token can't see a ws master; the token comes from the mk_token request");
+      const channel = openRequestChannel(real.opts, { timeoutMs: 30_000 });
+      try {
+        return await channel.send({ cmd: 'mk_token', ...credentials });
+      } finally {
+        channel.close();
+      }
+    }
 
     test("saltdev's token serves local, runner and wheel items", SLOW, async () => {
       const made = (await mkToken(SALTDEV)) as { token: string };
