@@ -7,7 +7,7 @@
  * both, so that where they disagree the double is fixed to match Salt.
  * With env SALT_REAL_REST_WSGI_URL (Python's rest_wsgi on the same master)
  * the runner items' recorded `fun_args` are also compared with what Salt's
- * own client makes the master record.
+ * own client makes the master record (not on ws: see test/support/real-master.ts).
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,9 +17,12 @@ import { openRequestChannel } from '../lib/salt/transports.js';
 import { EventBus, eventBusOptions } from '../lib/salt/event-bus.js';
 import { startMaster, type SaltMasterDouble } from './support/master.js';
 import { request, serve, type Reply } from './support/http.js';
+import { pythonRestWsgi } from './support/real-master.js';
 
 const REAL = process.env.SALT_REAL_MASTER_CONFIG || undefined;
-const PYTHON_URL = process.env.SALT_REAL_REST_WSGI_URL || undefined;
+const PYTHON = REAL ? pythonRestWsgi(loadMasterConfig(REAL)) : {};
+if (PYTHON.skip) console.log(PYTHON.skip);
+const PYTHON_URL = PYTHON.url;
 const SALTDEV = { eauth: 'auto', username: 'saltdev', password: 'x' };
 const LIMITED = { eauth: 'auto', username: 'limited', password: 'x' };
 /** Real runner jobs start a process each: seconds on a busy master. */
