@@ -48,13 +48,15 @@ export function consoleExamples(readme: string): Example[] {
   return examples;
 }
 
-/** What may differ between two runs: job ids, dates, Salt's time stamps; and curl -i's CRLFs. */
+/** What may differ between two runs: job ids, dates, Salt's time stamps, tokens and their times; and curl -i's CRLFs. */
 function normalize(text: string): string {
   return text
     .replace(/\r\n/g, '\n')
     .replace(/^Date: .*$/gm, 'Date: <date>')
     .replace(/\b\d{20}\b/g, '<jid>')
-    .replace(/"_stamp":"[^"]+"/g, '"_stamp":"<stamp>"');
+    .replace(/"_stamp":"[^"]+"/g, '"_stamp":"<stamp>"')
+    .replace(/"token":"[0-9a-f]+"/g, '"token":"<token>"')
+    .replace(/"(start|expire)":[\d.]+/g, '"$1":<time>');
 }
 
 async function freePort(): Promise<number> {
@@ -115,7 +117,7 @@ test('the README: its first block installs and runs the demo; every curl of the 
   assert.equal(printed.replace(`localhost:${port}`, 'localhost:8001'), curls[0].command.replace(' -i ', ' '));
 
   for (const { command, output } of curls) {
-    const ran = await sh('sh', ['-c', command.replace('localhost:8001', `localhost:${port}`)]).catch(
+    const ran = await sh('sh', ['-c', command.replaceAll('localhost:8001', `localhost:${port}`)]).catch(
       (e: Error & { stdout: string; stderr: string }) => e,
     );
     assert.equal(ran.stderr, '', command);
