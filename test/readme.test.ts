@@ -16,6 +16,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { repoRoot } from './support/command.js';
+import { PYYAML, assertSameData } from './support/pyyaml.js';
 
 const sh = promisify(execFile);
 
@@ -116,13 +117,27 @@ test('the README: its first block installs and runs the demo; every curl of the 
     .trim();
   assert.equal(printed.replace(`localhost:${port}`, 'localhost:8001'), curls[0].command.replace(' -i ', ' '));
 
+  let yamlChecked = 0;
   for (const { command, output } of curls) {
     const ran = await sh('sh', ['-c', command.replaceAll('localhost:8001', `localhost:${port}`)]).catch(
       (e: Error & { stdout: string; stderr: string }) => e,
     );
     assert.equal(ran.stderr, '', command);
     assert.equal(normalize(ran.stdout.endsWith('\n') ? ran.stdout : `${ran.stdout}\n`), normalize(output), command);
+    // The YAML answer of the same request is the same data (README: Formats), read by a YAML 1.1 reader.
+    if (output.startsWith('{') && !command.includes('Accept:')) {
+      const yaml = await sh('sh', [
+        '-c',
+        command.replace(/^curl /, "curl -H 'Accept: application/x-yaml' ").replaceAll('localhost:8001', `localhost:${port}`),
+      ]);
+      assertSameData(yaml.stdout, output, command);
+      yamlChecked++;
+    }
   }
+  if (PYYAML) assert.ok(yamlChecked >= 8, `${yamlChecked} YAML answers checked`);
+  console.log(
+    `the YAML answers of ${yamlChecked} README examples are their JSON answers' data${PYYAML ? '' : ' (not checked: no python3 yaml)'}`,
+  );
 
   process.kill(-demo.pid!, 'SIGINT');
   const [code] = await exited;

@@ -8,45 +8,18 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { startMaster, type SaltMasterDouble } from '../support/master.js';
 import { createHandler, type RestWsgiHandler } from '../../lib/http/handler.js';
 import { parseJson } from '../../lib/json.js';
 import { NOT_ACCEPTABLE_MESSAGE } from '../../lib/http/answer-formats.js';
 import { request, recordingLogger, serve, type LogLine, type Reply } from '../support/http.js';
 import { FORMAT_CASES, formBody, normalize } from '../support/format-cases.js';
+import { assertSameData } from '../support/pyyaml.js';
 
 const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
 const YAML = { 'content-type': 'application/x-yaml' };
 const WANT_YAML = { accept: 'application/x-yaml' };
 const SALTDEV = { eauth: 'auto', username: 'saltdev', password: 'x' };
-
-/** Whether Python's yaml module is there (Debian's python3-yaml): the independent YAML 1.1 reader. */
-const PYYAML = (() => {
-  try {
-    execFileSync('/usr/bin/python3', ['-c', 'import yaml'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-
-/** PyYAML's safe_load of `yaml` equals Python's json.loads of `json`. */
-export function assertSameData(yaml: string, json: string): void {
-  if (!PYYAML) return;
-  // Job ids and time stamps aside: the two answers may be of two jobs.
-  const script = [
-    'import json,sys,yaml',
-    'def n(v):',
-    '  if isinstance(v, list): return [n(x) for x in v]',
-    "  if isinstance(v, dict): return {k: n(x) for k, x in v.items() if k not in ('jid', 'tag', '_stamp', '__pub_jid')}",
-    '  return v',
-    'd=json.load(sys.stdin)',
-    'sys.stdout.write("same" if n(yaml.safe_load(d["y"]))==n(json.loads(d["j"])) else "differ")',
-  ].join('\n');
-  const out = execFileSync('/usr/bin/python3', ['-c', script], { input: JSON.stringify({ y: yaml, j: json }) }).toString();
-  assert.equal(out, 'same', `PyYAML reads\n${yaml}\nas other data than\n${json}`);
-}
 
 interface Setup {
   master: SaltMasterDouble;
