@@ -64,8 +64,11 @@ export class MethodNotAllowedError extends httpError(
   '405: Method Not Allowed',
 ) {}
 
-/** 406: a POST whose body is not declared JSON. */
-export class NotAcceptableError extends httpError(406, 'SRW_ERR_NOT_ACCEPTABLE', {}, '406: JSON required') {}
+/** 406: the request's Accept allows none of the answer formats (lib/http/answer-formats.ts). */
+export class NotAcceptableError extends httpError(406, 'SRW_ERR_NOT_ACCEPTABLE') {}
+
+/** 415: a POST whose Content-Type is none of the body formats read (lib/http/body-formats.ts). */
+export class UnsupportedMediaTypeError extends httpError(415, 'SRW_ERR_UNSUPPORTED_MEDIA_TYPE') {}
 
 /** 408: the body did not arrive in time. */
 export class BodyTimeoutError extends httpError(408, 'SRW_ERR_BODY_TIMEOUT', CLOSE, BODY_TIMEOUT_MESSAGE) {}

@@ -30,6 +30,7 @@ export {
   AuthenticationError,
   MethodNotAllowedError,
   NotAcceptableError,
+  UnsupportedMediaTypeError,
   BodyTimeoutError,
   PayloadTooLargeError,
   TooManyFailedLoginsError,

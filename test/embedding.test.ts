@@ -21,6 +21,7 @@ import { startMaster, type SaltMasterDouble } from './support/master.js';
 import { selfSignedCert } from './support/tls.js';
 import { createHandler, type AccessRecord, type Logger, type RestWsgiHandler } from '../lib/index.js';
 import { GET_MESSAGE } from '../lib/http/handler.js';
+import { UNSUPPORTED_TYPE_MESSAGE } from '../lib/http/body-formats.js';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 const EXAMPLES = join(repoRoot, 'examples');
@@ -175,9 +176,9 @@ test('examples/node-http.mjs: serves any path, logs through console, exits on SI
   assertJson(await request(app.port, { body: ARG_BODY, path: '/?password=in-the-query' }), 200, ARG_REPLY);
   assertJson(await request(app.port, { path: '/anything' }), 200, GET_REPLY);
   assertJson(
-    await request(app.port, { body: ARG_BODY, headers: { 'content-type': 'text/plain' } }),
-    406,
-    '{"return":"406: JSON required"}',
+    await request(app.port, { body: ARG_BODY, headers: { 'content-type': 'application/xml' } }),
+    415,
+    JSON.stringify({ return: UNSUPPORTED_TYPE_MESSAGE }),
   );
 
   // Exit 0 without process.exit: server.close() and handler.close() left nothing open.
@@ -188,7 +189,7 @@ test('examples/node-http.mjs: serves any path, logs through console, exits on SI
     .filter((l) => l.startsWith('access '));
   assert.equal(access.length, 3, app.stdout());
   assert.match(access[0], /^access method=POST path=\/ status=200 bytes=56 duration_ms=[\d.]+ client=127\.0\.0\.1$/);
-  assert.match(access[2], /^access method=POST path=\/ status=406 /);
+  assert.match(access[2], /^access method=POST path=\/ status=415 /);
   assert.ok(!app.stdout().includes(PASSWORD) && !app.stdout().includes('in-the-query'), app.stdout());
 });
 
@@ -234,9 +235,9 @@ test('examples/fastify.mjs: raw request and response under /salt, the handler re
     '{"return":"413: Request body too large"}',
   );
   assertJson(
-    await request(app.port, { body: ARG_BODY, path: '/salt', headers: { 'content-type': 'text/plain' } }),
-    406,
-    '{"return":"406: JSON required"}',
+    await request(app.port, { body: ARG_BODY, path: '/salt', headers: { 'content-type': 'application/xml' } }),
+    415,
+    JSON.stringify({ return: UNSUPPORTED_TYPE_MESSAGE }),
   );
   const outside = await request(app.port, { path: '/elsewhere' });
   assert.equal(outside.status, 404);

@@ -16,6 +16,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { repoRoot } from './support/command.js';
+import { PYYAML, assertSameData } from './support/pyyaml.js';
 
 const sh = promisify(execFile);
 
@@ -48,13 +49,15 @@ export function consoleExamples(readme: string): Example[] {
   return examples;
 }
 
-/** What may differ between two runs: job ids, dates, Salt's time stamps; and curl -i's CRLFs. */
+/** What may differ between two runs: job ids, dates, Salt's time stamps, tokens and their times; and curl -i's CRLFs. */
 function normalize(text: string): string {
   return text
     .replace(/\r\n/g, '\n')
     .replace(/^Date: .*$/gm, 'Date: <date>')
     .replace(/\b\d{20}\b/g, '<jid>')
-    .replace(/"_stamp":"[^"]+"/g, '"_stamp":"<stamp>"');
+    .replace(/"_stamp":"[^"]+"/g, '"_stamp":"<stamp>"')
+    .replace(/"token":"[0-9a-f]+"/g, '"token":"<token>"')
+    .replace(/"(start|expire)":[\d.]+/g, '"$1":<time>');
 }
 
 async function freePort(): Promise<number> {
@@ -114,13 +117,27 @@ test('the README: its first block installs and runs the demo; every curl of the 
     .trim();
   assert.equal(printed.replace(`localhost:${port}`, 'localhost:8001'), curls[0].command.replace(' -i ', ' '));
 
+  let yamlChecked = 0;
   for (const { command, output } of curls) {
-    const ran = await sh('sh', ['-c', command.replace('localhost:8001', `localhost:${port}`)]).catch(
+    const ran = await sh('sh', ['-c', command.replaceAll('localhost:8001', `localhost:${port}`)]).catch(
       (e: Error & { stdout: string; stderr: string }) => e,
     );
     assert.equal(ran.stderr, '', command);
     assert.equal(normalize(ran.stdout.endsWith('\n') ? ran.stdout : `${ran.stdout}\n`), normalize(output), command);
+    // The YAML answer of the same request is the same data (README: Formats), read by a YAML 1.1 reader.
+    if (output.startsWith('{') && !command.includes('Accept:')) {
+      const yaml = await sh('sh', [
+        '-c',
+        command.replace(/^curl /, "curl -H 'Accept: application/x-yaml' ").replaceAll('localhost:8001', `localhost:${port}`),
+      ]);
+      assertSameData(yaml.stdout, output, command);
+      yamlChecked++;
+    }
   }
+  if (PYYAML) assert.ok(yamlChecked >= 8, `${yamlChecked} YAML answers checked`);
+  console.log(
+    `the YAML answers of ${yamlChecked} README examples are their JSON answers' data${PYYAML ? '' : ' (not checked: no python3 yaml)'}`,
+  );
 
   process.kill(-demo.pid!, 'SIGINT');
   const [code] = await exited;

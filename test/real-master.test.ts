@@ -18,6 +18,8 @@ import { EventBus, eventBusOptions } from '../lib/salt/event-bus.js';
 import { startMaster, type SaltMasterDouble } from './support/master.js';
 import { request, serve, type Reply } from './support/http.js';
 import { pythonRestWsgi } from './support/real-master.js';
+import { FORMAT_CASES, formBody, normalize } from './support/format-cases.js';
+import { parseJson } from '../lib/json.js';
 
 const REAL = process.env.SALT_REAL_MASTER_CONFIG || undefined;
 const PYTHON = REAL ? pythonRestWsgi(loadMasterConfig(REAL)) : {};
@@ -236,4 +238,60 @@ describe(`contract cases on ${REAL ? `the real master (${REAL})` : 'the master d
       bus.close();
     }
   });
+});
+
+// Salt's formats (issue 22): the same form-encoded and YAML bodies sent to
+// rest_cherrypy's /run on the same master (env SALT_REAL_CHERRYPY_URL, e.g.
+// http://127.0.0.1:18000/run) and to ours give the same data.
+const CHERRYPY_URL = process.env.SALT_REAL_CHERRYPY_URL || undefined;
+const NO_CHERRYPY = !REAL
+  ? 'SALT_REAL_MASTER_CONFIG is not set (test/http/formats.test.ts runs these cases on the double)'
+  : !CHERRYPY_URL
+    ? "SALT_REAL_CHERRYPY_URL is not set: no rest_cherrypy /run to compare with (the guide's master has one at http://127.0.0.1:18000/run)"
+    : false;
+
+describe("form-encoded and YAML bodies: ours and rest_cherrypy's /run give the same data", { skip: NO_CHERRYPY }, () => {
+  let handler: RestWsgiHandler;
+  let port: number;
+  let closeServer: () => Promise<void>;
+  before(async () => {
+    handler = createHandler({ config: REAL });
+    ({ port, close: closeServer } = await serve(handler));
+  });
+  after(async () => {
+    await closeServer?.();
+    handler?.close();
+  });
+
+  /** Status and data of an answer: the `return` list of a 200, the message of a refusal (rest_cherrypy's is an HTML page). */
+  function outcome(status: number, text: string): { status: number; data: unknown } {
+    if (status === 200) return { status, data: normalize((parseJson(text) as { return: unknown }).return) };
+    const html = /<p>([\s\S]*?)<\/p>/.exec(text);
+    const message = html
+      ? html[1]
+          .replace(/&#39;|&#x27;/g, "'")
+          .replace(/&quot;/g, '"')
+          .replace(/&lt;/g, '<')
+          .replace(/&gt;/g, '>')
+          .replace(/&amp;/g, '&')
+      : (JSON.parse(text) as { return: unknown }).return;
+    return { status, data: message };
+  }
+
+  for (const c of FORMAT_CASES) {
+    for (const [format, type, body] of [
+      ['form', 'application/x-www-form-urlencoded', formBody(c.form)],
+      ['YAML', 'application/x-yaml', c.yaml],
+    ] as const) {
+      test(`${format}: ${c.name}`, { timeout: SLOW }, async () => {
+        const headers = { 'content-type': type, accept: 'application/json' };
+        const [theirs, ours] = await Promise.all([
+          fetch(CHERRYPY_URL!, { method: 'POST', headers, body }).then(async (r) => outcome(r.status, await r.text())),
+          request(port, { body, headers }).then((r) => outcome(r.status, r.text)),
+        ]);
+        assert.deepEqual(ours, theirs, "rest_cherrypy's /run");
+        assert.deepEqual(ours, { status: c.status, data: c.expect }, 'the case as recorded (which the double gives too)');
+      });
+    }
+  }
 });

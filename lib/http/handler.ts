@@ -18,7 +18,6 @@ import {
   BadRequestError,
   ClientGoneError,
   MethodNotAllowedError,
-  NotAcceptableError,
   PayloadTooLargeError,
   ServiceUnavailableError,
   ShuttingDownError,
@@ -27,8 +26,10 @@ import {
   TooBusyError,
 } from '../errors.js';
 import { positiveMs } from '../numbers.js';
-import { BodyReader, MAX_JSON_DEPTH, TOO_DEEP_MESSAGE, deeperThan, parseBody } from './body.js';
-import { send, writeJsonAnswer } from './response.js';
+import { BodyReader } from './body.js';
+import { bodyFormatFor } from './body-formats.js';
+import { ANSWER_FORMATS, negotiateAnswer, notAcceptable, type AnswerFormat } from './answer-formats.js';
+import { withHeaderToken } from './auth-token.js';
 import { formatAccess, silentLogger, type AccessRecord, type Logger } from '../log.js';
 import { clientAddress, onAccess } from './access.js';
 import { authThrottle, type AuthThrottle } from './throttle.js';
@@ -224,11 +225,16 @@ function handleRequest(service: Service, req: IncomingMessage, res: ServerRespon
     if (!res.writableFinished) hangup.hangUp();
   });
 
+  // Every answer of the request, refusals too, in the format its Accept chose (lib/http/answer-formats.ts).
+  const answer = negotiateAnswer(req.headers.accept);
   let work: Promise<void>;
-  switch (req.method) {
+  switch (answer === undefined ? 'NOT_ACCEPTABLE' : req.method) {
+    case 'NOT_ACCEPTABLE':
+      work = Promise.reject(notAcceptable());
+      break;
     case 'GET':
     case 'HEAD':
-      work = Promise.resolve().then(() => send(res, 200, { return: GET_MESSAGE }));
+      work = Promise.resolve().then(() => answer!.send(res, 200, { return: GET_MESSAGE }));
       break;
     case 'POST': {
       // An address with too many failed logins is refused before anything is read or sent to the master.
@@ -238,18 +244,24 @@ function handleRequest(service: Service, req: IncomingMessage, res: ServerRespon
         break;
       }
       service.inFlight++;
-      work = handlePost(service, req, res, hangup).finally(() => service.inFlight--);
+      work = handlePost(service, req, res, hangup, answer!).finally(() => service.inFlight--);
       break;
     }
     default:
       work = Promise.reject(new MethodNotAllowedError());
   }
-  work.catch((err: unknown) => answerFailure(service, req, res, hangup, err));
+  work.catch((err: unknown) => answerFailure(service, req, res, hangup, err, answer ?? ANSWER_FORMATS[0]));
 }
 
 /** A POST: its lowstates read, all checked, then run in order; the answer written as it is built. */
-async function handlePost(service: Service, req: MaybeParsedRequest, res: ServerResponse, hangup: Hangup): Promise<void> {
-  const lowstates = await readLowstates(service, req, res);
+async function handlePost(
+  service: Service,
+  req: MaybeParsedRequest,
+  res: ServerResponse,
+  hangup: Hangup,
+  answer: AnswerFormat,
+): Promise<void> {
+  const lowstates = withHeaderToken(await readLowstates(service, req, res), req.headers);
   let current: unknown; // the item being checked or run, for the throttle's log
   try {
     // Refuse the whole request before running anything (rest_wsgi ran the
@@ -265,16 +277,16 @@ async function handlePost(service: Service, req: MaybeParsedRequest, res: Server
       results.push(await item.run(item.waitsForJob ? hangup.signal : undefined));
     }
     // In pieces, with backpressure: the answer may be past what one string can hold (lib/http/response.ts).
-    await writeJsonAnswer(res, 200, { return: results });
+    await answer.write(res, 200, { return: results });
   } catch (err) {
     if (service.throttle && err instanceof AuthenticationError) service.throttle.fail(clientAddress(req, service.trustProxy), current);
     throw err;
   }
 }
 
-/** The request's lowstates: its JSON body (or what a body parser in front of us left), a list or one object. */
+/** The request's lowstates: its body in the format its Content-Type names (or what a body parser in front of us left), a list or one object. */
 async function readLowstates(service: Service, req: MaybeParsedRequest, res: ServerResponse): Promise<unknown[]> {
-  if (!isJsonContentType(req.headers['content-type'])) throw new NotAcceptableError();
+  const format = bodyFormatFor(req.headers['content-type']);
   let body: unknown;
   // A body parser in front of us (express.json(), express.raw()) read the
   // stream and left its result in req.body. One that skipped the request
@@ -282,12 +294,11 @@ async function readLowstates(service: Service, req: MaybeParsedRequest, res: Ser
   // stream unread: then the stream is the body.
   const parsed = req.readableEnded ? req.body : undefined;
   if (parsed !== undefined && !Buffer.isBuffer(parsed) && typeof parsed !== 'string') {
-    body = parsed;
-    if (deeperThan(body, MAX_JSON_DEPTH)) throw new BadRequestError(TOO_DEEP_MESSAGE);
+    body = format.fromParsed(parsed);
   } else {
     const raw = parsed !== undefined ? Buffer.from(parsed as Buffer | string) : await service.bodyReader.read(req, res);
     if (raw.length > service.maxBodyBytes) throw new PayloadTooLargeError();
-    body = parseBody(raw);
+    body = format.read(raw);
   }
   if (Array.isArray(body)) return body;
   if (service.acceptSingleObject && body !== null && typeof body === 'object') return [body];
@@ -295,7 +306,14 @@ async function readLowstates(service: Service, req: MaybeParsedRequest, res: Ser
 }
 
 /** A request that failed: its answer, unless nobody waits for one any more. */
-function answerFailure(service: Service, req: IncomingMessage, res: ServerResponse, hangup: Hangup, err: unknown): void {
+function answerFailure(
+  service: Service,
+  req: IncomingMessage,
+  res: ServerResponse,
+  hangup: Hangup,
+  err: unknown,
+  answer: AnswerFormat,
+): void {
   if (res.headersSent || res.destroyed || hangup.happened) {
     // A failure after the answer started would be a bug of ours: say so.
     if (res.headersSent && !(err instanceof ClientGoneError) && !(err instanceof AnswerAbortedError)) {
@@ -307,7 +325,7 @@ function answerFailure(service: Service, req: IncomingMessage, res: ServerRespon
   if (!(err instanceof HttpError)) {
     service.logger.error(`unexpected error on ${req.method} from ${clientAddress(req, service.trustProxy)}: ${describe(err)}`);
   }
-  sendError(req, res, service.closed ? shutdownError(err) : err);
+  sendError(req, res, service.closed ? shutdownError(err) : err, answer);
 }
 
 /** `application/json`, any case, any parameters (`; charset=utf-8`). */
@@ -321,10 +339,10 @@ export function isJsonContentType(header: string | undefined): boolean {
  * Any error as its answer: an HttpError's status, headers and message; anything else a 500 without detail.
  * A 413 is sent before the body is read: the rest is drained first, so that every client reads the answer.
  */
-function sendError(req: IncomingMessage, res: ServerResponse, err: unknown): void {
+function sendError(req: IncomingMessage, res: ServerResponse, err: unknown, answer: AnswerFormat): void {
   if (err instanceof HttpError)
-    send(res, err.status, { return: err.message }, err.headers, err instanceof PayloadTooLargeError ? req : undefined);
-  else send(res, 500, { return: UNEXPECTED_ERROR_MESSAGE });
+    answer.send(res, err.status, { return: err.message }, err.headers, err instanceof PayloadTooLargeError ? req : undefined);
+  else answer.send(res, 500, { return: UNEXPECTED_ERROR_MESSAGE });
 }
 
 /**

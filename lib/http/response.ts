@@ -156,23 +156,35 @@ function memberless(value: unknown): boolean {
  * byte, the connection is then destroyed by the caller). Resolves with the
  * answer's length in characters.
  */
-export async function writeJsonAnswer(
+export function writeJsonAnswer(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): Promise<number> {
+  return writePieces(res, status, jsonPieces(body), JSON_TYPE, headers);
+}
+
+const JSON_TYPE = 'application/json';
+
+/**
+ * Write the answer whose text is `pieces` joined, as writeJsonAnswer does
+ * (gathered to PIECE_BYTES, each write waiting for the connection, a
+ * Content-Length when it all fits in one piece), with `contentType`.
+ */
+export async function writePieces(
   res: ServerResponse,
   status: number,
-  body: unknown,
+  pieces: Iterable<string>,
+  contentType: string,
   headers: Record<string, string> = {},
 ): Promise<number> {
   let gathered: string[] = [];
   let gatheredLength = 0;
   let started = false;
   let written = 0;
-  for (const piece of jsonPieces(body)) {
+  for (const piece of pieces) {
     gathered.push(piece);
     gatheredLength += piece.length;
     written += piece.length;
     if (gatheredLength < PIECE_BYTES) continue;
     if (!started) {
-      start(res, status, headers);
+      start(res, status, headers, contentType);
       started = true;
     }
     const text = gathered.length === 1 ? gathered[0] : gathered.join('');
@@ -183,7 +195,7 @@ export async function writeJsonAnswer(
   const rest = gathered.join('');
   if (!started) {
     // Small: all of it is here, its length known.
-    start(res, status, headers, Buffer.byteLength(rest));
+    start(res, status, headers, contentType, Buffer.byteLength(rest));
     res.end(rest);
     return written;
   }
@@ -206,10 +218,10 @@ function collectAfterLargeAnswer(): void {
   if (typeof gc === 'function') setImmediate(gc);
 }
 
-function start(res: ServerResponse, status: number, headers: Record<string, string>, length?: number): void {
+function start(res: ServerResponse, status: number, headers: Record<string, string>, contentType: string, length?: number): void {
   if (res.destroyed) throw new AnswerAbortedError('The connection closed before the answer');
   for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
-  res.setHeader('Content-Type', 'application/json');
+  res.setHeader('Content-Type', contentType);
   if (length !== undefined) res.setHeader('Content-Length', length);
   res.writeHead(status);
 }
@@ -243,11 +255,23 @@ export function send(
   lingerOn?: IncomingMessage,
 ): void {
   if (res.headersSent || res.destroyed) return;
-  const text = toJson(body);
+  sendText(res, status, toJson(body), JSON_TYPE, headers, lingerOn);
+}
+
+/** send() of an answer already made into `text` of type `contentType`. */
+export function sendText(
+  res: ServerResponse,
+  status: number,
+  text: string,
+  contentType: string,
+  headers: Readonly<Record<string, string>> = {},
+  lingerOn?: IncomingMessage,
+): void {
+  if (res.headersSent || res.destroyed) return;
   // setHeader rather than writeHead(status, headers): wrappers (an access
   // log, middleware) can read them back with getHeader.
   for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
-  res.setHeader('Content-Type', 'application/json');
+  res.setHeader('Content-Type', contentType);
   res.setHeader('Content-Length', Buffer.byteLength(text));
   res.writeHead(status);
   if (lingerOn) endAfterDrainingBody(lingerOn, res, text);

@@ -11,6 +11,7 @@ import { startMaster, type SaltMasterDouble, type MasterDoubleOptions } from '..
 import { createHandler, GET_MESSAGE, type HandlerOptions, type RestWsgiHandler } from '../../lib/http/handler.js';
 import type { Logger } from '../../lib/log.js';
 import { request, type Reply } from '../support/http.js';
+import { UNSUPPORTED_TYPE_MESSAGE } from '../../lib/http/body-formats.js';
 
 const PASSWORD = 'hunter2-not-in-logs';
 const USERS = {
@@ -108,15 +109,10 @@ describe('the contract rows against one running master', () => {
     assert.equal(s.master.requests.length, 0);
   });
 
-  test('POST without a JSON content type: 406; parameters and case are accepted', async () => {
+  test('POST of a Content-Type no body format reads: 415 naming them; parameters and case are accepted', async () => {
     const noType: Record<string, string> = {};
-    for (const headers of [
-      noType,
-      { 'content-type': 'text/plain' },
-      { 'content-type': 'application/x-www-form-urlencoded' },
-      { 'content-type': 'application/jsonx' },
-    ]) {
-      assertReply(await request(s.port, { body: '[]', headers }), 406, { return: '406: JSON required' });
+    for (const headers of [noType, { 'content-type': 'application/xml' }, { 'content-type': 'application/jsonx' }]) {
+      assertReply(await request(s.port, { body: '[]', headers }), 415, { return: UNSUPPORTED_TYPE_MESSAGE });
     }
     for (const type of ['application/json; charset=utf-8', 'Application/JSON', 'APPLICATION/JSON ; charset="UTF-8"']) {
       assertReply(await request(s.port, { body: '[]', headers: { 'content-type': type } }), 200, { return: [] });
@@ -453,6 +449,8 @@ describe('rows that need their own master or options', () => {
     assertReply(await s.post([{ ...CRED, client: 'runner', fun: 'test.arg', arg: ['parsed'] }]), 200, {
       return: [{ args: ['parsed'], kwargs: {} }],
     });
-    assertReply(await request(s.port, { body: '[]', headers: { 'content-type': 'text/plain' } }), 406, { return: '406: JSON required' });
+    assertReply(await request(s.port, { body: '[]', headers: { 'content-type': 'application/xml' } }), 415, {
+      return: UNSUPPORTED_TYPE_MESSAGE,
+    });
   });
 });

@@ -39,6 +39,8 @@ export interface MasterCallContext {
   fire(tag: string, data: Record<string, unknown>): void;
   sleep(ms: number): Promise<void>;
   sleepScale: number;
+  /** ClearFuncs.mk_token of these credentials: token data, or '' (the runner auth.mk_token). */
+  mkToken(load: Record<string, unknown>): Promise<unknown>;
   /** Set the function's retcode (`__context__['retcode']`): success is retcode == 0. */
   setRetcode(code: number): void;
 }
@@ -111,6 +113,8 @@ export function defaultRunnerFunctions(): Map<string, MasterFunction> {
       },
     ],
     ['test.arg', { name: 'arg', varargs: true, varkw: true, run: (b) => ({ args: b.rest, kwargs: b.extra }) }],
+    // salt/runners/auth.py mk_token(**load): a token of the credentials in its keywords.
+    ['auth.mk_token', { name: 'mk_token', varkw: true, run: (b, ctx) => ctx.mkToken(b.extra) }],
     [
       'test.sleep',
       {

@@ -937,6 +937,7 @@ export class SaltMasterDouble extends EventEmitter {
       fire: (t, d) => this.fire(t, d),
       sleep: (ms) => this.sleep(ms),
       sleepScale: this.sleepScale,
+      mkToken: (load) => this.eauth.mkToken(load),
       setRetcode: (code) => {
         retcode = code;
       },
