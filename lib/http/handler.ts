@@ -25,6 +25,7 @@ import {
   JobWaitLostError,
   ShutdownCutWaitError,
   TooBusyError,
+  UNEXPECTED_ERROR_MESSAGE,
 } from '../errors.js';
 import { positiveMs } from '../numbers.js';
 import { BodyReader, MAX_JSON_DEPTH, TOO_DEEP_MESSAGE, deeperThan, parseBody } from './body.js';
@@ -33,12 +34,13 @@ import { formatAccess, silentLogger, type AccessRecord, type Logger } from '../l
 import { clientAddress, onAccess } from './access.js';
 import { authThrottle, type AuthThrottle } from './throttle.js';
 import { Hangup } from './hangup.js';
+import { DEFAULT_HEARTBEAT_MS, streamAnswer, wantsNdjson } from './ndjson.js';
 import { defaultMaxInFlight, handlerOptionsOf, readSettings } from './settings.js';
 
 /** The GET answer of rest_wsgi (which sent it split into characters). */
 export const GET_MESSAGE = "They found me. I don't know how, but they found me. Run for it, Marty!";
 
-export const UNEXPECTED_ERROR_MESSAGE = 'An unexpected error occurred';
+export { UNEXPECTED_ERROR_MESSAGE } from '../errors.js';
 
 export interface HandlerOptions {
   /**
@@ -88,6 +90,8 @@ export interface HandlerOptions {
    */
   authFailureLimit?: number;
   authFailureWindowMs?: number;
+  /** A streamed answer (lib/http/ndjson.ts) writes a heartbeat line when nothing else was written for this long, ms. Default 15 s. */
+  ndjsonHeartbeatMs?: number;
 }
 
 /** RestWsgiHandler.stats(): what the handler holds right now. */
@@ -124,6 +128,7 @@ interface Service {
   readonly maxInFlight: number;
   readonly trustProxy: boolean;
   readonly acceptSingleObject: boolean;
+  readonly ndjsonHeartbeatMs: number;
   inFlight: number;
   closed: boolean;
 }
@@ -203,6 +208,7 @@ function serviceFor(master: MasterOptions, options: HandlerOptions): Service {
     maxInFlight,
     trustProxy: merged.trustProxy ?? false,
     acceptSingleObject: options.acceptSingleObject ?? true,
+    ndjsonHeartbeatMs: positiveMs(options.ndjsonHeartbeatMs, DEFAULT_HEARTBEAT_MS, 'ndjsonHeartbeatMs'),
     inFlight: 0,
     closed: false,
   };
@@ -256,6 +262,14 @@ async function handlePost(service: Service, req: MaybeParsedRequest, res: Server
       current = low;
       return service.netapi.prepare(low, index);
     });
+    if (wantsNdjson(req.headers.accept)) {
+      const onItem = (index: number) => (current = lowstates[index]);
+      const failure = (err: unknown) => {
+        noteFailure(service, req, err, current);
+        return answerable(service, req, err);
+      };
+      return await streamAnswer(res, items, hangup, { heartbeatMs: service.ndjsonHeartbeatMs, onItem, failure });
+    }
     const results: unknown[] = [];
     for (const [index, item] of items.entries()) {
       if (hangup.happened) throw new ClientGoneError();
@@ -265,9 +279,14 @@ async function handlePost(service: Service, req: MaybeParsedRequest, res: Server
     // In pieces, with backpressure: the answer may be past what one string can hold (lib/http/response.ts).
     await writeJsonAnswer(res, 200, { return: results });
   } catch (err) {
-    if (service.throttle && err instanceof AuthenticationError) service.throttle.fail(clientAddress(req, service.trustProxy), current);
+    noteFailure(service, req, err, current);
     throw err;
   }
+}
+
+/** A failed login counts towards the client's throttle. */
+function noteFailure(service: Service, req: IncomingMessage, err: unknown, current: unknown): void {
+  if (service.throttle && err instanceof AuthenticationError) service.throttle.fail(clientAddress(req, service.trustProxy), current);
 }
 
 /** The request's lowstates: its JSON body (or what a body parser in front of us left), a list or one object. */
@@ -302,10 +321,15 @@ function answerFailure(service: Service, req: IncomingMessage, res: ServerRespon
     if (!res.writableEnded) res.destroy();
     return;
   }
+  sendError(req, res, answerable(service, req, err));
+}
+
+/** The error as answered: logged if unexpected, a shutdown's own once close() was called. */
+function answerable(service: Service, req: IncomingMessage, err: unknown): unknown {
   if (!(err instanceof HttpError)) {
     service.logger.error(`unexpected error on ${req.method} from ${clientAddress(req, service.trustProxy)}: ${describe(err)}`);
   }
-  sendError(req, res, service.closed ? shutdownError(err) : err);
+  return service.closed ? shutdownError(err) : err;
 }
 
 /** `application/json`, any case, any parameters (`; charset=utf-8`). */
