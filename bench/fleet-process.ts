@@ -23,6 +23,8 @@ let master: SaltMasterDouble | undefined;
 let lastReturnAt = 0;
 let returns = 0;
 let findJobs: string[][] = [];
+/** When each minion's return left, wall clock ms (the streamed cases time each line against it). */
+let returnTimes = new Map<string, number>();
 
 const wallNow = () => performance.timeOrigin + performance.now();
 
@@ -44,10 +46,12 @@ async function startFleet(spec: FleetSpec): Promise<string> {
   lastReturnAt = 0;
   returns = 0;
   findJobs = [];
+  returnTimes = new Map();
   master.on('event', ({ tag, data }: { tag: string; data: Record<string, unknown> }) => {
     if (tag.includes('/ret/') && data.fun !== 'saltutil.find_job') {
       lastReturnAt = wallNow();
       returns++;
+      if (typeof data.id === 'string') returnTimes.set(data.id, lastReturnAt);
     }
   });
   master.on('request', (record: { cmd: string; load: Record<string, unknown> }) => {
@@ -64,9 +68,10 @@ serveParent(async (message) => {
       lastReturnAt = 0;
       returns = 0;
       findJobs = [];
+      returnTimes = new Map();
       return {};
     case 'report':
-      return { lastReturnAt, returns, findJobs };
+      return { lastReturnAt, returns, findJobs, ...(message.times ? { times: Object.fromEntries(returnTimes) } : {}) };
     case 'stop':
       await master?.close();
       setImmediate(() => process.exit(0));

@@ -46,6 +46,10 @@ export interface Case {
    * heap, once per process.
    */
   again?: boolean;
+  /** Ask for the streamed answer (bench/scale-stream.ts). */
+  stream?: boolean;
+  /** Ask the fleet when each return left (Result.returnTimes). */
+  returnTimes?: boolean;
   targets: (r: Result) => Array<{ name: string; text: string; ok: boolean }>;
 }
 
@@ -61,6 +65,8 @@ export interface Answer {
   bytes: number;
   firstByteAt: number;
   lastByteAt: number;
+  /** A streamed answer: when each minion's line arrived (wall clock, ms). */
+  lineAt?: Map<string, number>;
 }
 
 export interface Result {
@@ -82,6 +88,8 @@ export interface Result {
   againReturns?: number;
   /** Every run, when the case has several. */
   runs?: Result[];
+  /** `returnTimes`: when each minion's return left the master (wall clock, ms). */
+  returnTimes?: Record<string, number>;
 }
 
 let fillerText = '';

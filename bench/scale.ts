@@ -29,6 +29,7 @@ import { ask, startChild, type Message } from './ipc.js';
 import { build } from './compiled.js';
 import { EntryReader } from './json-stream.js';
 import { fleetIds } from './fleet.js';
+import { STREAM_CASES, postStreamed } from './scale-stream.js';
 import { CASES, MB, WARM_UP_REQUESTS, perReturnUs, type Answer, type Case, type Result } from './scale-cases.js';
 
 /** SCALE_SERVER=<path of another build's dist/bin/salt-rest-wsgi.js>: measure that one (a baseline) beside the same double. */
@@ -166,7 +167,8 @@ export async function runScale(only?: string): Promise<boolean> {
   build();
   const { child: fleet } = await startChild<Message>('./fleet-process.ts');
   const results: Result[] = [];
-  const cases = only ? CASES.filter((c) => c.name.includes(only)) : CASES;
+  const all = [...CASES, ...STREAM_CASES];
+  const cases = only ? all.filter((c) => c.name.includes(only)) : all;
   for (const c of cases) {
     process.stderr.write(`scale: ${c.name}\n`);
     const runs: Result[] = [];
@@ -229,7 +231,7 @@ async function measure(fleet: ChildProcess, c: Case): Promise<Result> {
   if (floor) await ask(floor, { type: 'start' });
   const cpu0 = cpuMs(pid);
   const t0 = wallNow();
-  const answer = await post(port, c.low, c);
+  const answer = await (c.stream ? postStreamed : post)(port, c.low, c);
   const cpu1 = cpuMs(pid);
   const floorCpuMs = floor ? (await ask<Message & { cpuMs: number }>(floor, { type: 'stop' })).cpuMs : undefined;
   const peakRss = procStatus(pid, 'VmHWM');
@@ -238,7 +240,10 @@ async function measure(fleet: ChildProcess, c: Case): Promise<Result> {
     await sleep(5000);
     settledRss = procStatus(pid, 'VmRSS');
   }
-  const report = await ask<Message & { lastReturnAt: number; returns: number; findJobs: string[][] }>(fleet, { type: 'report' });
+  const report = await ask<Message & { lastReturnAt: number; returns: number; findJobs: string[][]; times?: Record<string, number> }>(
+    fleet,
+    { type: 'report', times: c.returnTimes ?? false },
+  );
   let again: { cpuMs: number; returns: number } | undefined;
   if (c.again) {
     await sleep(c.fleet.delayMs + c.fleet.spreadMs + 1000);
@@ -264,6 +269,7 @@ async function measure(fleet: ChildProcess, c: Case): Promise<Result> {
     floorCpuMs,
     againCpuMs: again?.cpuMs,
     againReturns: again?.returns,
+    returnTimes: report.times,
   };
 }
 

@@ -21,6 +21,8 @@ export const TOO_BUSY_MESSAGE = 'Too many requests in flight';
 /** The 503 answer of requests cut short, or arriving, once close() was called. */
 export const SHUTTING_DOWN_MESSAGE = 'The server is shutting down';
 export const MASTER_UNAVAILABLE_MESSAGE = 'Salt Master is not available.';
+/** The 500 answer of anything that is not an HttpError (a bug or an outage): no detail. */
+export const UNEXPECTED_ERROR_MESSAGE = 'An unexpected error occurred';
 
 export class HttpError extends Error {
   /** Headers its answer carries besides Content-Type and Content-Length. */

@@ -23,6 +23,7 @@ import { findJob, localCall, publishWatched, resultBudget, type LocalCall } from
 import { withBus, type ClientContext } from './context.js';
 import { collectReturns, type MinionReturn } from './returns.js';
 import type { SaltEvent } from '../salt/event-bus.js';
+import { CountingSink, type AnswerSink } from './answer-sink.js';
 
 export interface BatchCall {
   local: LocalCall;
@@ -86,20 +87,53 @@ function now(): number {
   return performance.now();
 }
 
-/** Run a `local_batch` item: the list of `{minion: ret}` in arrival order. */
-export function runBatch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal): Promise<unknown[]> {
-  // Every job of the batch is listened to before it is published: nothing to retain on the bus.
-  return withBus(ctx, signal, () => batch(ctx, call, signal), false);
+/**
+ * A batch's list as it is made: kept (the item's result), or given to a
+ * sink entry by entry and not kept (a streamed answer: the result is `[]`).
+ */
+class BatchList {
+  private readonly results: unknown[] = [];
+  private readonly counting: CountingSink | undefined;
+  /** The sub-jobs' jids, for the sink's end. */
+  readonly jids: string[] = [];
+
+  constructor(sink: AnswerSink | undefined) {
+    this.counting = sink ? new CountingSink(sink) : undefined;
+  }
+
+  get streamed(): boolean {
+    return this.counting !== undefined;
+  }
+
+  /** One entry: `{[id]: ret}`, or `raw` (the return event) as it is. */
+  add(id: string, ret: unknown, raw: unknown, returned: boolean): void {
+    if (!this.counting) this.results.push(raw !== undefined ? raw : { [id]: ret });
+    else if (raw !== undefined) this.counting.entry(id, raw, returned);
+    else this.counting.minion(id, ret, returned);
+  }
+
+  /** The list, with the minions that missed the presence ping last, as `false`. */
+  end(down: readonly string[]): unknown[] {
+    for (const id of down) this.add(id, false, undefined, false);
+    this.counting?.done(null, this.jids);
+    return this.results;
+  }
 }
 
-async function batch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal): Promise<unknown[]> {
+/** Run a `local_batch` item: the list of `{minion: ret}` in arrival order (given to `sink` instead, when there is one). */
+export function runBatch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal, sink?: AnswerSink): Promise<unknown[]> {
+  // Every job of the batch is listened to before it is published: nothing to retain on the bus.
+  return withBus(ctx, signal, () => batch(ctx, call, signal, new BatchList(sink)), false);
+}
+
+async function batch(ctx: ClientContext, call: BatchCall, signal: AbortSignal | undefined, list: BatchList): Promise<unknown[]> {
   const { local } = call;
-  // One ceiling for the whole batch: its sub-jobs' returns end up in one answer.
-  const budget = resultBudget(ctx);
+  // One ceiling for the whole batch: its sub-jobs' returns end up in one answer (a streamed one holds none).
+  const budget = list.streamed ? undefined : resultBudget(ctx);
 
   // Batch.__gather_minions: who answers a test.ping now.
   const job = await publishWatched(ctx, { ...local.pub, fun: 'test.ping', arg: [], ret: '', jid: '', kwargs: call.credentials });
-  if (!job) return [];
+  if (!job) return list.end([]);
   const ping = job.pub;
   const answered = new Set<string>();
   await collectReturns(ctx, {
@@ -114,8 +148,7 @@ async function batch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal):
   });
   const minions = [...answered];
   const down = ping.minions.filter((id) => !answered.has(id));
-  const downResults = down.map((id) => ({ [id]: false }));
-  if (minions.length === 0) return downResults;
+  if (minions.length === 0) return list.end(down);
   const bnum = batchSize(call.batch, minions.length);
 
   return new Promise<unknown[]>((resolve, reject) => {
@@ -128,7 +161,6 @@ async function batch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal):
     let minionsReported = 0;
     /** When each used slot frees again (batch_wait). */
     const wait: number[] = [];
-    const results: unknown[] = [];
     const stop = new AbortController();
     let waitTimer: NodeJS.Timeout | undefined;
     let settled = false;
@@ -162,6 +194,7 @@ async function batch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal):
         if (job && settled) job.watch.close();
         else if (job) {
           const pub = job.pub;
+          list.jids.push(pub.jid);
           await collectReturns(ctx, {
             jid: pub.jid,
             watch: job.watch,
@@ -195,8 +228,7 @@ async function batch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal):
       const retcode = data.retcode;
       // Batch munges the retcode into dict returns.
       if ('retcode' in data && isPlainObject(ret) && !('retcode' in ret)) ret = { ...ret, retcode };
-      if (call.raw) results.push(event ? { data: event.data, tag: event.tag } : data);
-      else results.push({ [id]: ret });
+      list.add(id, ret, call.raw ? (event ? { data: event.data, tag: event.tag } : data) : undefined, event !== undefined);
       if (call.failhard && typeof retcode === 'number' && retcode > 0) {
         ctx.logger.info(`batch stopped by failhard: minion ${id} returned retcode ${retcode}`);
         finish();
@@ -214,7 +246,7 @@ async function batch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal):
     function finish(): void {
       if (settled) return;
       release();
-      resolve(results.concat(downResults));
+      resolve(list.end(down));
     }
 
     function fail(err: unknown): void {

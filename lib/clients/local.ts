@@ -23,6 +23,7 @@ import { JobWatch } from './job-watch.js';
 import { ResultBudget } from './result-budget.js';
 import { collectReturns, type MinionReturn } from './returns.js';
 import { newJid } from './jid.js';
+import { CountingSink, type AnswerSink } from './answer-sink.js';
 import { isSyndic, publishesWithoutMinions, syndicPublishFields } from './syndic.js';
 
 /** What a publish carries (LocalClient._prep_pub). */
@@ -201,19 +202,51 @@ export async function publishWatched(ctx: ClientContext, pub: Publication): Prom
  * LocalClient.cmd: publish, wait as get_iter_returns does, then map each
  * targeted minion that never answered to `false`. Nothing matched: `{}`.
  * `raw`: returns that are maps or lists are held as their JSON text (the
- * answer only writes them); false for a caller that reads them.
+ * answer only writes them); false for a caller that reads them. With a
+ * `sink`, each minion's entry goes there as soon as it is known and none is
+ * kept (the result is then `{}`).
  */
-export function runLocal(ctx: ClientContext, call: LocalCall, signal?: AbortSignal, raw = true): Promise<Record<string, unknown>> {
+export function runLocal(
+  ctx: ClientContext,
+  call: LocalCall,
+  signal?: AbortSignal,
+  sink?: AnswerSink,
+  raw = true,
+): Promise<Record<string, unknown>> {
   // The job is listened to before it is published: nothing to retain on the bus for it.
   return withBus(
     ctx,
     signal,
     async () => {
       const job = await publishWatched(ctx, call.pub);
-      return job ? gatherReturns(ctx, call, job.pub, job.watch, signal, raw) : {};
+      if (job) return gatherReturns(ctx, call, job.pub, job.watch, signal, sink, raw);
+      sink?.done({ jid: null, returned: 0, missing: 0 });
+      return {};
     },
     false,
   );
+}
+
+/** Where a call's minion entries go: its result object, or a sink that keeps none of them. */
+interface Entries {
+  set(id: string, value: unknown, returned: boolean): void;
+  has(id: string): boolean;
+}
+
+function resultEntries(result: Record<string, unknown>): Entries {
+  return { set: (id, value) => defineKey(result, id, value), has: (id) => Object.hasOwn(result, id) };
+}
+
+function sinkEntries(sink: CountingSink): Entries {
+  // Only the ids: what the `false` entries at the end need to know.
+  const given = new Set<string>();
+  return {
+    set: (id, value, returned) => {
+      given.add(id);
+      sink.minion(id, value, returned);
+    },
+    has: (id) => given.has(id),
+  };
 }
 
 /** The waiting half of LocalClient.cmd, for a job already published. */
@@ -223,37 +256,40 @@ async function gatherReturns(
   pub: PubData,
   watch: JobWatch,
   signal: AbortSignal | undefined,
+  sink: AnswerSink | undefined,
   raw: boolean,
 ): Promise<Record<string, unknown>> {
   // The answer is made as the returns come, in their order (cmd's dict):
-  // a fleet's returns are held once, here.
+  // a fleet's returns are held once, here (or not at all, streamed).
   const result: Record<string, unknown> = {};
+  const counting = sink ? new CountingSink(sink) : undefined;
+  const entries = counting ? sinkEntries(counting) : resultEntries(result);
   const { silent, missing } = await collectReturns(ctx, {
     jid: pub.jid,
     watch,
-    budget: resultBudget(ctx),
+    budget: sink ? undefined : resultBudget(ctx),
     minions: pub.minions,
     timeoutMs: call.timeoutMs,
     gatherJobTimeoutMs: call.gatherJobTimeoutMs,
     findJob: findJob(ctx, pub.jid, call.pub.kwargs, call.gatherJobTimeoutMs),
-    onReturn: (id, ret) => defineKey(result, id, call.fullReturn ? ret : ret.ret),
+    onReturn: (id, ret) => entries.set(id, call.fullReturn ? ret : ret.ret, true),
     signal,
     rawReturns: raw && ctx.rawReturns === true,
   });
-  const returned = (id: string) => Object.hasOwn(result, id);
   // get_iter_returns reports silent minions only when asked (expect_minions),
   // and minions the master called missing always; both as "did not return",
   // but for the syndics of a master of masters (get_cli_event_returns).
   const failed = new Set<string>();
   if (call.expectMinions) for (const id of silent) failed.add(id);
-  for (const id of missing) if (!returned(id)) failed.add(id);
+  for (const id of missing) if (!entries.has(id)) failed.add(id);
   for (const id of failed) if (isSyndic(ctx.opts, id)) failed.delete(id);
   for (const id of failed) {
     const data = noResponse(pub.jid);
-    defineKey(result, id, call.fullReturn ? data : data.ret);
+    entries.set(id, call.fullReturn ? data : data.ret, false);
   }
   const targeted = pub.minions;
-  for (let i = 0; i < targeted.length; i++) if (!returned(targeted[i])) defineKey(result, targeted[i], false);
+  for (let i = 0; i < targeted.length; i++) if (!entries.has(targeted[i])) entries.set(targeted[i], false, false);
+  counting?.done(pub.jid);
   return result;
 }
 
@@ -275,6 +311,7 @@ export async function runLocalSubset(
   ctx: ClientContext,
   { local: call, subset }: SubsetCall,
   signal?: AbortSignal,
+  sink?: AnswerSink,
 ): Promise<Record<string, unknown>> {
   const listing = await runLocal(
     ctx,
@@ -285,6 +322,7 @@ export async function runLocalSubset(
       expectMinions: false,
     },
     signal,
+    undefined,
     false, // its lists of functions are read here
   );
   const chosen: string[] = [];
@@ -294,8 +332,12 @@ export async function runLocalSubset(
     if (chosen.length >= subset) break;
   }
   // Python publishes to an empty list and gets "no minions": `{}`.
-  if (chosen.length === 0) return {};
-  return runLocal(ctx, { ...call, pub: { ...call.pub, tgt: chosen, tgtType: 'list' } }, signal);
+  if (chosen.length === 0) {
+    sink?.done({ jid: null, returned: 0, missing: 0 });
+    return {};
+  }
+  // Only the job itself is streamed: the listing is how its minions are chosen.
+  return runLocal(ctx, { ...call, pub: { ...call.pub, tgt: chosen, tgtType: 'list' } }, signal, sink);
 }
 
 function shuffle<T>(items: T[]): T[] {

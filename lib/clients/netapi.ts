@@ -22,10 +22,12 @@ import { isPlainObject } from '../objects.js';
 import { toJson } from '../json.js';
 import { truthy, type Lowstate } from './fields.js';
 import type { ClientContext } from './context.js';
+import type { AnswerSink } from './answer-sink.js';
 import { silentLogger, type Logger } from '../log.js';
 import { CLIENT_TABLE, isClientName, type Client } from './table.js';
 
 export type { Lowstate } from './fields.js';
+export type { AnswerSink, ItemEnd } from './answer-sink.js';
 export { CLIENTS, SSH_NOT_SUPPORTED, type ClientName } from './table.js';
 
 export interface NetapiClientOptions {
@@ -66,7 +68,13 @@ export interface NetapiStats {
 export interface PreparedItem {
   /** Its client waits for the job on the bus, and stops when run's `signal` aborts: the others ignore the signal. */
   readonly waitsForJob: boolean;
-  run(signal?: AbortSignal): Promise<unknown>;
+  /**
+   * Its result is one entry per minion (local, local_subset, local_batch):
+   * given a `sink`, run hands it each entry as it comes, keeps none, and
+   * resolves with an empty result (./answer-sink.ts). The others ignore the sink.
+   */
+  readonly streamsMinions: boolean;
+  run(signal?: AbortSignal, sink?: AnswerSink): Promise<unknown>;
 }
 
 export const DEFAULT_MASTER_TIMEOUT_MS = 30_000;
@@ -158,10 +166,11 @@ export class NetapiClient {
     const run = client.prepare(low, this.opts);
     return {
       waitsForJob: client.waitsForJob,
+      streamsMinions: client.streamsMinions ?? false,
       // async: what the call throws becomes a rejection.
-      run: async (signal?: AbortSignal) => {
+      run: async (signal?: AbortSignal, sink?: AnswerSink) => {
         if (this.closed) throw new ServiceUnavailableError();
-        return run(this.ctx, signal);
+        return run(this.ctx, signal, sink);
       },
     };
   }

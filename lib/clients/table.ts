@@ -8,6 +8,7 @@
 import { BadRequestError } from '../errors.js';
 import type { MasterOptions } from '../salt/config.js';
 import { batchCall, runBatch } from './batch.js';
+import type { AnswerSink } from './answer-sink.js';
 import type { ClientContext } from './context.js';
 import type { Lowstate } from './fields.js';
 import { localCall, runLocal, runLocalAsync, runLocalSubset, subsetCall } from './local.js';
@@ -20,25 +21,30 @@ export interface ClientSpec<Call> {
   readonly waitsForJob: boolean;
   /** The client's fields, read and checked once (400 for a field of the wrong shape); durations in ms. */
   read(low: Lowstate, opts: MasterOptions): Call;
-  run(ctx: ClientContext, call: Call, signal?: AbortSignal): Promise<unknown>;
+  /** With a `sink` (only given when `streamsMinions`), each minion's entry goes there as it comes (./answer-sink.ts). */
+  run(ctx: ClientContext, call: Call, signal?: AbortSignal, sink?: AnswerSink): Promise<unknown>;
+  /** Its result is one entry per minion, which run can give a sink as they come. */
+  readonly streamsMinions?: boolean;
 }
 
 /** A client as the dispatcher sees it: its call's type stays inside. */
 export interface Client {
   readonly waitsForJob: boolean;
+  readonly streamsMinions?: boolean;
   /** Why the client is refused although it is known and enabled. */
   readonly unsupported?: string;
   /** read() now; the returned function runs the call. */
-  prepare(low: Lowstate, opts: MasterOptions): (ctx: ClientContext, signal?: AbortSignal) => Promise<unknown>;
+  prepare(low: Lowstate, opts: MasterOptions): (ctx: ClientContext, signal?: AbortSignal, sink?: AnswerSink) => Promise<unknown>;
 }
 
 /** A table entry: read and run agree on `Call`, checked here, once. */
 function client<Call>(spec: ClientSpec<Call>): Client {
   return {
     waitsForJob: spec.waitsForJob,
+    streamsMinions: spec.streamsMinions ?? false,
     prepare(low, opts) {
       const call = spec.read(low, opts);
-      return (ctx, signal) => spec.run(ctx, call, signal);
+      return (ctx, signal, sink) => spec.run(ctx, call, signal, spec.streamsMinions ? sink : undefined);
     },
   };
 }
@@ -47,10 +53,10 @@ export const SSH_NOT_SUPPORTED =
   "The 'ssh' client is not supported by this server: it needs salt-ssh, which only Python's salt-api provides.";
 
 export const CLIENT_TABLE = {
-  local: client({ waitsForJob: true, read: localCall, run: runLocal }),
+  local: client({ waitsForJob: true, streamsMinions: true, read: localCall, run: runLocal }),
   local_async: client({ waitsForJob: false, read: localCall, run: runLocalAsync }),
-  local_subset: client({ waitsForJob: true, read: subsetCall, run: runLocalSubset }),
-  local_batch: client({ waitsForJob: true, read: batchCall, run: runBatch }),
+  local_subset: client({ waitsForJob: true, streamsMinions: true, read: subsetCall, run: runLocalSubset }),
+  local_batch: client({ waitsForJob: true, streamsMinions: true, read: batchCall, run: runBatch }),
   runner: client({ waitsForJob: true, read: (low, opts) => runnerCall(low, opts, true), run: runRunner }),
   runner_async: client({ waitsForJob: false, read: (low, opts) => runnerCall(low, opts, false), run: runRunnerAsync }),
   wheel: client({ waitsForJob: false, read: wheelLoad, run: runWheel }),

@@ -15,6 +15,7 @@ import { NotAcceptableError } from '../errors.js';
 import { send, sendText, writeJsonAnswer } from './response.js';
 import { stringifyYaml } from '../yaml.js';
 import { YAML_TYPE, writeYamlAnswer } from './yaml-answer.js';
+import { NDJSON_TYPE } from './ndjson.js';
 
 export interface AnswerFormat {
   /** The media type, lower case: what Accept names, and the answer's Content-Type. */
@@ -36,10 +37,18 @@ export const YAML_ANSWER: AnswerFormat = {
   send: (res, status, body, headers, lingerOn) => sendText(res, status, stringifyYaml(body), YAML_TYPE, headers, lingerOn),
 };
 
-/** The rows, in order of preference: the first is the answer when Accept is absent or allows all equally. */
-export const ANSWER_FORMATS: readonly AnswerFormat[] = [JSON_ANSWER, YAML_ANSWER];
+/**
+ * A streamed answer, chosen only by its own name: the handler writes its
+ * lines (lib/http/ndjson.ts) as the items run. A request refused before
+ * anything ran gets its usual JSON answer, hence JSON's writers here.
+ */
+export const NDJSON_ANSWER: AnswerFormat = { type: NDJSON_TYPE, byWildcard: false, write: writeJsonAnswer, send };
 
-export const NOT_ACCEPTABLE_MESSAGE = `406: Accept must allow ${ANSWER_FORMATS.map((f) => f.type).join(' or ')}`;
+/** The rows, in order of preference: the first is the answer when Accept is absent or allows all equally. */
+export const ANSWER_FORMATS: readonly AnswerFormat[] = [JSON_ANSWER, YAML_ANSWER, NDJSON_ANSWER];
+
+const TYPES = ANSWER_FORMATS.map((f) => f.type);
+export const NOT_ACCEPTABLE_MESSAGE = `406: Accept must allow ${TYPES.slice(0, -1).join(', ')} or ${TYPES.at(-1)}`;
 
 /** The 406 of a request whose Accept allows no row (answered in the first row's format). */
 export function notAcceptable(): NotAcceptableError {

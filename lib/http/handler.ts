@@ -24,22 +24,24 @@ import {
   JobWaitLostError,
   ShutdownCutWaitError,
   TooBusyError,
+  UNEXPECTED_ERROR_MESSAGE,
 } from '../errors.js';
 import { positiveMs } from '../numbers.js';
 import { BodyReader } from './body.js';
 import { bodyFormatFor } from './body-formats.js';
-import { ANSWER_FORMATS, negotiateAnswer, notAcceptable, type AnswerFormat } from './answer-formats.js';
+import { ANSWER_FORMATS, NDJSON_ANSWER, negotiateAnswer, notAcceptable, type AnswerFormat } from './answer-formats.js';
 import { withHeaderToken } from './auth-token.js';
 import { formatAccess, silentLogger, type AccessRecord, type Logger } from '../log.js';
 import { clientAddress, onAccess } from './access.js';
 import { authThrottle, type AuthThrottle } from './throttle.js';
 import { Hangup } from './hangup.js';
+import { DEFAULT_HEARTBEAT_MS, streamAnswer } from './ndjson.js';
 import { defaultMaxInFlight, handlerOptionsOf, readSettings } from './settings.js';
 
 /** The GET answer of rest_wsgi (which sent it split into characters). */
 export const GET_MESSAGE = "They found me. I don't know how, but they found me. Run for it, Marty!";
 
-export const UNEXPECTED_ERROR_MESSAGE = 'An unexpected error occurred';
+export { UNEXPECTED_ERROR_MESSAGE } from '../errors.js';
 
 export interface HandlerOptions {
   /**
@@ -89,6 +91,8 @@ export interface HandlerOptions {
    */
   authFailureLimit?: number;
   authFailureWindowMs?: number;
+  /** A streamed answer (lib/http/ndjson.ts) writes a heartbeat line when nothing else was written for this long, ms. Default 15 s. */
+  ndjsonHeartbeatMs?: number;
 }
 
 /** RestWsgiHandler.stats(): what the handler holds right now. */
@@ -125,6 +129,7 @@ interface Service {
   readonly maxInFlight: number;
   readonly trustProxy: boolean;
   readonly acceptSingleObject: boolean;
+  readonly ndjsonHeartbeatMs: number;
   inFlight: number;
   closed: boolean;
 }
@@ -206,6 +211,7 @@ function serviceFor(master: MasterOptions, options: HandlerOptions): Service {
     maxInFlight,
     trustProxy: merged.trustProxy ?? false,
     acceptSingleObject: options.acceptSingleObject ?? true,
+    ndjsonHeartbeatMs: positiveMs(options.ndjsonHeartbeatMs, DEFAULT_HEARTBEAT_MS, 'ndjsonHeartbeatMs'),
     inFlight: 0,
     closed: false,
   };
@@ -270,6 +276,14 @@ async function handlePost(
       current = low;
       return service.netapi.prepare(low, index);
     });
+    if (answer === NDJSON_ANSWER) {
+      const onItem = (index: number) => (current = lowstates[index]);
+      const failure = (err: unknown) => {
+        noteFailure(service, req, err, current);
+        return answerable(service, req, err);
+      };
+      return await streamAnswer(res, items, hangup, { heartbeatMs: service.ndjsonHeartbeatMs, onItem, failure });
+    }
     const results: unknown[] = [];
     for (const [index, item] of items.entries()) {
       if (hangup.happened) throw new ClientGoneError();
@@ -279,9 +293,14 @@ async function handlePost(
     // In pieces, with backpressure: the answer may be past what one string can hold (lib/http/response.ts).
     await answer.write(res, 200, { return: results });
   } catch (err) {
-    if (service.throttle && err instanceof AuthenticationError) service.throttle.fail(clientAddress(req, service.trustProxy), current);
+    noteFailure(service, req, err, current);
     throw err;
   }
+}
+
+/** A failed login counts towards the client's throttle. */
+function noteFailure(service: Service, req: IncomingMessage, err: unknown, current: unknown): void {
+  if (service.throttle && err instanceof AuthenticationError) service.throttle.fail(clientAddress(req, service.trustProxy), current);
 }
 
 /** The request's lowstates: its body in the format its Content-Type names (or what a body parser in front of us left), a list or one object. */
@@ -322,18 +341,17 @@ function answerFailure(
     if (!res.writableEnded) res.destroy();
     return;
   }
+  sendError(req, res, answerable(service, req, err), answer);
+}
+
+/** The error as answered: logged if unexpected, a shutdown's own once close() was called. */
+function answerable(service: Service, req: IncomingMessage, err: unknown): unknown {
   if (!(err instanceof HttpError)) {
     service.logger.error(`unexpected error on ${req.method} from ${clientAddress(req, service.trustProxy)}: ${describe(err)}`);
   }
-  sendError(req, res, service.closed ? shutdownError(err) : err, answer);
+  return service.closed ? shutdownError(err) : err;
 }
 
-/** `application/json`, any case, any parameters (`; charset=utf-8`). */
-export function isJsonContentType(header: string | undefined): boolean {
-  if (!header) return false;
-  if (header === 'application/json') return true; // what nearly every client sends
-  return header.split(';', 1)[0].trim().toLowerCase() === 'application/json';
-}
 
 /**
  * Any error as its answer: an HttpError's status, headers and message; anything else a 500 without detail.

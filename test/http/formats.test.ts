@@ -111,7 +111,7 @@ describe('answers by Accept', () => {
       assert.equal(reply.status, 406, accept);
       assert.deepEqual(reply.json, { return: NOT_ACCEPTABLE_MESSAGE });
     }
-    assert.match(NOT_ACCEPTABLE_MESSAGE, /application\/json or application\/x-yaml/);
+    assert.match(NOT_ACCEPTABLE_MESSAGE, /application\/json, application\/x-yaml or application\/x-ndjson/);
     assert.equal(s.master.requests.length, before);
   });
 

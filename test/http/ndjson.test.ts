@@ -1,0 +1,220 @@
+/**
+ * The streamed answer (lib/http/ndjson.ts, README: Streamed answers):
+ * real HTTP to createHandler() in front of the master double. The contract:
+ * the lines of a request, folded (test/support/ndjson.ts), equal the JSON
+ * answer of the same request, for every client; and each minion's line
+ * goes out when its return comes, not at the item's end.
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { startMaster, type SaltMasterDouble } from '../support/master.js';
+import { createHandler, type HandlerOptions, type RestWsgiHandler } from '../../lib/http/handler.js';
+import { wantsNdjson } from '../../lib/http/ndjson.js';
+import { liveTimers, recordingLogger, request, until, type LogLine } from '../support/http.js';
+import { fold, streamPost, wallNow, type Streamed } from '../support/ndjson.js';
+
+const PASSWORD = 'hunter2-not-in-logs';
+const USERS = { saltdev: { password: PASSWORD, permissions: ['.*', '@runner', '@wheel', '@jobs'] } };
+const CRED = { eauth: 'pam', username: 'saltdev', password: PASSWORD };
+const SLOW_MS = 400;
+
+interface Setup {
+  master: SaltMasterDouble;
+  handler: RestWsgiHandler;
+  port: number;
+  lines: LogLine[];
+  close(): Promise<void>;
+}
+
+async function setup(handlerOptions: Partial<HandlerOptions> = {}): Promise<Setup> {
+  const master = await startMaster({
+    users: USERS,
+    minions: [{ id: 'minion1' }, { id: 'slow1', delayMs: SLOW_MS }, { id: 'ghost1', silent: true }],
+    config: { timeout: 1, gather_job_timeout: 1 },
+  });
+  const { logger, lines } = recordingLogger();
+  const handler = createHandler({ config: master.configPath, logger, masterTimeoutMs: 2000, ...handlerOptions });
+  const server = http.createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    master,
+    handler,
+    port: (server.address() as AddressInfo).port,
+    lines,
+    async close() {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+      handler.close();
+      await master.close();
+      for (const line of lines) assert.ok(!line.msg.includes(PASSWORD), `password in a log line: ${line.msg}`);
+    },
+  };
+}
+
+/** Job ids and Salt's time stamps differ between two runs of a request. */
+function normalized(value: unknown): unknown {
+  return JSON.parse(
+    JSON.stringify(value)
+      .replace(/\b\d{20}\b/g, '<jid>')
+      .replace(/"_stamp":"[^"]+"/g, '"_stamp":"<stamp>"'),
+  );
+}
+
+/** The request both ways: folded lines equal the JSON answer, status and body. */
+async function assertFoldsToJson(s: Setup, lowstates: Array<Record<string, unknown>>): Promise<Streamed> {
+  const json = await request(s.port, { body: lowstates });
+  const streamed = await streamPost(s.port, { body: lowstates });
+  const folded = fold(streamed, lowstates);
+  assert.equal(folded.status, json.status, `${streamed.text}\nvs\n${json.text}`);
+  assert.deepEqual(normalized(folded.body), normalized(json.json), `${streamed.text}\nvs\n${json.text}`);
+  if (streamed.status === 200) assert.equal(streamed.headers['content-type'], 'application/x-ndjson');
+  else assert.equal(streamed.headers['content-type'], 'application/json');
+  return streamed;
+}
+
+test('wantsNdjson: application/x-ndjson named, not outweighed by application/json; wildcards are JSON', () => {
+  for (const yes of [
+    'application/x-ndjson',
+    'Application/X-NDJSON',
+    'application/x-ndjson; q=0.9',
+    'application/json;q=0.5, application/x-ndjson',
+    'text/plain, application/x-ndjson;q=1',
+  ]) {
+    assert.equal(wantsNdjson(yes), true, yes);
+  }
+  for (const no of [
+    undefined,
+    '',
+    '*/*',
+    'application/json',
+    'application/*',
+    'application/x-ndjson;q=0',
+    'application/json, application/x-ndjson;q=0.5',
+    'application/x-ndjsonx',
+  ]) {
+    assert.equal(wantsNdjson(no), false, String(no));
+  }
+});
+
+describe('streamed answers against the master double', () => {
+  let s: Setup;
+  before(async () => {
+    s = await setup();
+  });
+  after(() => s.close());
+
+  const targets = ['minion1', 'slow1', 'ghost1'];
+  const cases: Array<[string, Array<Record<string, unknown>>]> = [
+    ['local (a silent minion: false)', [{ ...CRED, client: 'local', tgt: targets, tgt_type: 'list', fun: 'test.ping' }]],
+    ['local, full_return', [{ ...CRED, client: 'local', tgt: 'minion1', fun: 'test.arg', arg: [1], full_return: true }]],
+    ['local, nothing matched', [{ ...CRED, client: 'local', tgt: 'nobody*', fun: 'test.ping' }]],
+    ['local_async', [{ ...CRED, client: 'local_async', tgt: '*', fun: 'test.ping' }]],
+    ['local_subset', [{ ...CRED, client: 'local_subset', tgt: ['minion1', 'ghost1'], tgt_type: 'list', fun: 'test.ping', subset: 2 }]],
+    ['local_batch', [{ ...CRED, client: 'local_batch', tgt: targets, tgt_type: 'list', fun: 'test.ping', batch: '1' }]],
+    ['local_batch, raw', [{ ...CRED, client: 'local_batch', tgt: ['minion1'], tgt_type: 'list', fun: 'test.ping', raw: true }]],
+    ['runner', [{ ...CRED, client: 'runner', fun: 'test.arg', arg: [1, 2], kwarg: { a: 1 } }]],
+    ['runner_async', [{ ...CRED, client: 'runner_async', fun: 'test.arg', arg: [1] }]],
+    ['wheel', [{ ...CRED, client: 'wheel', fun: 'key.list_all' }]],
+    ['wheel_async', [{ ...CRED, client: 'wheel_async', fun: 'key.list_all' }]],
+    [
+      'several items, every kind',
+      [
+        { ...CRED, client: 'runner', fun: 'test.arg', arg: ['first'] },
+        { ...CRED, client: 'local', tgt: 'minion1', fun: 'test.ping' },
+        { ...CRED, client: 'local_batch', tgt: 'minion1', fun: 'test.ping' },
+      ],
+    ],
+    [
+      'refused before running (bad credentials): its usual status and body',
+      [{ ...CRED, password: 'wrong', client: 'local', tgt: '*', fun: 'test.ping' }],
+    ],
+    ['refused before running (no fun)', [{ ...CRED, client: 'local', tgt: '*' }]],
+    [
+      'an item failing once lines went out: its error line',
+      [
+        { ...CRED, client: 'local', tgt: 'minion1', fun: 'test.ping' },
+        { ...CRED, password: 'wrong', client: 'runner', fun: 'test.arg' },
+        { ...CRED, client: 'runner', fun: 'test.arg', arg: ['never'] },
+      ],
+    ],
+  ];
+  for (const [name, lowstates] of cases) {
+    test(`folded, the lines are the JSON answer: ${name}`, async () => {
+      const streamed = await assertFoldsToJson(s, lowstates);
+      if (name.includes('error line')) {
+        assert.equal(streamed.status, 200);
+        assert.deepEqual(streamed.lines.at(-1)!.value, {
+          item: 1,
+          error: true,
+          status: 401,
+          return: 'Authentication failure of type "eauth" occurred for user saltdev.',
+        });
+      }
+    });
+  }
+
+  test('the lines of local: a return each as it comes, then the silent minion, then the end', async () => {
+    const low = { ...CRED, client: 'local', tgt: targets, tgt_type: 'list', fun: 'test.ping' };
+    const t0 = wallNow();
+    const streamed = await streamPost(s.port, { body: [low] });
+    const values = streamed.lines.map((l) => l.value);
+    assert.deepEqual(values.slice(0, 3), [
+      { item: 0, minion: 'minion1', return: true },
+      { item: 0, minion: 'slow1', return: true },
+      { item: 0, minion: 'ghost1', return: false },
+    ]);
+    assert.equal(values.length, 4);
+    const end = values[3];
+    assert.match(String(end.jid), /^\d{20}$/);
+    assert.deepEqual({ ...end, jid: 'j' }, { item: 0, done: true, jid: 'j', returned: 2, missing: 1 });
+    // minion1 at once, slow1 when it returns, ghost1 only after timeout + gather_job_timeout (2 s).
+    const [first, slow, ghost] = streamed.lines.map((l) => l.at - t0);
+    assert.ok(first < SLOW_MS, `minion1's line after ${first.toFixed(0)} ms`);
+    assert.ok(slow >= SLOW_MS - 50 && slow < 1500, `slow1's line after ${slow.toFixed(0)} ms`);
+    assert.ok(ghost >= 1900, `ghost1's line after ${ghost.toFixed(0)} ms`);
+  });
+
+  test('the end line of local_batch names its sub-jobs', async () => {
+    const low = { ...CRED, client: 'local_batch', tgt: ['minion1', 'slow1'], tgt_type: 'list', fun: 'test.ping', batch: '1' };
+    const streamed = await streamPost(s.port, { body: [low] });
+    const end = streamed.lines.at(-1)!.value;
+    assert.equal(end.done, true);
+    assert.equal(end.returned, 2);
+    assert.equal(end.missing, 0);
+    assert.equal((end.jids as string[]).length, 2);
+  });
+
+  test('the client going away ends the wait at once; nothing is held for it', async () => {
+    const timers = liveTimers();
+    const low = { ...CRED, client: 'local', tgt: ['minion1', 'ghost1'], tgt_type: 'list', fun: 'test.ping' };
+    const t0 = performance.now();
+    const streamed = await streamPost(s.port, { body: [low], onLine: () => true });
+    assert.deepEqual(streamed.lines[0].value, { item: 0, minion: 'minion1', return: true });
+    await until(() => s.handler.stats().inFlight === 0, 1000, 'the request ends');
+    assert.ok(performance.now() - t0 < 1000, 'well before ghost1 would have been given up on');
+    const stats = s.handler.stats();
+    assert.equal(stats.busSubscriptions, 0);
+    assert.equal(stats.busWatchers, 0);
+    assert.equal(stats.pendingRequests, 0);
+    await until(() => liveTimers() <= timers, 1000, 'no timer left');
+    assert.ok(s.lines.some((l) => /stopped waiting for job \d+: the request went away/.test(l.msg)));
+  });
+});
+
+test('a heartbeat line while nothing comes, passed over by the fold', async () => {
+  const s = await setup({ ndjsonHeartbeatMs: 200 });
+  try {
+    const low = [{ ...CRED, client: 'local', tgt: ['minion1', 'ghost1'], tgt_type: 'list', fun: 'test.ping' }];
+    const streamed = await assertFoldsToJson(s, low);
+    const beats = streamed.lines.filter((l) => l.value.heartbeat === true);
+    // ghost1's 2 s of silence after minion1's line: a beat every 200 ms.
+    assert.ok(beats.length >= 5, `${beats.length} heartbeats`);
+    for (const beat of beats) assert.deepEqual(beat.value, { heartbeat: true });
+    const gaps = streamed.lines.slice(1).map((l, i) => l.at - streamed.lines[i].at);
+    assert.ok(Math.max(...gaps) < 600, `the longest gap between lines: ${Math.max(...gaps).toFixed(0)} ms`);
+  } finally {
+    await s.close();
+  }
+});
