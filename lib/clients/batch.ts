@@ -9,7 +9,7 @@
  * `{minion: ret}` per return, in arrival order; this returns that list. A
  * minion of a batch that never returns is given up on after `timeout` and
  * find_job, as Batch.run does, and comes back as `{minion: {}}` (README:
- * "local_batch").
+ * "Batches: local_batch").
  */
 import { performance } from 'node:perf_hooks';
 import { BadRequestError } from '../errors.js';
