@@ -3,15 +3,25 @@
  * and through Salt's NetapiClient (test/support/salt_netapi.py, the master's
  * own Salt source) on the same real master at the same moment, and ours
  * must be Salt's list (the one-list-per-item shape keeps it whole: README
- * "local_batch"). Every case targets ghost1 (an accepted key with no
- * minion) unless it says otherwise: Salt's batch sends it no job and leaves
- * it out.
+ * "Batches: local_batch"). Every case targets ghost1 (an accepted key with
+ * no minion) unless it says otherwise: Salt's batch sends it no job and
+ * leaves it out.
+ *
+ * On a master of masters (saltenv.sh TOPOLOGY=syndic, the top master's
+ * config) the same cases run, but for one Salt's batch never finishes: a
+ * list target naming ghost1, which the top master has no key for. Its
+ * presence ping reports ghost1 `failed` (get_iter_returns' missing
+ * minions), which gather_minions takes for an answer; the job then reports
+ * it `failed` again, which Batch.run never counts as done, and its loop
+ * waits for it forever. There ours must give what Salt gives for every
+ * other target: minion1's return alone.
  *
  *     SALT_REAL_MASTER_CONFIG=$SALTENV/etc/salt/master node --import tsx --test test/real-master-batch.test.ts
  *
  * On a master set up by saltenv.sh (users saltdev and limited, minion1,
  * ghost1), as root as the master runs; about 20 s (the cases run side by
- * side; one waits the master's own timeouts, 15 s with ghost1). Without
+ * side; one waits the master's own timeouts, 15 s with ghost1; a minute on
+ * a master of masters, where every job waits syndic_wait). Without
  * SALT_REAL_MASTER_CONFIG, or without Salt's source beside the config, it
  * skips saying why: the double's batch is test/clients/batch.test.ts.
  */
@@ -19,6 +29,8 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { createHandler, type RestWsgiHandler } from '../lib/http/handler.js';
+import { loadMasterConfig } from '../lib/salt/config.js';
+import { ordersMasters } from '../lib/clients/syndic.js';
 import { request, serve, type Reply } from './support/http.js';
 import { saltNetapi, saltSourceOf, type SaltOutcome } from './support/salt-netapi.js';
 
@@ -35,6 +47,9 @@ const LIMITED = { eauth: 'auto', username: 'limited', password: 'x' };
 const QUICK = { timeout: 3, gather_job_timeout: 2 };
 /** How many of Salt's calls run at once (each is a Python process on a 2-core machine). */
 const PYTHONS = 3;
+
+/** What ours answers where Salt's batch never ends (on a master of masters; see above). */
+const ON_SYNDIC_SALT_NEVER_ENDS = new Map<string, unknown>([['a list naming minion1 and ghost1, batch 1', [{ minion1: 'hi' }]]]);
 
 const CASES: Array<[string, Record<string, unknown>]> = [
   ["tgt '*', batch '50%', the master's timeouts", { tgt: '*', fun: 'test.ping', batch: '50%', ...SALTDEV }],
@@ -116,14 +131,18 @@ describe(`local_batch: ours and Salt's NetapiClient on ${REAL ?? 'a real master'
     return outcome;
   }
 
+  /** Salt's batch never ends for these here: ours alone, against what it must give. */
+  let unanswered = new Map<string, unknown>();
+
   before(async () => {
+    if (ordersMasters(loadMasterConfig(REAL!))) unanswered = ON_SYNDIC_SALT_NEVER_ENDS;
     handler = createHandler({ config: REAL! });
     ({ port, close: closeServer } = await serve(handler));
     // Every case at once, ours beside Salt's: the run takes its longest case, not their sum.
     for (const [name, low] of CASES) ours.set(name, runOurs(low));
-    const queue = [...CASES];
+    const queue = CASES.filter(([name]) => !unanswered.has(name));
     const settle = new Map<string, { resolve(o: SaltOutcome): void; reject(e: unknown): void }>();
-    for (const [name] of CASES) salts.set(name, new Promise((resolve, reject) => settle.set(name, { resolve, reject })));
+    for (const [name] of queue) salts.set(name, new Promise((resolve, reject) => settle.set(name, { resolve, reject })));
     for (const p of salts.values()) p.catch(() => {}); // each test reports its own
     const worker = async (): Promise<void> => {
       for (let next = queue.shift(); next; next = queue.shift()) {
@@ -144,6 +163,15 @@ describe(`local_batch: ours and Salt's NetapiClient on ${REAL ?? 'a real master'
 
   for (const [name, low] of CASES) {
     test(name, { timeout: 180_000 }, async () => {
+      if (unanswered.has(name)) {
+        const mine = await ours.get(name)!;
+        console.log(
+          `${name}: Salt's batch never ends on a master of masters; ours ${mine.reply.status} ${mine.reply.text} in ${mine.seconds.toFixed(2)} s`,
+        );
+        assert.equal(mine.reply.status, 200, mine.reply.text);
+        assert.deepEqual((mine.reply.json as { return: unknown[] }).return[0], unanswered.get(name));
+        return;
+      }
       let [salt, mine] = await Promise.all([salts.get(name)!, ours.get(name)!]);
       console.log(show(name, salt, mine));
       let why = disagreement(salt, mine);

@@ -30,14 +30,15 @@ export function saltSourceOf(configPath: string): { pythonPath: string } | { mis
 }
 
 /** Run `lows` one after the other through Salt's NetapiClient on the master of `configPath`. */
-export function saltNetapi(configPath: string, lows: Array<Record<string, unknown>>): Promise<SaltOutcome[]> {
+export function saltNetapi(configPath: string, lows: Array<Record<string, unknown>>, timeoutMs = 170_000): Promise<SaltOutcome[]> {
   const source = saltSourceOf(configPath);
   if ('missing' in source) return Promise.reject(new Error(source.missing));
   return new Promise((resolve, reject) => {
     const child = execFile(
       PYTHON,
       [SCRIPT, configPath],
-      { env: { ...process.env, PYTHONPATH: source.pythonPath }, maxBuffer: 64 * 1024 * 1024 },
+      // A Salt call that never ends (its batch can loop forever) is ended after `timeoutMs`.
+      { env: { ...process.env, PYTHONPATH: source.pythonPath }, maxBuffer: 64 * 1024 * 1024, timeout: timeoutMs, killSignal: 'SIGKILL' },
       (err, stdout, stderr) => {
         if (err) {
           reject(new Error(`${SCRIPT} failed: ${err.message}\n${stderr.slice(-2000)}`));
