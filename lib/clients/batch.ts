@@ -2,15 +2,14 @@
  * The `local_batch` client: LocalClient.cmd_batch and salt/cli/batch.py.
  *
  * A presence `test.ping` (waited for as `cmd` waits) picks the minions that
- * answer; the job then runs on `batch` of them at a time (a count, or a
- * percentage of the answering minions), starting the next ones as returns
- * come in, `batch_wait` seconds after each return. Python yields one
- * `{minion: ret}` per return, in arrival order; this returns that list.
- * Minions that missed the presence ping are not run, and a minion of a batch
- * that never returns is given up on after `timeout` and find_job, as Batch.run
- * does; both come back as `{minion: false}` (Python prints the first and
- * yields `{minion: {}}` for the second), so that the result names every
- * targeted minion as `local` does (README: Differences from Python's rest_wsgi).
+ * answer; the others are sent no job and are not in the answer, as in
+ * Salt's batch. The job then runs on `batch` of the answering minions at a
+ * time (a count, or a percentage of them), starting the next ones as
+ * returns come in, `batch_wait` seconds after each return. Python yields one
+ * `{minion: ret}` per return, in arrival order; this returns that list. A
+ * minion of a batch that never returns is given up on after `timeout` and
+ * find_job, as Batch.run does, and comes back as `{minion: {}}` (README:
+ * "Batches: local_batch").
  */
 import { performance } from 'node:perf_hooks';
 import { BadRequestError } from '../errors.js';
@@ -22,6 +21,7 @@ import type { MasterOptions } from '../salt/config.js';
 import { findJob, localCall, publishWatched, resultBudget, type LocalCall } from './local.js';
 import { withBus, type ClientContext } from './context.js';
 import { collectReturns, type MinionReturn } from './returns.js';
+import type { ResultBudget } from './result-budget.js';
 import type { SaltEvent } from '../salt/event-bus.js';
 import { CountingSink, type AnswerSink } from './answer-sink.js';
 
@@ -87,6 +87,7 @@ function now(): number {
   return performance.now();
 }
 
+/** Run a `local_batch` item: the list of `{minion: ret}` in arrival order. */
 /**
  * A batch's list as it is made: kept (the item's result), or given to a
  * sink entry by entry and not kept (a streamed answer: the result is `[]`).
@@ -112,147 +113,212 @@ class BatchList {
     else this.counting.minion(id, ret, returned);
   }
 
-  /** The list, with the minions that missed the presence ping last, as `false`. */
-  end(down: readonly string[]): unknown[] {
-    for (const id of down) this.add(id, false, undefined, false);
+  end(): unknown[] {
     this.counting?.done(null, this.jids);
     return this.results;
   }
 }
 
-/** Run a `local_batch` item: the list of `{minion: ret}` in arrival order (given to `sink` instead, when there is one). */
 export function runBatch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal, sink?: AnswerSink): Promise<unknown[]> {
   // Every job of the batch is listened to before it is published: nothing to retain on the bus.
-  return withBus(ctx, signal, () => batch(ctx, call, signal, new BatchList(sink)), false);
+  return withBus(
+    ctx,
+    signal,
+    async () => {
+      const minions = await gatherMinions(ctx, call, signal);
+      const list = new BatchList(sink);
+      return minions.length === 0 ? list.end() : new BatchRun(ctx, call, minions, list, signal).run();
+    },
+    false,
+  );
 }
 
-async function batch(ctx: ClientContext, call: BatchCall, signal: AbortSignal | undefined, list: BatchList): Promise<unknown[]> {
-  const { local } = call;
-  // One ceiling for the whole batch: its sub-jobs' returns end up in one answer (a streamed one holds none).
-  const budget = list.streamed ? undefined : resultBudget(ctx);
-
-  // Batch.__gather_minions: who answers a test.ping now.
-  const job = await publishWatched(ctx, { ...local.pub, fun: 'test.ping', arg: [], ret: '', jid: '', kwargs: call.credentials });
-  if (!job) return list.end([]);
-  const ping = job.pub;
+/**
+ * Batch.gather_minions: the targets that answer a `test.ping` now, waited
+ * for as `cmd_iter` waits. The others are sent no job and are not in the
+ * answer (Batch.run prints "Minion ... did not respond. No job will be
+ * sent." on the CLI; the netapi's batch is quiet).
+ */
+async function gatherMinions(ctx: ClientContext, call: BatchCall, signal?: AbortSignal): Promise<string[]> {
+  const job = await publishWatched(ctx, {
+    ...call.local.pub,
+    fun: 'test.ping',
+    arg: [],
+    ret: '',
+    jid: '',
+    kwargs: call.credentials,
+    timeoutMs: call.presencePingTimeoutMs,
+  });
+  if (!job) return [];
   const answered = new Set<string>();
-  await collectReturns(ctx, {
-    jid: ping.jid,
+  const { silent } = await collectReturns(ctx, {
+    jid: job.pub.jid,
     watch: job.watch,
-    minions: ping.minions,
+    minions: job.pub.minions,
     timeoutMs: call.presencePingTimeoutMs,
     gatherJobTimeoutMs: call.presencePingGatherJobTimeoutMs,
-    findJob: findJob(ctx, ping.jid, call.credentials),
+    findJob: findJob(ctx, job.pub.jid, call.credentials, call.presencePingGatherJobTimeoutMs),
     onReturn: (id) => answered.add(id),
     signal,
   });
-  const minions = [...answered];
-  const down = ping.minions.filter((id) => !answered.has(id));
-  if (minions.length === 0) return list.end(down);
-  const bnum = batchSize(call.batch, minions.length);
+  if (silent.length > 0) {
+    const shown = silent.slice(0, 10).join(', ') + (silent.length > 10 ? ', ...' : '');
+    ctx.logger.info(
+      `batch presence ping ${job.pub.jid}: ${silent.length} minion(s) did not respond, no job will be sent to them: ${shown}`,
+    );
+  }
+  return [...answered];
+}
 
-  return new Promise<unknown[]>((resolve, reject) => {
-    const toRun = [...minions];
-    const active = new Set<string>();
-    const reported = new Set<string>();
-    // How many of `minions` reported: fill() runs once per return, and a
-    // look at every minion each time would cost the batch its size squared.
-    const running = new Set(minions);
-    let minionsReported = 0;
-    /** When each used slot frees again (batch_wait). */
-    const wait: number[] = [];
-    const stop = new AbortController();
-    let waitTimer: NodeJS.Timeout | undefined;
-    let settled = false;
+/** What Batch.run yields for a minion of a batch whose wait ended without its return. */
+const GAVE_UP: MinionReturn = Object.freeze({ ret: Object.freeze({}) });
 
-    fill();
+/**
+ * Batch.run's loop over the minions that answered the presence ping: `bnum`
+ * of them run at a time, one list-target job per batch, the next ones
+ * starting as returns come in (and `batch_wait` after each).
+ */
+class BatchRun {
+  /** Answering minions not yet sent the job. */
+  private readonly toRun: string[];
+  /** Sent the job, not yet returned or given up on. */
+  private readonly active = new Set<string>();
+  /** Answering minions not yet returned or given up on: the batch ends when none is left. */
+  private readonly pending: Set<string>;
+  /** When each used slot frees again (batch_wait), in order. */
+  private readonly wait: number[] = [];
+  /** Stops the sub-jobs' waits once the batch has its answer. */
+  private readonly stop = new AbortController();
+  /** One ceiling for the whole batch: its sub-jobs' returns end up in one answer. */
+  private readonly budget: ResultBudget | undefined;
+  private readonly bnum: number;
+  private waitTimer: NodeJS.Timeout | undefined;
+  private settled = false;
+  private resolve: (results: unknown[]) => void = () => {};
+  private reject: (err: unknown) => void = () => {};
 
-    /** Start the next batch if slots are free (the top of Batch.run's loop). */
-    function fill(): void {
-      if (settled) return;
-      if (minionsReported === minions.length) {
-        finish();
-        return;
-      }
-      const t = now();
-      while (wait.length > 0 && wait[0] <= t) wait.shift();
-      let next: string[] = [];
-      if (toRun.length <= bnum - wait.length && active.size === 0) next = toRun.splice(0);
-      else if (bnum - active.size - wait.length > 0) next = toRun.splice(0, bnum - active.size - wait.length);
-      if (next.length > 0) {
-        for (const id of next) active.add(id);
-        runSubJob(next);
-      }
-      clearTimeout(waitTimer);
-      if (toRun.length > 0 && wait.length > 0) waitTimer = setTimeout(fill, Math.max(0, wait[0] - t) + 1);
+  constructor(
+    private readonly ctx: ClientContext,
+    private readonly call: BatchCall,
+    minions: string[],
+    private readonly list: BatchList,
+    private readonly signal?: AbortSignal,
+  ) {
+    this.toRun = [...minions];
+    this.pending = new Set(minions);
+    this.bnum = batchSize(call.batch, minions.length);
+    // A streamed answer holds none of them.
+    this.budget = list.streamed ? undefined : resultBudget(ctx);
+  }
+
+  run(): Promise<unknown[]> {
+    return new Promise<unknown[]>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+      this.fill();
+    });
+  }
+
+  /** Start the next batch if slots are free (the top of Batch.run's loop). */
+  private fill(): void {
+    if (this.settled) return;
+    if (this.pending.size === 0) {
+      this.finish();
+      return;
     }
-
-    function runSubJob(targets: string[]): void {
-      const returned = new Set<string>();
-      (async () => {
-        const job = await publishWatched(ctx, { ...local.pub, tgt: targets, tgtType: 'list', jid: '', kwargs: call.credentials });
-        if (job && settled) job.watch.close();
-        else if (job) {
-          const pub = job.pub;
-          list.jids.push(pub.jid);
-          await collectReturns(ctx, {
-            jid: pub.jid,
-            watch: job.watch,
-            budget,
-            minions: pub.minions,
-            timeoutMs: local.timeoutMs,
-            gatherJobTimeoutMs: local.gatherJobTimeoutMs,
-            findJob: findJob(ctx, pub.jid, call.credentials),
-            onReturn: (id, ret, event) => {
-              returned.add(id);
-              report(id, ret, event);
-            },
-            signal,
-            stop: stop.signal,
-          });
-        }
-        // The batch's silent minions: false, as `local` gives them.
-        for (const id of targets) if (!returned.has(id)) report(id, { ret: false });
-      })().catch(fail);
+    const { toRun, active, wait, bnum } = this;
+    const t = now();
+    while (wait.length > 0 && wait[0] <= t) wait.shift();
+    let next: string[] = [];
+    if (toRun.length <= bnum - wait.length && active.size === 0) next = toRun.splice(0);
+    else if (bnum - active.size - wait.length > 0) next = toRun.splice(0, bnum - active.size - wait.length);
+    if (next.length > 0) {
+      for (const id of next) active.add(id);
+      this.runSubJob(next).catch((err: unknown) => this.fail(err));
     }
+    clearTimeout(this.waitTimer);
+    if (toRun.length > 0 && wait.length > 0) this.waitTimer = setTimeout(() => this.fill(), Math.max(0, wait[0] - t) + 1);
+  }
 
-    /** One return (Batch.run's `parts` loop). */
-    function report(id: string, data: MinionReturn, event?: SaltEvent): void {
-      if (settled) return;
-      if (!reported.has(id)) {
-        reported.add(id);
-        if (running.has(id)) minionsReported++;
-      }
-      if (active.delete(id) && call.batchWaitMs > 0) wait.push(now() + call.batchWaitMs);
-      let ret = data.ret;
-      const retcode = data.retcode;
-      // Batch munges the retcode into dict returns.
-      if ('retcode' in data && isPlainObject(ret) && !('retcode' in ret)) ret = { ...ret, retcode };
-      list.add(id, ret, call.raw ? (event ? { data: event.data, tag: event.tag } : data) : undefined, event !== undefined);
-      if (call.failhard && typeof retcode === 'number' && retcode > 0) {
-        ctx.logger.info(`batch stopped by failhard: minion ${id} returned retcode ${retcode}`);
-        finish();
-        return;
-      }
-      queueMicrotask(fill);
+  /**
+   * One batch: cmd_iter_no_block on `targets` as a list. A target whose wait
+   * ended without its return gets `{}` (Batch.run's minion tracker); one
+   * the master reported missing (`failed` in get_iter_returns) gets nothing.
+   */
+  private async runSubJob(targets: string[]): Promise<void> {
+    const { ctx, call } = this;
+    const job = await publishWatched(ctx, { ...call.local.pub, tgt: targets, tgtType: 'list', jid: '', kwargs: call.credentials });
+    if (job && this.settled) {
+      job.watch.close();
+      return;
     }
+    if (job) this.list.jids.push(job.pub.jid);
+    const returned = new Set<string>();
+    let missing = new Set<string>();
+    if (job) {
+      ({ missing } = await collectReturns(ctx, {
+        jid: job.pub.jid,
+        watch: job.watch,
+        budget: this.budget,
+        minions: job.pub.minions,
+        timeoutMs: call.local.timeoutMs,
+        gatherJobTimeoutMs: call.local.gatherJobTimeoutMs,
+        findJob: findJob(ctx, job.pub.jid, call.credentials, call.local.gatherJobTimeoutMs),
+        onReturn: (id, ret, event) => {
+          returned.add(id);
+          this.report(id, ret, event);
+        },
+        signal: this.signal,
+        stop: this.stop.signal,
+      }));
+    }
+    for (const id of targets) if (!returned.has(id)) this.report(id, missing.has(id) ? undefined : GAVE_UP);
+  }
 
-    function release(): void {
-      settled = true;
-      clearTimeout(waitTimer);
-      stop.abort();
+  /** One return, or `undefined` for a minion that failed (Batch.run's `parts` loop). */
+  private report(id: string, data: MinionReturn | undefined, event?: SaltEvent): void {
+    if (this.settled) return;
+    this.pending.delete(id);
+    if (this.active.delete(id) && this.call.batchWaitMs > 0) this.wait.push(now() + this.call.batchWaitMs);
+    // A raw return is the event itself, which has no top-level retcode: failhard never stops on it.
+    const retcode = data && !this.call.raw ? highestRetcode(data.retcode) : 0;
+    const raw = data && this.call.raw ? (event ? { data: event.data, tag: event.tag } : data) : undefined;
+    if (data) this.list.add(id, data.ret, raw, data !== GAVE_UP);
+    if (this.call.failhard && (data === undefined || retcode > 0)) {
+      this.ctx.logger.info(
+        `batch stopped by failhard: minion ${id} ${data ? `returned retcode ${retcode}` : 'failed to respond to the job'}`,
+      );
+      this.finish();
+      return;
     }
+    queueMicrotask(() => this.fill());
+  }
 
-    function finish(): void {
-      if (settled) return;
-      release();
-      resolve(list.end(down));
-    }
+  private release(): void {
+    this.settled = true;
+    clearTimeout(this.waitTimer);
+    this.stop.abort();
+  }
 
-    function fail(err: unknown): void {
-      if (settled) return;
-      release();
-      reject(err);
-    }
-  });
+  private finish(): void {
+    if (this.settled) return;
+    this.release();
+    this.resolve(this.list.end());
+  }
+
+  private fail(err: unknown): void {
+    if (this.settled) return;
+    this.release();
+    this.reject(err);
+  }
+}
+
+/** Batch.run's retcode: a number, or the highest of a dict's (several functions in one job); 0 otherwise. */
+function highestRetcode(retcode: unknown): number {
+  if (typeof retcode === 'number') return retcode;
+  if (isPlainObject(retcode)) {
+    const codes = Object.values(retcode).filter((v): v is number => typeof v === 'number');
+    return codes.length > 0 ? Math.max(...codes) : 0;
+  }
+  return 0;
 }

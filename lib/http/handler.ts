@@ -352,7 +352,6 @@ function answerable(service: Service, req: IncomingMessage, err: unknown): unkno
   return service.closed ? shutdownError(err) : err;
 }
 
-
 /**
  * Any error as its answer: an HttpError's status, headers and message; anything else a 500 without detail.
  * A 413 is sent before the body is read: the rest is drained first, so that every client reads the answer.

@@ -1,8 +1,10 @@
 /**
  * The local_batch client (LocalClient.cmd_batch, salt/cli/batch.py) against
- * the master double: a presence ping picks the minions, the job runs on
- * `batch` of them at a time, and the answer is one `{minion: ret}` per
- * return, in arrival order.
+ * the master double: a presence ping picks the minions (the others are
+ * sent nothing and are not in the answer), the job runs on `batch` of them
+ * at a time, and the answer is one `{minion: ret}` per return, in arrival
+ * order; a minion that answered the ping but not the job is `{}`. What
+ * Salt's own NetapiClient answers on real masters: test/real-master-batch.test.ts.
  */
 import { describe, test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
@@ -66,14 +68,12 @@ describe('local_batch against 4 minions and a dead one', () => {
   });
   beforeEach(() => master.clearLog());
 
-  test('batch "1": one minion at a time, every answering minion once, in arrival order; the dead one is not run and comes last as false', async () => {
+  test('batch "1": one minion at a time, every answering minion once, in arrival order; the dead one is not run nor in the answer', async () => {
     const probe = concurrencyProbe(master, 40);
-    const all = (await netapi.run({ client: 'local_batch', tgt: '*', fun: 'test.probe', batch: '1', ...CRED })) as Array<
+    const ret = (await netapi.run({ client: 'local_batch', tgt: '*', fun: 'test.probe', batch: '1', ...CRED })) as Array<
       Record<string, unknown>
     >;
-    assert.equal(all.length, 5);
-    assert.deepEqual(all[4], { ghost1: false });
-    const ret = all.slice(0, 4);
+    assert.equal(ret.length, 4);
     assert.deepEqual(ret.map((r) => Object.keys(r)[0]).sort(), FOUR);
     for (const item of ret) {
       const [id] = Object.keys(item);
@@ -127,13 +127,29 @@ describe('local_batch against 4 minions and a dead one', () => {
     assert.equal(probe2.maxInFlight, 1); // 10% of 4 is under one minion: rounds up to one
   });
 
-  test('dict returns get the retcode munged in, as Batch.run does', async () => {
+  test('a dict return comes as the minion gave it (no retcode added: Batch.run yields the return alone)', async () => {
     const ret = (await netapi.run({ client: 'local_batch', tgt: 'm1', fun: 'test.arg', arg: ['a'], batch: '1', ...CRED })) as Array<
-      Record<string, { args: unknown[]; retcode: number }>
+      Record<string, { args: unknown[]; kwargs: Record<string, unknown> }>
     >;
     assert.equal(ret.length, 1);
+    assert.deepEqual(Object.keys(ret[0].m1).sort(), ['args', 'kwargs']);
     assert.deepEqual(ret[0].m1.args, ['a']);
-    assert.equal(ret[0].m1.retcode, 0);
+  });
+
+  test('a list target naming the dead one: only the answering minion, the job published to it alone', async () => {
+    const ret = await netapi.run({
+      client: 'local_batch',
+      tgt: ['m2', 'ghost1'],
+      tgt_type: 'list',
+      fun: 'test.echo',
+      arg: ['hi'],
+      batch: '1',
+      ...CRED,
+    });
+    assert.deepEqual(ret, [{ m2: 'hi' }]);
+    const runs = jobPublishes(master, 'test.echo');
+    assert.equal(runs.length, 1);
+    assert.deepEqual(runs[0].load.tgt, ['m2']);
   });
 
   test('batch_wait keeps a slot free that long after each return', async () => {
@@ -166,6 +182,19 @@ describe('local_batch against 4 minions and a dead one', () => {
     master.clearLog();
     const all = (await netapi.run({ client: 'local_batch', tgt: 'm*', fun: 'test.probe', batch: '1', ...CRED })) as unknown[];
     assert.equal(all.length, 4);
+
+    // Raw, a return is the event itself, with no retcode of its own for Batch.run to read: no stop.
+    master.clearLog();
+    const raw = (await netapi.run({
+      client: 'local_batch',
+      tgt: 'm*',
+      fun: 'test.probe',
+      batch: '1',
+      failhard: true,
+      raw: true,
+      ...CRED,
+    })) as unknown[];
+    assert.equal(raw.length, 4);
   });
 
   test('raw: the return events whole', async () => {
@@ -179,18 +208,17 @@ describe('local_batch against 4 minions and a dead one', () => {
     assert.equal(ret[0].data.return, true);
   });
 
-  test('nothing matched: []; nobody answers the presence ping: each targeted minion false, nothing run', async () => {
+  test('nothing matched, or nobody answers the presence ping: [], nothing run', async () => {
     assert.deepEqual(await netapi.run({ client: 'local_batch', tgt: 'nosuch', fun: 'test.ping', batch: '1', ...CRED }), []);
-    assert.deepEqual(await netapi.run({ client: 'local_batch', tgt: 'ghost1', fun: 'test.ping', batch: '1', ...CRED }), [
-      { ghost1: false },
-    ]);
+    assert.deepEqual(await netapi.run({ client: 'local_batch', tgt: 'ghost1', fun: 'test.ping', batch: '1', ...CRED }), []);
     assert.equal(jobPublishes(master, 'test.ping').length, 2); // the two presence pings, no job
   });
 });
 
 describe('local_batch: a minion that answers the ping, then not the job', () => {
-  test('is false once its batch gives up (as local gives silent minions)', async (t) => {
-    const { netapi, close } = await startMasterAndNetapi({
+  /** m1, and flaky1: alive for the presence ping, dead right after. */
+  function startFlaky() {
+    return startMasterAndNetapi({
       users: USERS,
       minions: [
         { id: 'm1' },
@@ -207,11 +235,41 @@ describe('local_batch: a minion that answers the ping, then not the job', () => 
       ],
       config: { timeout: 0.15, gather_job_timeout: 0.15 },
     });
+  }
+
+  test('is {} once its batch gives up (Batch.run gives the minions its tracker still holds an empty return)', async (t) => {
+    const { netapi, close } = await startFlaky();
     t.after(close);
     const ret = (await netapi.run({ client: 'local_batch', tgt: '*', fun: 'test.echo', arg: ['x'], batch: '2', ...CRED })) as unknown[];
+    assert.deepEqual(ret, [{ m1: 'x' }, { flaky1: {} }]);
+  });
+
+  test('raw: the event of m1, and {"ret": {}} for it (what Batch.run yields raw for an empty return)', async (t) => {
+    const { netapi, close } = await startFlaky();
+    t.after(close);
+    const ret = (await netapi.run({
+      client: 'local_batch',
+      tgt: '*',
+      fun: 'test.echo',
+      arg: ['x'],
+      batch: '2',
+      raw: true,
+      ...CRED,
+    })) as Array<Record<string, unknown>>;
     assert.equal(ret.length, 2);
-    assert.deepEqual(ret[0], { m1: 'x' });
-    assert.deepEqual(ret[1], { flaky1: false });
+    assert.match(String(ret[0].tag), /^salt\/job\/\d{20}\/ret\/m1$/);
+    assert.deepEqual(ret[1], { ret: {} });
+  });
+
+  test('failhard does not stop on it: an empty return has no retcode', async (t) => {
+    const { netapi, close } = await startFlaky();
+    t.after(close);
+    const ret = await netapi.run({ client: 'local_batch', tgt: '*', fun: 'test.echo', arg: ['x'], batch: '1', failhard: true, ...CRED });
+    assert.equal((ret as unknown[]).length, 2);
+    assert.deepEqual(
+      (ret as unknown[]).find((r) => Object.hasOwn(r as object, 'flaky1')),
+      { flaky1: {} },
+    );
   });
 });
 
