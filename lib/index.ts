@@ -30,6 +30,7 @@ export {
   AuthenticationError,
   MethodNotAllowedError,
   NotAcceptableError,
+  CertificateNotAllowedError,
   BodyTimeoutError,
   PayloadTooLargeError,
   TooManyFailedLoginsError,

@@ -115,6 +115,8 @@ async function batch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal):
   const minions = [...answered];
   const down = ping.minions.filter((id) => !answered.has(id));
   const downResults = down.map((id) => ({ [id]: false }));
+  const counts = ctx.report;
+  if (counts) Object.assign(counts, { targeted: ping.minions.length, returned: 0, missing: down.length });
   if (minions.length === 0) return downResults;
   const bnum = batchSize(call.batch, minions.length);
 
@@ -171,6 +173,7 @@ async function batch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal):
             gatherJobTimeoutMs: local.gatherJobTimeoutMs,
             findJob: findJob(ctx, pub.jid, call.credentials),
             onReturn: (id, ret, event) => {
+              if (counts && !returned.has(id)) counts.returned = (counts.returned ?? 0) + 1;
               returned.add(id);
               report(id, ret, event);
             },
@@ -179,7 +182,11 @@ async function batch(ctx: ClientContext, call: BatchCall, signal?: AbortSignal):
           });
         }
         // The batch's silent minions: false, as `local` gives them.
-        for (const id of targets) if (!returned.has(id)) report(id, { ret: false });
+        for (const id of targets) {
+          if (returned.has(id)) continue;
+          if (counts) counts.missing = (counts.missing ?? 0) + 1;
+          report(id, { ret: false });
+        }
       })().catch(fail);
     }
 

@@ -130,6 +130,7 @@ export async function publish(ctx: ClientContext, pub: Publication): Promise<Pub
   const minions = stringsIn(data.minions);
   if (jid === '' || jid === '0') return null;
   if (minions.length === 0 && !publishesWithoutMinions(ctx.opts)) return null;
+  if (ctx.report) ctx.report.jid = jid;
   return { jid, minions };
 }
 
@@ -237,6 +238,7 @@ async function gatherReturns(
     signal,
   });
   const returned = (id: string) => Object.hasOwn(result, id);
+  const returnedCount = ctx.report ? Object.keys(result).length : 0;
   // get_iter_returns reports silent minions only when asked (expect_minions),
   // and minions the master called missing always; both as "did not return",
   // but for the syndics of a master of masters (get_cli_event_returns).
@@ -250,6 +252,12 @@ async function gatherReturns(
   }
   const targeted = pub.minions;
   for (let i = 0; i < targeted.length; i++) if (!returned(targeted[i])) defineKey(result, targeted[i], false);
+  if (ctx.report) {
+    // A subset's listing job is followed by its real one: the last job's figures stand.
+    ctx.report.targeted = targeted.length;
+    ctx.report.returned = returnedCount;
+    ctx.report.missing = Object.keys(result).length - returnedCount;
+  }
   return result;
 }
 

@@ -126,7 +126,8 @@ function jobOf(reply: Record<string, unknown>): { tag: string; jid: string } {
 /** RunnerClient.cmd_async: the master's `{"tag", "jid"}`. */
 export async function runRunnerAsync(ctx: ClientContext, call: RunnerCall): Promise<Record<string, unknown>> {
   const reply = await request(ctx, await loadFor(ctx, call), 'start the runner job');
-  jobOf(reply);
+  const { jid } = jobOf(reply);
+  if (ctx.report) ctx.report.jid = jid;
   return reply;
 }
 
@@ -156,6 +157,7 @@ async function runLoad(ctx: ClientContext, call: RunnerCall, load: Record<string
   const event = await withBus(ctx, signal, async () => {
     const mark = masterStartMark(ctx.opts);
     const { tag, jid } = jobOf(await request(ctx, load, 'start the runner job'));
+    if (ctx.report) ctx.report.jid = jid;
     return waitForJob(ctx, { fun: call.fun, tag, jid, mark }, call.timeoutMs, signal);
   });
   if (call.fullReturn) return { data: event.data, tag: event.tag };

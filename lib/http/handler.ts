@@ -25,6 +25,7 @@ import {
   JobWaitLostError,
   ShutdownCutWaitError,
   TooBusyError,
+  CertificateNotAllowedError,
 } from '../errors.js';
 import { positiveMs } from '../numbers.js';
 import { BodyReader, MAX_JSON_DEPTH, TOO_DEEP_MESSAGE, deeperThan, parseBody } from './body.js';
@@ -34,6 +35,11 @@ import { clientAddress, onAccess } from './access.js';
 import { authThrottle, type AuthThrottle } from './throttle.js';
 import { Hangup } from './hangup.js';
 import { defaultMaxInFlight, handlerOptionsOf, readSettings } from './settings.js';
+import type { Registry } from 'prom-client';
+import { metricsRequestHandler } from './metrics.js';
+import { itemStatus, type AuditRecord } from './audit.js';
+import { itemEnded, runItem, type ItemScope } from './item-run.js';
+import { operationsFor, type Operations } from './operations.js';
 
 /** The GET answer of rest_wsgi (which sent it split into characters). */
 export const GET_MESSAGE = "They found me. I don't know how, but they found me. Run for it, Marty!";
@@ -88,6 +94,15 @@ export interface HandlerOptions {
    */
   authFailureLimit?: number;
   authFailureWindowMs?: number;
+  /**
+   * One audit record per lowstate item once it ended (lib/http/audit.ts):
+   * `true` logs it as a line through `logger.info`, a function receives it. Default off.
+   */
+  auditLog?: boolean | ((record: AuditRecord) => void);
+  /** The audit records carry the items' arguments, secret-looking values masked. Default false. */
+  auditArgs?: boolean;
+  /** Only clients whose verified certificate's subject CN is listed are served; others get 403, unread (mTLS: the https server verifies). */
+  allowedCn?: readonly string[];
 }
 
 /** RestWsgiHandler.stats(): what the handler holds right now. */
@@ -108,6 +123,10 @@ export interface RestWsgiHandler {
   readonly master: MasterOptions;
   /** Requests in flight and what they hold of the dispatcher (each back to 0 when idle). */
   stats(): HandlerStats;
+  /** Its Prometheus metrics (prom-client), for an embedder's own /metrics. */
+  readonly metrics: Registry;
+  /** `/metrics`, `/healthz` and `/readyz` (lib/http/metrics.ts), to mount on a listener of their own. */
+  readonly metricsHandler: (req: IncomingMessage, res: ServerResponse) => void;
 }
 
 /** Express's `express.json()` and similar leave the parsed body on the request. */
@@ -124,6 +143,8 @@ interface Service {
   readonly maxInFlight: number;
   readonly trustProxy: boolean;
   readonly acceptSingleObject: boolean;
+  /** Metrics, audit, client certificates (lib/http/operations.ts). */
+  readonly ops: Operations;
   inFlight: number;
   closed: boolean;
 }
@@ -146,6 +167,8 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
       },
       enumerable: true,
     },
+    metrics: { value: service.ops.metrics.registry, enumerable: true },
+    metricsHandler: { value: metricsRequestHandler(service.ops.metrics, () => service.netapi.notReady()), enumerable: true },
     stats: {
       value: (): HandlerStats => ({
         inFlight: service.inFlight,
@@ -185,12 +208,13 @@ function serviceFor(master: MasterOptions, options: HandlerOptions): Service {
       : options.accessLog
         ? (record: AccessRecord) => logger.info(formatAccess(record))
         : undefined;
-  return {
-    netapi: new NetapiClient(master, {
-      logger,
-      masterTimeoutMs: options.masterTimeoutMs ?? options.requestTimeoutMs,
-      maxResultBytes: maxResultBytes || undefined,
-    }),
+  const netapi = new NetapiClient(master, {
+    logger,
+    masterTimeoutMs: options.masterTimeoutMs ?? options.requestTimeoutMs,
+    maxResultBytes: maxResultBytes || undefined,
+  });
+  const service: Service = {
+    netapi,
     logger,
     bodyReader: new BodyReader({
       maxBytes: maxBodyBytes,
@@ -203,9 +227,11 @@ function serviceFor(master: MasterOptions, options: HandlerOptions): Service {
     maxInFlight,
     trustProxy: merged.trustProxy ?? false,
     acceptSingleObject: options.acceptSingleObject ?? true,
+    ops: operationsFor(merged, logger, netapi, () => service.inFlight),
     inFlight: 0,
     closed: false,
   };
+  return service;
 }
 
 /** The options that are set: `{maxInFlight: undefined}` leaves the config's value in place. */
@@ -215,6 +241,7 @@ function definedOnly<T extends object>(options: T): Partial<T> {
 
 /** One request: its method decides what happens; every failure is answered by answerFailure(). */
 function handleRequest(service: Service, req: IncomingMessage, res: ServerResponse): void {
+  const { id, log } = service.ops.begin(req, res, service.logger);
   if (service.accessLog) onAccess(req, res, service.trustProxy, service.accessLog);
   const hangup = new Hangup();
   // The client hung up before the answer: stop waiting for the master.
@@ -223,7 +250,8 @@ function handleRequest(service: Service, req: IncomingMessage, res: ServerRespon
   });
 
   let work: Promise<void>;
-  switch (req.method) {
+  // ssl_allowed_cn: an unlisted certificate is refused before anything is read or sent to the master.
+  switch (service.ops.certificateAllowed(req) ? req.method : 'FORBIDDEN') {
     case 'GET':
     case 'HEAD':
       work = Promise.resolve().then(() => send(res, 200, { return: GET_MESSAGE }));
@@ -232,23 +260,30 @@ function handleRequest(service: Service, req: IncomingMessage, res: ServerRespon
       // An address with too many failed logins is refused before anything is read or sent to the master.
       const throttled = service.throttle?.refusal(clientAddress(req, service.trustProxy));
       if (throttled || service.inFlight >= service.maxInFlight) {
+        service.ops.metrics.refused(throttled !== undefined);
         work = Promise.reject(throttled ?? new TooBusyError());
         break;
       }
       service.inFlight++;
-      work = handlePost(service, req, res, hangup).finally(() => service.inFlight--);
+      work = handlePost(service, req, res, hangup, service.ops.itemScope(req, clientAddress(req, service.trustProxy), id, log)).finally(
+        () => service.inFlight--,
+      );
       break;
     }
+    case 'FORBIDDEN':
+      work = Promise.reject(new CertificateNotAllowedError());
+      break;
     default:
       work = Promise.reject(new MethodNotAllowedError());
   }
-  work.catch((err: unknown) => answerFailure(service, req, res, hangup, err));
+  work.catch((err: unknown) => answerFailure(service, req, res, hangup, err, log));
 }
 
 /** A POST: its lowstates read, all checked, then run in order; the answer written as it is built. */
-async function handlePost(service: Service, req: MaybeParsedRequest, res: ServerResponse, hangup: Hangup): Promise<void> {
+async function handlePost(service: Service, req: MaybeParsedRequest, res: ServerResponse, hangup: Hangup, scope: ItemScope): Promise<void> {
   const lowstates = await readLowstates(service, req, res);
   let current: unknown; // the item being checked or run, for the throttle's log
+  let checking = true;
   try {
     // Refuse the whole request before running anything (rest_wsgi ran the
     // items before a bad one).
@@ -256,15 +291,17 @@ async function handlePost(service: Service, req: MaybeParsedRequest, res: Server
       current = low;
       return service.netapi.prepare(low, index);
     });
+    checking = false;
     const results: unknown[] = [];
     for (const [index, item] of items.entries()) {
       if (hangup.happened) throw new ClientGoneError();
       current = lowstates[index];
-      results.push(await item.run(item.waitsForJob ? hangup.signal : undefined));
+      results.push(await runItem(scope, item, current, item.waitsForJob ? hangup.signal : undefined));
     }
     // In pieces, with backpressure: the answer may be past what one string can hold (lib/http/response.ts).
-    await writeJsonAnswer(res, 200, { return: results });
+    service.ops.metrics.answered(res, await writeJsonAnswer(res, 200, { return: results }));
   } catch (err) {
+    if (checking) itemEnded(scope, current, {}, itemStatus(err)); // the item refused: its audit record
     if (service.throttle && err instanceof AuthenticationError) service.throttle.fail(clientAddress(req, service.trustProxy), current);
     throw err;
   }
@@ -293,17 +330,17 @@ async function readLowstates(service: Service, req: MaybeParsedRequest, res: Ser
 }
 
 /** A request that failed: its answer, unless nobody waits for one any more. */
-function answerFailure(service: Service, req: IncomingMessage, res: ServerResponse, hangup: Hangup, err: unknown): void {
+function answerFailure(service: Service, req: IncomingMessage, res: ServerResponse, hangup: Hangup, err: unknown, log: Logger): void {
   if (res.headersSent || res.destroyed || hangup.happened) {
     // A failure after the answer started would be a bug of ours: say so.
     if (res.headersSent && !(err instanceof ClientGoneError) && !(err instanceof AnswerAbortedError)) {
-      service.logger.error(`error after the response started (${req.method}): ${describe(err)}`);
+      log.error(`error after the response started (${req.method}): ${describe(err)}`);
     }
     if (!res.writableEnded) res.destroy();
     return;
   }
   if (!(err instanceof HttpError)) {
-    service.logger.error(`unexpected error on ${req.method} from ${clientAddress(req, service.trustProxy)}: ${describe(err)}`);
+    log.error(`unexpected error on ${req.method} from ${clientAddress(req, service.trustProxy)}: ${describe(err)}`);
   }
   sendError(req, res, service.closed ? shutdownError(err) : err);
 }
