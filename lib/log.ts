@@ -74,6 +74,8 @@ export interface LoggerOptions {
 export interface CommandLogger extends Logger {
   /** One access-log entry at level info: a `formatAccess` line, or its fields in JSON. */
   access(record: AccessRecord): void;
+  /** One structured entry at level info: `msg key=value...`, or `msg` and the fields in JSON (the audit lines). */
+  entry(msg: string, fields: Readonly<Record<string, string | number>>): void;
   child(fields: LogFields): CommandLogger;
 }
 
@@ -116,6 +118,17 @@ export function createLogger(options: LoggerOptions = {}, fields: LogFields = {}
     info: at('info'),
     debug: at('debug'),
     child: (more) => createLogger(options, { ...fields, ...more }),
+    entry(msg, more) {
+      if (!enabled('info')) return;
+      if (json) return write('info', msg, more);
+      write(
+        'info',
+        msg +
+          Object.entries(more)
+            .map(([k, v]) => ` ${k}=${typeof v === 'number' ? v : logfmtValue(v)}`)
+            .join(''),
+      );
+    },
     access(record) {
       if (!enabled('info')) return;
       if (!json) return write('info', formatAccess(record));

@@ -153,6 +153,11 @@ function fields(record: AuditRecord): [string, string | number][] {
   return all.filter((f): f is [string, string | number] => f[1] !== undefined);
 }
 
+/** The record's fields by their names in the logs, in order, those that are set. */
+export function auditFields(record: AuditRecord): Record<string, string | number> {
+  return Object.fromEntries(fields(record));
+}
+
 /** `audit time=... request_id=... client=local fun=test.ping ... status=200`, one line. */
 export function formatAudit(record: AuditRecord): string {
   return `audit${fields(record)
@@ -162,5 +167,5 @@ export function formatAudit(record: AuditRecord): string {
 
 /** The record as one JSON object a line (`--log-format json`). */
 export function auditJson(record: AuditRecord): string {
-  return jsonLine({ msg: 'audit', ...Object.fromEntries(fields(record)) });
+  return jsonLine({ msg: 'audit', ...auditFields(record) });
 }
