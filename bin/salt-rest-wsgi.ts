@@ -16,8 +16,19 @@ import { handlerOptionsOf, readSettings, SETTINGS, settingsHelp, type SettingVal
 import { loadMasterConfig, type MasterOptions } from '../lib/salt/config.js';
 import { eventBusProblem, isMasterRunning } from '../lib/salt/master-sockets.js';
 import { WAITING_CLIENTS } from '../lib/clients/table.js';
-import { createLogger, isLogFormat, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger } from '../lib/log.js';
-import { readTls, tlsFilesFrom, type TlsFiles } from './tls.js';
+import {
+  createLogger,
+  isLogFormat,
+  isLogLevel,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  type CommandLogger,
+  type LogFormat,
+  type Logger,
+} from '../lib/log.js';
+import { readTls, tlsFilesFrom, withClientCerts, type TlsFiles, type TlsMaterial } from './tls.js';
+import { AuditSink, serveMetrics, stopMetrics } from './operations.js';
+import type { TLSSocket } from 'node:tls';
 import { isLoopback, unknownKeyWarnings } from './checks.js';
 
 const NAME = 'salt-rest-wsgi';
@@ -129,12 +140,16 @@ function settingsFrom(argv: string[]): Settings | 'help' | 'version' {
     host: values.host as string,
     logLevel,
     logFormat,
-    tls: tlsFilesFrom(flags as { 'ssl-crt'?: string; 'ssl-key'?: string }, section, master.conf_file),
+    tls: withClientCerts(
+      tlsFilesFrom(flags as { 'ssl-crt'?: string; 'ssl-key'?: string }, section, master.conf_file),
+      values,
+      master.conf_file,
+    ),
     warnings: unknownKeyWarnings(section, master.conf_file),
   };
 }
 
-function serve(settings: Settings, handler: RestWsgiHandler, logger: Logger, pem?: { cert: Buffer; key: Buffer }): void {
+function serve(settings: Settings, handler: RestWsgiHandler, logger: CommandLogger, audit: AuditSink, pem?: TlsMaterial): void {
   const inFlight = new Set<http.ServerResponse>();
   let stopping = false;
   const onRequest: http.RequestListener = (req, res) => {
@@ -150,6 +165,7 @@ function serve(settings: Settings, handler: RestWsgiHandler, logger: Logger, pem
     process.exit(1);
   });
   server.listen(settings.port, settings.host, () => sayListening(server, settings, handler, logger, pem !== undefined));
+  const metricsServer = serveMetrics(settings.values, handler, logger);
 
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) {
@@ -157,18 +173,29 @@ function serve(settings: Settings, handler: RestWsgiHandler, logger: Logger, pem
       process.exit(1);
     }
     stopping = true;
+    stopMetrics(metricsServer);
+    audit.close();
     stopServing(server, inFlight, settings.values.shutdown_timeout as number, handler, logger, signal);
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
-  onHangup = () => reloadTls(server, settings, logger, pem !== undefined);
+  onHangup = () => {
+    reloadTls(server, settings, logger, pem !== undefined);
+    audit.reopen();
+  };
 }
 
 /** The node:http (or, with a certificate, node:https) server, with its timeouts and its answers to what never reaches the handler. */
-function createServer(settings: Settings, onRequest: http.RequestListener, pem?: { cert: Buffer; key: Buffer }): http.Server {
+function createServer(settings: Settings, onRequest: http.RequestListener, pem?: TlsMaterial): http.Server {
   const v = settings.values as Record<string, number>;
   // https.Server has node:http's request handling (and its timeouts) on TLS sockets.
   const server = (pem ? https.createServer(pem, onRequest) : http.createServer(onRequest)) as http.Server;
+  // CERT_OPTIONAL: a certificate is not asked to be there, but one that is must verify (as Python's ssl does).
+  if (pem?.requestCert && !pem.rejectUnauthorized) {
+    server.on('secureConnection', (socket: TLSSocket) => {
+      if (!socket.authorized && socket.getPeerCertificate()?.subject) socket.destroy();
+    });
+  }
   // Slow clients can't hold connections: headers, then the whole request,
   // must come in time (the handler's body timeouts answer first, in JSON).
   applyServerTimeouts(server, {
@@ -269,8 +296,10 @@ function reloadTls(server: http.Server, settings: Settings, logger: Logger, tls:
     return;
   }
   try {
-    (server as unknown as https.Server).setSecureContext(readTls(settings.tls));
-    logger.info(`SIGHUP: reloaded the TLS certificate ${settings.tls.cert} and key ${settings.tls.key} for new connections`);
+    const { cert, key, ca } = readTls(settings.tls);
+    (server as unknown as https.Server).setSecureContext({ cert, key, ca });
+    const cas = settings.tls.ca ? ` and the CA certificates ${settings.tls.ca}` : '';
+    logger.info(`SIGHUP: reloaded the TLS certificate ${settings.tls.cert} and key ${settings.tls.key}${cas} for new connections`);
   } catch (err) {
     logger.error(`SIGHUP: kept the current TLS certificate: ${(err as Error).message}`);
   }
@@ -284,7 +313,8 @@ function main(argv: string[]): void {
   process.on('SIGHUP', () => onHangup());
   let settings: ReturnType<typeof settingsFrom>;
   let handler: RestWsgiHandler;
-  let logger: Logger;
+  let logger: CommandLogger;
+  let audit: AuditSink;
   let pem: { cert: Buffer; key: Buffer } | undefined;
   try {
     settings = settingsFrom(argv);
@@ -300,18 +330,20 @@ function main(argv: string[]): void {
     const commandLogger = createLogger({ level: settings.logLevel, format: settings.logFormat });
     logger = commandLogger;
     for (const warning of settings.warnings) logger.warn(warning);
+    audit = new AuditSink(settings.values.audit_log as string | undefined, settings.logFormat, commandLogger);
     handler = createHandler({
       ...handlerOptionsOf(settings.values),
       master: settings.master,
       logger,
       accessLog: (record) => commandLogger.access(record),
+      auditLog: audit.write,
     });
   } catch (err) {
     // Usage and config problems: one line, no stack.
     process.stderr.write(`${NAME}: ${(err as Error).message.split('\n', 1)[0]}\n`);
     process.exit(2);
   }
-  serve(settings, handler, logger, pem);
+  serve(settings, handler, logger, audit, pem);
 }
 
 /**

@@ -72,6 +72,18 @@ export class NotAcceptableError extends httpError(406, 'SRW_ERR_NOT_ACCEPTABLE')
 /** 415: a POST whose Content-Type is none of the body formats read (lib/http/body-formats.ts). */
 export class UnsupportedMediaTypeError extends httpError(415, 'SRW_ERR_UNSUPPORTED_MEDIA_TYPE') {}
 
+/**
+ * 403: the client's certificate is not one `ssl_allowed_cn` lists (or there
+ * is none). Refused before the body is read and before the master hears of
+ * it; the connection is closed, its body unread.
+ */
+export class CertificateNotAllowedError extends httpError(
+  403,
+  'SRW_ERR_CERTIFICATE_NOT_ALLOWED',
+  CLOSE,
+  '403: Client certificate not allowed',
+) {}
+
 /** 408: the body did not arrive in time. */
 export class BodyTimeoutError extends httpError(408, 'SRW_ERR_BODY_TIMEOUT', CLOSE, BODY_TIMEOUT_MESSAGE) {}
 

@@ -31,6 +31,7 @@ export {
   MethodNotAllowedError,
   NotAcceptableError,
   UnsupportedMediaTypeError,
+  CertificateNotAllowedError,
   BodyTimeoutError,
   PayloadTooLargeError,
   TooManyFailedLoginsError,

@@ -11,6 +11,34 @@ export interface Logger {
   info(msg: string): void;
   warn(msg: string): void;
   error(msg: string): void;
+  /** A logger whose every line carries `fields` (the request's id): JSON fields, or ` key=value` after the text. */
+  child?(fields: LogFields): Logger;
+}
+
+/** Fields every line of a child logger carries; undefined ones are left out. */
+export type LogFields = Readonly<Record<string, string | undefined>>;
+
+/**
+ * `logger` with `fields` on every line: its own child() when it has one,
+ * else each message followed by the fields in logfmt (a recorder, console).
+ */
+export function withFields(logger: Logger, fields: LogFields): Logger {
+  if (logger.child) return logger.child(fields);
+  const suffix = logfmtFields(fields);
+  if (suffix === '') return logger;
+  return {
+    debug: (msg) => logger.debug(msg + suffix),
+    info: (msg) => logger.info(msg + suffix),
+    warn: (msg) => logger.warn(msg + suffix),
+    error: (msg) => logger.error(msg + suffix),
+  };
+}
+
+/** ` key=value` for each field that is set. */
+export function logfmtFields(fields: LogFields): string {
+  let text = '';
+  for (const [key, value] of Object.entries(fields)) if (value !== undefined) text += ` ${key}=${logfmtValue(value)}`;
+  return text;
 }
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
@@ -46,6 +74,9 @@ export interface LoggerOptions {
 export interface CommandLogger extends Logger {
   /** One access-log entry at level info: a `formatAccess` line, or its fields in JSON. */
   access(record: AccessRecord): void;
+  /** One structured entry at level info: `msg key=value...`, or `msg` and the fields in JSON (the audit lines). */
+  entry(msg: string, fields: Readonly<Record<string, string | number>>): void;
+  child(fields: LogFields): CommandLogger;
 }
 
 /**
@@ -62,20 +93,22 @@ export function oneLine(text: string): string {
   });
 }
 
-export function createLogger(options: LoggerOptions = {}): CommandLogger {
+export function createLogger(options: LoggerOptions = {}, fields: LogFields = {}): CommandLogger {
   const threshold = LOG_LEVELS.indexOf(options.level ?? 'info');
   const stream = options.stream ?? process.stderr;
   const timestamps = options.timestamps ?? true;
   const json = options.format === 'json';
+  const suffix = logfmtFields(fields);
+  const defined = Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined));
   const enabled = (level: LogLevel) => LOG_LEVELS.indexOf(level) <= threshold;
-  const write = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => {
+  const write = (level: LogLevel, msg: string, more?: Record<string, unknown>) => {
     if (json) {
-      const entry = { ...(timestamps ? { time: new Date().toISOString() } : {}), level, msg: String(msg), ...fields };
+      const entry = { ...(timestamps ? { time: new Date().toISOString() } : {}), level, msg: String(msg), ...more, ...defined };
       stream.write(`${jsonLine(entry)}\n`);
     } else {
       const label = level.toUpperCase().padEnd(5);
       const prefix = timestamps ? `${new Date().toISOString()} ${label}` : label;
-      stream.write(`${prefix} ${oneLine(String(msg))}\n`);
+      stream.write(`${prefix} ${oneLine(String(msg))}${suffix}\n`);
     }
   };
   const at = (level: LogLevel) => (enabled(level) ? (msg: string) => write(level, msg) : () => {});
@@ -84,18 +117,38 @@ export function createLogger(options: LoggerOptions = {}): CommandLogger {
     warn: at('warn'),
     info: at('info'),
     debug: at('debug'),
+    child: (more) => createLogger(options, { ...fields, ...more }),
+    entry(msg, more) {
+      if (!enabled('info')) return;
+      if (json) return write('info', msg, more);
+      write(
+        'info',
+        msg +
+          Object.entries(more)
+            .map(([k, v]) => ` ${k}=${typeof v === 'number' ? v : logfmtValue(v)}`)
+            .join(''),
+      );
+    },
     access(record) {
       if (!enabled('info')) return;
       if (!json) return write('info', formatAccess(record));
-      write('info', 'access', {
-        method: record.method,
-        path: accessPath(record.url),
-        status: record.status,
-        bytes: record.bytes,
-        duration_ms: Math.round(record.durationMs * 10) / 10,
-        client: record.client,
-      });
+      write('info', 'access', accessFields(record));
     },
+  };
+}
+
+/** An access record's JSON fields. */
+function accessFields(record: AccessRecord): Record<string, unknown> {
+  return {
+    method: record.method,
+    path: accessPath(record.url),
+    status: record.status,
+    bytes: record.bytes,
+    duration_ms: Math.round(record.durationMs * 10) / 10,
+    client: record.client,
+    ...(record.cn !== undefined ? { cn: record.cn } : {}),
+    ...(record.requestId !== undefined ? { request_id: record.requestId } : {}),
+    ...(record.traceId !== undefined ? { trace_id: record.traceId } : {}),
   };
 }
 
@@ -103,7 +156,7 @@ export function createLogger(options: LoggerOptions = {}): CommandLogger {
  * JSON.stringify already escapes every control character; U+2028 and U+2029
  * are escaped too, since some readers take them for line breaks.
  */
-function jsonLine(value: unknown): string {
+export function jsonLine(value: unknown): string {
   return JSON.stringify(value).replace(/[\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
 }
 
@@ -119,6 +172,11 @@ export interface AccessRecord {
   bytes: number;
   durationMs: number;
   client: string;
+  /** The subject CN of the client's verified certificate (mTLS). */
+  cn?: string;
+  /** The request's id (lib/http/request-id.ts) and its traceparent's trace id. */
+  requestId?: string;
+  traceId?: string;
 }
 
 /**
@@ -130,7 +188,8 @@ export function formatAccess(record: AccessRecord): string {
   const path = accessPath(record.url);
   return (
     `access method=${logfmtValue(record.method)} path=${logfmtValue(path)} status=${record.status}` +
-    ` bytes=${record.bytes} duration_ms=${record.durationMs.toFixed(1)} client=${logfmtValue(record.client)}`
+    ` bytes=${record.bytes} duration_ms=${record.durationMs.toFixed(1)} client=${logfmtValue(record.client)}` +
+    logfmtFields({ cn: record.cn, request_id: record.requestId, trace_id: record.traceId })
   );
 }
 
@@ -139,6 +198,6 @@ function accessPath(url: string): string {
   return url.split('?', 1)[0] || '/';
 }
 
-function logfmtValue(value: string): string {
+export function logfmtValue(value: string): string {
   return /^[\x21\x23-\x3c\x3e-\x7e]+$/.test(value) ? value : JSON.stringify(value);
 }

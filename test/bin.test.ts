@@ -118,7 +118,7 @@ test("serves the master config's rest_wsgi port, logs each request, stops on SIG
   const get = await curl(port, undefined, '/anything');
   assert.equal(get.status, 200);
 
-  // One access line per request: method, path (no query string), status, bytes, duration, client.
+  // One access line per request: method, path (no query string), status, bytes, duration, client, request id.
   await run.waitFor(/path=\/anything/);
   const access = run
     .stderr()
@@ -127,9 +127,14 @@ test("serves the master config's rest_wsgi port, logs each request, stops on SIG
   assert.equal(access.length, 2, run.stderr());
   assert.match(
     access[0],
-    new RegExp(`INFO  access method=POST path=/ status=200 bytes=${reply.text.length} duration_ms=\\d+\\.\\d client=127\\.0\\.0\\.1$`),
+    new RegExp(
+      `INFO  access method=POST path=/ status=200 bytes=${reply.text.length} duration_ms=\\d+\\.\\d client=127\\.0\\.0\\.1 request_id=[0-9a-f-]{36}$`,
+    ),
   );
-  assert.match(access[1], /access method=GET path=\/anything status=200 bytes=\d+ duration_ms=[\d.]+ client=127\.0\.0\.1$/);
+  assert.match(
+    access[1],
+    /access method=GET path=\/anything status=200 bytes=\d+ duration_ms=[\d.]+ client=127\.0\.0\.1 request_id=[0-9a-f-]{36}$/,
+  );
 
   run.child.kill('SIGTERM');
   const { code } = await run.exited;

@@ -193,6 +193,18 @@ test('behind nginx over TLS: real HTTPS requests; the access log names the clien
   const clear = await fetch(`http://127.0.0.1:${viaTrusting}/salt`).then((r) => r.status);
   assert.equal(clear, 400);
 
+  // The request id round-trips through nginx, and is on the access and audit lines of that request; a bad one is replaced.
+  const tagged = await httpsRequest(viaTrusting, cert.cert, run, { 'x-request-id': 'via-nginx-42' });
+  assert.equal(tagged.headers['x-request-id'], 'via-nginx-42');
+  const [accessLine] = await trusting.waitFor(/\{[^\n]*"msg":"access"[^\n]*"request_id":"via-nginx-42"[^\n]*\}/);
+  assert.equal(JSON.parse(accessLine).client, CLIENT_ADDRESS);
+  const [auditLine] = await trusting.waitFor(/\{[^\n]*"msg":"audit"[^\n]*"request_id":"via-nginx-42"[^\n]*\}/);
+  assert.equal(JSON.parse(auditLine).address, CLIENT_ADDRESS);
+  const badId = 'not ok; id';
+  const replaced = await httpsRequest(viaTrusting, cert.cert, run, { 'x-request-id': badId });
+  assert.match(String(replaced.headers['x-request-id']), /^[0-9a-f-]{36}$/);
+  assert.ok(!trusting.stderr().includes(badId));
+
   await trusting.waitFor(/"status":401/);
   await plain.waitFor(/access method=POST .* status=200 /);
   assert.equal(await stop(trusting), 0);
@@ -215,6 +227,9 @@ test('behind nginx over TLS: real HTTPS requests; the access log names the clien
     [
       { method: 'POST', path: '/salt', status: 200, client: CLIENT_ADDRESS },
       { method: 'POST', path: '/salt', status: 401, client: CLIENT_ADDRESS },
+      // The two with X-Request-Id headers.
+      { method: 'POST', path: '/salt', status: 200, client: CLIENT_ADDRESS },
+      { method: 'POST', path: '/salt', status: 200, client: CLIENT_ADDRESS },
     ],
   );
   assert.equal(access[0].bytes, Buffer.byteLength(expected));
@@ -226,7 +241,8 @@ test('behind nginx over TLS: real HTTPS requests; the access log names the clien
     .split('\n')
     .filter((l) => l.includes(' access '));
   assert.equal(plainAccess.length, 2, plain.stderr());
-  for (const line of plainAccess) assert.match(line, new RegExp(` client=${PROXY_ADDRESS.replace(/\./g, '\\.')}$`));
+  for (const line of plainAccess)
+    assert.match(line, new RegExp(` client=${PROXY_ADDRESS.replace(/\./g, '\\.')} request_id=[0-9a-f-]{36}$`));
 
   // nginx's own log saw the same client.
   assert.match(await readFile(join(dir, 'access.log'), 'utf8'), new RegExp(`^${CLIENT_ADDRESS.replace(/\./g, '\\.')} `, 'm'));

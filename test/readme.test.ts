@@ -54,6 +54,7 @@ function normalize(text: string): string {
   return text
     .replace(/\r\n/g, '\n')
     .replace(/^Date: .*$/gm, 'Date: <date>')
+    .replace(/^X-Request-Id: [0-9a-f-]{36}$/gim, 'X-Request-Id: <uuid>')
     .replace(/\b\d{20}\b/g, '<jid>')
     .replace(/"_stamp":"[^"]+"/g, '"_stamp":"<stamp>"')
     .replace(/"token":"[0-9a-f]+"/g, '"token":"<token>"')

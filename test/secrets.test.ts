@@ -9,6 +9,7 @@
  * unknown token tried, may appear in any of it.
  */
 import { test } from 'node:test';
+import { readFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { startMaster, type SaltMasterDouble } from './support/master.js';
 import { applyMasterDefaults } from '../lib/salt/config.js';
@@ -33,7 +34,8 @@ async function secretMaster(
     users: { saltdev: { password: PASSWORD, permissions: ['.*', '@runner', '@wheel', '@jobs'] } },
     minions: [{ id: 'minion1' }, { id: 'slow1', delayMs: 2000 }],
     // The scenario's 17 failed logins come from one address: the command's throttle is off there, and checked below.
-    config: { rest_wsgi: { port: 0, ...throttle } },
+    // Audit lines with every item's arguments (secret-looking ones masked), and the items' own credentials never.
+    config: { rest_wsgi: { port: 0, audit_args: true, ...throttle } },
   });
   t.after(() => master.close());
   // A token of our choosing: made by the master (mk_token), then renamed.
@@ -123,7 +125,15 @@ test('the handler: no password or token in any log line (every level) or any res
   const master = await secretMaster(t);
   const { logger, lines } = recordingLogger();
   // The scenario's 17 failed logins come from one address: the throttle is off here, and checked below.
-  const handler = createHandler({ config: master.configPath, logger, accessLog: true, masterTimeoutMs: 500, authFailureLimit: 0 });
+  const handler = createHandler({
+    config: master.configPath,
+    logger,
+    accessLog: true,
+    auditLog: true,
+    auditArgs: true,
+    masterTimeoutMs: 500,
+    authFailureLimit: 0,
+  });
   const server = await serve(handler);
   t.after(async () => {
     await server.close();
@@ -160,6 +170,21 @@ test('the handler: no password or token in any log line (every level) or any res
     lines.some((l) => l.msg.includes('access ')),
     'access lines were logged',
   );
+  const audit = lines.filter((l) => l.msg.startsWith('audit '));
+  for (const client of ['local', 'local_async', 'local_subset', 'local_batch', 'runner', 'runner_async', 'wheel', 'wheel_async']) {
+    assert.ok(
+      audit.some((l) => l.msg.includes(` client=${client} `) && l.msg.includes(' username=(token) ')),
+      `${client} by token audited`,
+    );
+    assert.ok(
+      audit.some((l) => l.msg.includes(` client=${client} `) && l.msg.includes(' username=saltdev ')),
+      `${client} by password audited`,
+    );
+  }
+  assert.ok(
+    audit.filter((l) => !l.msg.includes(' client=? ')).every((l) => l.msg.includes(' args=')),
+    'audit_args: the arguments of every item that is an object are there',
+  );
   assert.ok(replies.length > 60);
   for (const line of lines) assertNoSecret(`log line (${line.level})`, line.msg);
   for (const reply of replies) assertNoSecret(`response ${reply.status}`, JSON.stringify(reply.headers) + reply.text);
@@ -168,6 +193,9 @@ test('the handler: no password or token in any log line (every level) or any res
 for (const format of ['text', 'json']) {
   test(`the command at --log-level debug --log-format ${format}: no password or token in its output or any response`, async (t) => {
     const master = await secretMaster(t);
+    // The audit lines in a file of their own (audit_log), as well as the log: both are checked.
+    const auditPath = `${master.configPath}.audit`;
+    await master.writeConfig({ rest_wsgi: { ...(master.config.rest_wsgi as object), audit_log: auditPath } });
     const run = await startCommand(t, ['-c', master.configPath, '--log-level', 'debug', '--log-format', format]);
     const replies = await runScenario(master, run.port);
     await run.waitFor(/the request went away/, 3000);
@@ -177,6 +205,10 @@ for (const format of ['text', 'json']) {
     assert.match(stderr, /status=500|"status":500/);
     assert.match(stderr, /ERROR|"level":"error"/);
     assertNoSecret('stderr', stderr);
+    const auditLines = readFileSync(auditPath, 'utf8');
+    assert.match(auditLines, format === 'json' ? /"client":"wheel_async"/ : / client=wheel_async /);
+    assert.match(auditLines, /args=|"args":/);
+    assertNoSecret('audit_log', auditLines);
     for (const reply of replies) assertNoSecret(`response ${reply.status}`, JSON.stringify(reply.headers) + reply.text);
   });
 }

@@ -167,6 +167,8 @@ async function gatherMinions(ctx: ClientContext, call: BatchCall, signal?: Abort
       `batch presence ping ${job.pub.jid}: ${silent.length} minion(s) did not respond, no job will be sent to them: ${shown}`,
     );
   }
+  // For the audit line: the ping's targets; the silent ones are missing.
+  if (ctx.report) Object.assign(ctx.report, { targeted: job.pub.minions.length, returned: 0, missing: silent.length });
   return [...answered];
 }
 
@@ -265,6 +267,7 @@ class BatchRun {
         gatherJobTimeoutMs: call.local.gatherJobTimeoutMs,
         findJob: findJob(ctx, job.pub.jid, call.credentials, call.local.gatherJobTimeoutMs),
         onReturn: (id, ret, event) => {
+          if (ctx.report && !returned.has(id)) ctx.report.returned = (ctx.report.returned ?? 0) + 1;
           returned.add(id);
           this.report(id, ret, event);
         },
@@ -272,7 +275,11 @@ class BatchRun {
         stop: this.stop.signal,
       }));
     }
-    for (const id of targets) if (!returned.has(id)) this.report(id, missing.has(id) ? undefined : GAVE_UP);
+    for (const id of targets) {
+      if (returned.has(id)) continue;
+      if (ctx.report) ctx.report.missing = (ctx.report.missing ?? 0) + 1;
+      this.report(id, missing.has(id) ? undefined : GAVE_UP);
+    }
   }
 
   /** One return, or `undefined` for a minion that failed (Batch.run's `parts` loop). */

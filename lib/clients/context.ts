@@ -19,6 +19,18 @@ import { ChannelClosedError, MasterNotAnsweringError } from '../salt/errors.js';
 import { isPlainObject } from '../objects.js';
 import type { Logger } from '../log.js';
 
+/**
+ * What one item's run tells whoever ran it (the handler's audit line and
+ * metrics): its job, and for jobs on minions how many were targeted,
+ * returned, and were answered `false` or "did not return" (missing).
+ */
+export interface ItemReport {
+  jid?: string;
+  targeted?: number;
+  returned?: number;
+  missing?: number;
+}
+
 /** The shared pieces a client needs to run one lowstate item. */
 export interface ClientContext {
   readonly opts: MasterOptions;
@@ -33,6 +45,8 @@ export interface ClientContext {
   readonly maxResultBytes?: number;
   /** Returns may be held as their JSON text (RawJson): the results are only written with toJson. */
   readonly rawReturns?: boolean;
+  /** Filled in as the item runs, when its caller asked (PreparedItem.run). */
+  readonly report?: ItemReport;
   /** LocalClient's `salt_user`: who publishes (the master replaces it for eauth and tokens). */
   readonly user: string;
 }

@@ -131,6 +131,7 @@ export async function publish(ctx: ClientContext, pub: Publication): Promise<Pub
   const minions = stringsIn(data.minions);
   if (jid === '' || jid === '0') return null;
   if (minions.length === 0 && !publishesWithoutMinions(ctx.opts)) return null;
+  if (ctx.report) ctx.report.jid = jid;
   return { jid, minions };
 }
 
@@ -264,6 +265,9 @@ async function gatherReturns(
   const result: Record<string, unknown> = {};
   const counting = sink ? new CountingSink(sink) : undefined;
   const entries = counting ? sinkEntries(counting) : resultEntries(result);
+  // For the audit line (ctx.report): how many returned, how many were given `false`.
+  let returnedCount = 0;
+  let falseCount = 0;
   const { silent, missing } = await collectReturns(ctx, {
     jid: pub.jid,
     watch,
@@ -272,7 +276,10 @@ async function gatherReturns(
     timeoutMs: call.timeoutMs,
     gatherJobTimeoutMs: call.gatherJobTimeoutMs,
     findJob: findJob(ctx, pub.jid, call.pub.kwargs, call.gatherJobTimeoutMs),
-    onReturn: (id, ret) => entries.set(id, call.fullReturn ? ret : ret.ret, true),
+    onReturn: (id, ret) => {
+      if (!entries.has(id)) returnedCount++;
+      entries.set(id, call.fullReturn ? ret : ret.ret, true);
+    },
     signal,
     rawReturns: raw && ctx.rawReturns === true,
   });
@@ -284,12 +291,23 @@ async function gatherReturns(
   for (const id of missing) if (!entries.has(id)) failed.add(id);
   for (const id of failed) if (isSyndic(ctx.opts, id)) failed.delete(id);
   for (const id of failed) {
+    falseCount++;
     const data = noResponse(pub.jid);
     entries.set(id, call.fullReturn ? data : data.ret, false);
   }
   const targeted = pub.minions;
-  for (let i = 0; i < targeted.length; i++) if (!entries.has(targeted[i])) entries.set(targeted[i], false, false);
+  for (let i = 0; i < targeted.length; i++) {
+    if (entries.has(targeted[i])) continue;
+    falseCount++;
+    entries.set(targeted[i], false, false);
+  }
   counting?.done(pub.jid);
+  if (ctx.report) {
+    // A subset's listing job is followed by its real one: the last job's figures stand.
+    ctx.report.targeted = targeted.length;
+    ctx.report.returned = returnedCount;
+    ctx.report.missing = falseCount;
+  }
   return result;
 }
 

@@ -16,18 +16,26 @@ import type { MasterOptions } from '../salt/config.js';
 import type { RequestChannel } from '../salt/channel.js';
 import { openRequestChannel } from '../salt/transports.js';
 import { EventBus, eventBusOptions } from '../salt/event-bus.js';
-import { AuthenticationError, BadRequestError, MasterPermissionError, ServiceUnavailableError } from '../errors.js';
-import { isMasterRunning, sockDirProblem } from '../salt/master-sockets.js';
+import {
+  AuthenticationError,
+  BadRequestError,
+  MASTER_UNAVAILABLE_MESSAGE,
+  MasterPermissionError,
+  SHUTTING_DOWN_MESSAGE,
+  ServiceUnavailableError,
+} from '../errors.js';
+import { eventBusProblem, isMasterRunning, sockDirProblem } from '../salt/master-sockets.js';
 import { isPlainObject } from '../objects.js';
 import { toJson } from '../json.js';
 import { truthy, type Lowstate } from './fields.js';
-import type { ClientContext } from './context.js';
+import type { ClientContext, ItemReport } from './context.js';
 import type { AnswerSink } from './answer-sink.js';
 import { silentLogger, type Logger } from '../log.js';
 import { CLIENT_TABLE, isClientName, type Client } from './table.js';
 
 export type { Lowstate } from './fields.js';
 export type { AnswerSink, ItemEnd } from './answer-sink.js';
+export type { ItemReport } from './context.js';
 export { CLIENTS, SSH_NOT_SUPPORTED, type ClientName } from './table.js';
 
 export interface NetapiClientOptions {
@@ -64,6 +72,18 @@ export interface NetapiStats {
   busConnected: boolean;
 }
 
+/** NetapiClient.transportStats(): the master's connections, for monitoring (lib/http/metrics.ts). */
+export interface TransportStats {
+  channelConnected: boolean;
+  /** Connections that came up so far; reconnects are those after the first. */
+  channelConnects: number;
+  busConnected: boolean;
+  busConnects: number;
+  /** Events read from the bus so far, and their bytes. */
+  busEvents: number;
+  busBytes: number;
+}
+
 /** An item checked by NetapiClient.prepare(), ready to run. */
 export interface PreparedItem {
   /** Its client waits for the job on the bus, and stops when run's `signal` aborts: the others ignore the signal. */
@@ -72,9 +92,11 @@ export interface PreparedItem {
    * Its result is one entry per minion (local, local_subset, local_batch):
    * given a `sink`, run hands it each entry as it comes, keeps none, and
    * resolves with an empty result (./answer-sink.ts). The others ignore the sink.
+   * `report` is filled in as it runs (its jid, its minions: the audit line);
+   * `logger` takes its log lines instead of the dispatcher's (one that names the request).
    */
   readonly streamsMinions: boolean;
-  run(signal?: AbortSignal, sink?: AnswerSink): Promise<unknown>;
+  run(signal?: AbortSignal, sink?: AnswerSink, report?: ItemReport, logger?: Logger): Promise<unknown>;
 }
 
 export const DEFAULT_MASTER_TIMEOUT_MS = 30_000;
@@ -168,9 +190,9 @@ export class NetapiClient {
       waitsForJob: client.waitsForJob,
       streamsMinions: client.streamsMinions ?? false,
       // async: what the call throws becomes a rejection.
-      run: async (signal?: AbortSignal, sink?: AnswerSink) => {
+      run: async (signal?: AbortSignal, sink?: AnswerSink, report?: ItemReport, logger?: Logger) => {
         if (this.closed) throw new ServiceUnavailableError();
-        return run(this.ctx, signal, sink);
+        return run(report || logger ? { ...this.ctx, report, logger: logger ?? this.ctx.logger } : this.ctx, signal, sink);
       },
     };
   }
@@ -187,6 +209,32 @@ export class NetapiClient {
       busWatchers: this.bus.listenerCount('disconnect'),
       busConnected: this.bus.connected,
     };
+  }
+
+  /** The master's connections as they are now, and what they carried. */
+  transportStats(): TransportStats {
+    return {
+      channelConnected: this.channel.connected,
+      channelConnects: this.channel.connects ?? 0,
+      busConnected: this.bus.connected,
+      busConnects: this.bus.connects,
+      busEvents: this.bus.eventsRead,
+      busBytes: this.bus.bytesRead,
+    };
+  }
+
+  /**
+   * Why the master can't be used right now, in the words of the 503 answers
+   * (master down, permission denied), or undefined when its request port and
+   * its event bus are both connected: what a readiness probe asks.
+   */
+  notReady(): string | undefined {
+    if (this.closed) return SHUTTING_DOWN_MESSAGE;
+    const denied = eventBusProblem(this.opts);
+    if (denied) return new MasterPermissionError(denied.reply).message;
+    if (this.opts.ipc_mode !== 'tcp' && !isMasterRunning(this.opts)) return MASTER_UNAVAILABLE_MESSAGE;
+    if (!this.channel.connected || !this.bus.connected) return MASTER_UNAVAILABLE_MESSAGE;
+    return undefined;
   }
 
   /** Release the request channel and the event bus. */

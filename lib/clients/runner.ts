@@ -89,18 +89,20 @@ export function runnerLoad(call: RunnerCall, table: SignatureTable | undefined):
   return { ...load, ...call.creds };
 }
 
-const signatures = new WeakMap<ClientContext, RunnerSignatures>();
+/** Keyed by the request channel: one per dispatcher, whose items each get a context of their own (their report, their logger). */
+const signatures = new WeakMap<object, RunnerSignatures>();
 
-/** The signature table of this client's master (one per ClientContext), or undefined where it can't be had. */
+/** The signature table of this client's master (one per dispatcher), or undefined where it can't be had. */
 function signatureTable(ctx: ClientContext, call: RunnerCall): Promise<SignatureTable | undefined> {
-  let sigs = signatures.get(ctx);
+  let sigs = signatures.get(ctx.channel);
   if (!sigs) {
+    const shared = { ...ctx, report: undefined };
     sigs = new RunnerSignatures(
       // salt.cmd takes (fun, *args, **kwargs): this load is what _reformat_low makes of it.
-      (creds) => fetchTable(ctx, creds),
+      (creds) => fetchTable(shared, creds),
       () => masterStartMark(ctx.opts),
     );
-    signatures.set(ctx, sigs);
+    signatures.set(ctx.channel, sigs);
   }
   return sigs.lookup(call.creds);
 }
@@ -109,7 +111,7 @@ function signatureTable(ctx: ClientContext, call: RunnerCall): Promise<Signature
 async function loadFor(ctx: ClientContext, call: RunnerCall): Promise<Record<string, unknown>> {
   const table = await signatureTable(ctx, call);
   if (table && !table.has(call.fun)) {
-    signatures.get(ctx)?.missing(call.creds);
+    signatures.get(ctx.channel)?.missing(call.creds);
     throw new FunctionNotAvailableError(call.fun);
   }
   return runnerLoad(call, table);
@@ -126,7 +128,8 @@ function jobOf(reply: Record<string, unknown>): { tag: string; jid: string } {
 /** RunnerClient.cmd_async: the master's `{"tag", "jid"}`. */
 export async function runRunnerAsync(ctx: ClientContext, call: RunnerCall): Promise<Record<string, unknown>> {
   const reply = await request(ctx, await loadFor(ctx, call), 'start the runner job');
-  jobOf(reply);
+  const { jid } = jobOf(reply);
+  if (ctx.report) ctx.report.jid = jid;
   return reply;
 }
 
@@ -156,6 +159,7 @@ async function runLoad(ctx: ClientContext, call: RunnerCall, load: Record<string
   const event = await withBus(ctx, signal, async () => {
     const mark = masterStartMark(ctx.opts);
     const { tag, jid } = jobOf(await request(ctx, load, 'start the runner job'));
+    if (ctx.report) ctx.report.jid = jid;
     return waitForJob(ctx, { fun: call.fun, tag, jid, mark }, call.timeoutMs, signal);
   });
   if (call.fullReturn) return { data: event.data, tag: event.tag };

@@ -41,5 +41,6 @@ export async function runWheelAsync(ctx: ClientContext, load: Record<string, unk
   if (typeof tag !== 'string' || typeof jid !== 'string') {
     throw new MasterError('The master did not run the wheel job (no tag in its reply)');
   }
+  if (ctx.report) ctx.report.jid = jid;
   return { tag, jid };
 }

@@ -4,6 +4,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AccessRecord } from '../log.js';
+import { requestIds } from './request-id.js';
+import { verifiedCn } from './client-cert.js';
 
 /**
  * The client's address for the log. Without `trustProxy` it is the socket's
@@ -35,6 +37,8 @@ export function onAccess(req: IncomingMessage, res: ServerResponse, trustProxy: 
   const url = (req as IncomingMessage & { originalUrl?: string }).originalUrl ?? req.url ?? '/';
   // Read now: a socket destroyed before the close (the shutdown deadline) no longer knows its peer.
   const client = clientAddress(req, trustProxy);
+  const { id: requestId, traceId } = requestIds(req);
+  const cn = verifiedCn(req);
   res.once('close', () => {
     const finished = res.writableFinished;
     const length = Number(res.getHeader('content-length') ?? 0);
@@ -45,6 +49,9 @@ export function onAccess(req: IncomingMessage, res: ServerResponse, trustProxy: 
       bytes: finished && req.method !== 'HEAD' ? length : 0,
       durationMs: Number(process.hrtime.bigint() - start) / 1e6,
       client,
+      cn,
+      requestId,
+      traceId,
     });
   });
 }

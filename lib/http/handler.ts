@@ -25,6 +25,7 @@ import {
   ShutdownCutWaitError,
   TooBusyError,
   UNEXPECTED_ERROR_MESSAGE,
+  CertificateNotAllowedError,
 } from '../errors.js';
 import { positiveMs } from '../numbers.js';
 import { BodyReader } from './body.js';
@@ -35,8 +36,13 @@ import { formatAccess, silentLogger, type AccessRecord, type Logger } from '../l
 import { clientAddress, onAccess } from './access.js';
 import { authThrottle, type AuthThrottle } from './throttle.js';
 import { Hangup } from './hangup.js';
-import { DEFAULT_HEARTBEAT_MS, streamAnswer } from './ndjson.js';
+import { DEFAULT_HEARTBEAT_MS, streamAnswer, type ItemRunner } from './ndjson.js';
 import { defaultMaxInFlight, handlerOptionsOf, readSettings } from './settings.js';
+import type { Registry } from 'prom-client';
+import { metricsRequestHandler } from './metrics.js';
+import { itemStatus, type AuditRecord } from './audit.js';
+import { itemEnded, runItem, type ItemScope } from './item-run.js';
+import { operationsFor, type Operations } from './operations.js';
 
 /** The GET answer of rest_wsgi (which sent it split into characters). */
 export const GET_MESSAGE = "They found me. I don't know how, but they found me. Run for it, Marty!";
@@ -93,6 +99,15 @@ export interface HandlerOptions {
   authFailureWindowMs?: number;
   /** A streamed answer (lib/http/ndjson.ts) writes a heartbeat line when nothing else was written for this long, ms. Default 15 s. */
   ndjsonHeartbeatMs?: number;
+  /**
+   * One audit record per lowstate item once it ended (lib/http/audit.ts):
+   * `true` logs it as a line through `logger.info`, a function receives it. Default off.
+   */
+  auditLog?: boolean | ((record: AuditRecord) => void);
+  /** The audit records carry the items' arguments, secret-looking values masked. Default false. */
+  auditArgs?: boolean;
+  /** Only clients whose verified certificate's subject CN is listed are served; others get 403, unread (mTLS: the https server verifies). */
+  allowedCn?: readonly string[];
 }
 
 /** RestWsgiHandler.stats(): what the handler holds right now. */
@@ -113,6 +128,10 @@ export interface RestWsgiHandler {
   readonly master: MasterOptions;
   /** Requests in flight and what they hold of the dispatcher (each back to 0 when idle). */
   stats(): HandlerStats;
+  /** Its Prometheus metrics (prom-client), for an embedder's own /metrics. */
+  readonly metrics: Registry;
+  /** `/metrics`, `/healthz` and `/readyz` (lib/http/metrics.ts), to mount on a listener of their own. */
+  readonly metricsHandler: (req: IncomingMessage, res: ServerResponse) => void;
 }
 
 /** Express's `express.json()` and similar leave the parsed body on the request. */
@@ -130,6 +149,8 @@ interface Service {
   readonly trustProxy: boolean;
   readonly acceptSingleObject: boolean;
   readonly ndjsonHeartbeatMs: number;
+  /** Metrics, audit, client certificates (lib/http/operations.ts). */
+  readonly ops: Operations;
   inFlight: number;
   closed: boolean;
 }
@@ -152,6 +173,8 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
       },
       enumerable: true,
     },
+    metrics: { value: service.ops.metrics.registry, enumerable: true },
+    metricsHandler: { value: metricsRequestHandler(service.ops.metrics, () => service.netapi.notReady()), enumerable: true },
     stats: {
       value: (): HandlerStats => ({
         inFlight: service.inFlight,
@@ -191,14 +214,15 @@ function serviceFor(master: MasterOptions, options: HandlerOptions): Service {
       : options.accessLog
         ? (record: AccessRecord) => logger.info(formatAccess(record))
         : undefined;
-  return {
-    netapi: new NetapiClient(master, {
-      logger,
-      masterTimeoutMs: options.masterTimeoutMs ?? options.requestTimeoutMs,
-      maxResultBytes: maxResultBytes || undefined,
-      // The answers are written with lib/json.ts: returns go there as JSON text, never as objects.
-      rawReturns: true,
-    }),
+  const netapi = new NetapiClient(master, {
+    logger,
+    masterTimeoutMs: options.masterTimeoutMs ?? options.requestTimeoutMs,
+    maxResultBytes: maxResultBytes || undefined,
+    // The answers are written with lib/json.ts: returns go there as JSON text, never as objects.
+    rawReturns: true,
+  });
+  const service: Service = {
+    netapi,
     logger,
     bodyReader: new BodyReader({
       maxBytes: maxBodyBytes,
@@ -212,9 +236,11 @@ function serviceFor(master: MasterOptions, options: HandlerOptions): Service {
     trustProxy: merged.trustProxy ?? false,
     acceptSingleObject: options.acceptSingleObject ?? true,
     ndjsonHeartbeatMs: positiveMs(options.ndjsonHeartbeatMs, DEFAULT_HEARTBEAT_MS, 'ndjsonHeartbeatMs'),
+    ops: operationsFor(merged, logger, netapi, () => service.inFlight),
     inFlight: 0,
     closed: false,
   };
+  return service;
 }
 
 /** The options that are set: `{maxInFlight: undefined}` leaves the config's value in place. */
@@ -224,6 +250,7 @@ function definedOnly<T extends object>(options: T): Partial<T> {
 
 /** One request: its method decides what happens; every failure is answered by answerFailure(). */
 function handleRequest(service: Service, req: IncomingMessage, res: ServerResponse): void {
+  const { id, log } = service.ops.begin(req, res, service.logger);
   if (service.accessLog) onAccess(req, res, service.trustProxy, service.accessLog);
   const hangup = new Hangup();
   // The client hung up before the answer: stop waiting for the master.
@@ -234,7 +261,9 @@ function handleRequest(service: Service, req: IncomingMessage, res: ServerRespon
   // Every answer of the request, refusals too, in the format its Accept chose (lib/http/answer-formats.ts).
   const answer = negotiateAnswer(req.headers.accept);
   let work: Promise<void>;
-  switch (answer === undefined ? 'NOT_ACCEPTABLE' : req.method) {
+  // ssl_allowed_cn: an unlisted certificate is refused before anything is read or sent to the master.
+  const refusal = !service.ops.certificateAllowed(req) ? 'FORBIDDEN' : answer === undefined ? 'NOT_ACCEPTABLE' : undefined;
+  switch (refusal ?? req.method) {
     case 'NOT_ACCEPTABLE':
       work = Promise.reject(notAcceptable());
       break;
@@ -246,17 +275,22 @@ function handleRequest(service: Service, req: IncomingMessage, res: ServerRespon
       // An address with too many failed logins is refused before anything is read or sent to the master.
       const throttled = service.throttle?.refusal(clientAddress(req, service.trustProxy));
       if (throttled || service.inFlight >= service.maxInFlight) {
+        service.ops.metrics.refused(throttled !== undefined);
         work = Promise.reject(throttled ?? new TooBusyError());
         break;
       }
       service.inFlight++;
-      work = handlePost(service, req, res, hangup, answer!).finally(() => service.inFlight--);
+      const scope = service.ops.itemScope(req, clientAddress(req, service.trustProxy), id, log);
+      work = handlePost(service, req, res, hangup, answer!, scope).finally(() => service.inFlight--);
       break;
     }
+    case 'FORBIDDEN':
+      work = Promise.reject(new CertificateNotAllowedError());
+      break;
     default:
       work = Promise.reject(new MethodNotAllowedError());
   }
-  work.catch((err: unknown) => answerFailure(service, req, res, hangup, err, answer ?? ANSWER_FORMATS[0]));
+  work.catch((err: unknown) => answerFailure(service, req, res, hangup, err, answer ?? ANSWER_FORMATS[0], log));
 }
 
 /** A POST: its lowstates read, all checked, then run in order; the answer written as it is built. */
@@ -266,9 +300,11 @@ async function handlePost(
   res: ServerResponse,
   hangup: Hangup,
   answer: AnswerFormat,
+  scope: ItemScope,
 ): Promise<void> {
   const lowstates = withHeaderToken(await readLowstates(service, req, res), req.headers);
   let current: unknown; // the item being checked or run, for the throttle's log
+  let checking = true;
   try {
     // Refuse the whole request before running anything (rest_wsgi ran the
     // items before a bad one).
@@ -276,23 +312,26 @@ async function handlePost(
       current = low;
       return service.netapi.prepare(low, index);
     });
+    checking = false;
     if (answer === NDJSON_ANSWER) {
       const onItem = (index: number) => (current = lowstates[index]);
       const failure = (err: unknown) => {
         noteFailure(service, req, err, current);
-        return answerable(service, req, err);
+        return answerable(service, req, err, scope.logger);
       };
-      return await streamAnswer(res, items, hangup, { heartbeatMs: service.ndjsonHeartbeatMs, onItem, failure });
+      const run: ItemRunner = (item, index, signal, sink) => runItem(scope, item, lowstates[index], signal, sink);
+      return await streamAnswer(res, items, hangup, { heartbeatMs: service.ndjsonHeartbeatMs, onItem, failure, run });
     }
     const results: unknown[] = [];
     for (const [index, item] of items.entries()) {
       if (hangup.happened) throw new ClientGoneError();
       current = lowstates[index];
-      results.push(await item.run(item.waitsForJob ? hangup.signal : undefined));
+      results.push(await runItem(scope, item, current, item.waitsForJob ? hangup.signal : undefined));
     }
     // In pieces, with backpressure: the answer may be past what one string can hold (lib/http/response.ts).
-    await answer.write(res, 200, { return: results });
+    service.ops.metrics.answered(res, await answer.write(res, 200, { return: results }));
   } catch (err) {
+    if (checking) itemEnded(scope, current, {}, itemStatus(err)); // the item refused: its audit record
     noteFailure(service, req, err, current);
     throw err;
   }
@@ -332,22 +371,23 @@ function answerFailure(
   hangup: Hangup,
   err: unknown,
   answer: AnswerFormat,
+  log: Logger,
 ): void {
   if (res.headersSent || res.destroyed || hangup.happened) {
     // A failure after the answer started would be a bug of ours: say so.
     if (res.headersSent && !(err instanceof ClientGoneError) && !(err instanceof AnswerAbortedError)) {
-      service.logger.error(`error after the response started (${req.method}): ${describe(err)}`);
+      log.error(`error after the response started (${req.method}): ${describe(err)}`);
     }
     if (!res.writableEnded) res.destroy();
     return;
   }
-  sendError(req, res, answerable(service, req, err), answer);
+  sendError(req, res, answerable(service, req, err, log), answer);
 }
 
 /** The error as answered: logged if unexpected, a shutdown's own once close() was called. */
-function answerable(service: Service, req: IncomingMessage, err: unknown): unknown {
+function answerable(service: Service, req: IncomingMessage, err: unknown, log: Logger): unknown {
   if (!(err instanceof HttpError)) {
-    service.logger.error(`unexpected error on ${req.method} from ${clientAddress(req, service.trustProxy)}: ${describe(err)}`);
+    log.error(`unexpected error on ${req.method} from ${clientAddress(req, service.trustProxy)}: ${describe(err)}`);
   }
   return service.closed ? shutdownError(err) : err;
 }

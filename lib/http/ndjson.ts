@@ -58,6 +58,11 @@ export function wantsNdjson(accept: string | string[] | undefined): boolean {
   return ndjson > 0 && ndjson >= json;
 }
 
+/** How an item is run (the handler's: with its audit record and metrics). */
+export type ItemRunner = (item: PreparedItem, index: number, signal: AbortSignal | undefined, sink?: AnswerSink) => Promise<unknown>;
+
+const runPlain: ItemRunner = (item, _index, signal, sink) => item.run(signal, sink);
+
 export interface StreamOptions {
   /** A line at least this often while nothing else is written, ms. */
   heartbeatMs: number;
@@ -65,6 +70,8 @@ export interface StreamOptions {
   onItem?(index: number): void;
   /** A failure once the stream began: the error as the JSON answer would answer it (its status and message; 500 if not an HttpError). */
   failure(err: unknown): unknown;
+  /** Runs each item; default: item.run. */
+  run?: ItemRunner;
 }
 
 /**
@@ -76,6 +83,7 @@ export interface StreamOptions {
  */
 export async function streamAnswer(res: ServerResponse, items: PreparedItem[], hangup: Hangup, options: StreamOptions): Promise<void> {
   const out = new NdjsonWriter(res, options.heartbeatMs);
+  const run = options.run ?? runPlain;
   let index = 0;
   try {
     for (; index < items.length; index++) {
@@ -83,8 +91,8 @@ export async function streamAnswer(res: ServerResponse, items: PreparedItem[], h
       options.onItem?.(index);
       const item = items[index];
       const signal = item.waitsForJob ? hangup.signal : undefined;
-      if (item.streamsMinions) await item.run(signal, out.sinkFor(index));
-      else await out.result(index, await item.run(signal));
+      if (item.streamsMinions) await run(item, index, signal, out.sinkFor(index));
+      else await out.result(index, await run(item, index, signal));
       out.check();
     }
   } catch (err) {

@@ -47,6 +47,9 @@ function msOfSeconds(value: unknown): number | undefined {
   return n === undefined ? undefined : secondsToMs(n);
 }
 
+/** rest_cherrypy's ssl_cert_reqs values (Python's ssl.CERT_* names). */
+export const CERT_REQS: readonly string[] = ['CERT_NONE', 'CERT_OPTIONAL', 'CERT_REQUIRED'];
+
 const KINDS = {
   port: {
     read: (v) => {
@@ -62,6 +65,18 @@ const KINDS = {
   count: { read: (v) => positiveInteger(v), expected: 'expected a positive integer' },
   countOrOff: { read: (v) => nonNegativeInteger(v), expected: 'expected an integer, 0 (off) or more' },
   seconds: { read: (v) => msOfSeconds(v), expected: 'expected a positive number of seconds' },
+  certReqs: {
+    read: (v) => (typeof v === 'string' && CERT_REQS.includes(v.toUpperCase()) ? v.toUpperCase() : undefined),
+    expected: `one of ${['CERT_NONE', 'CERT_OPTIONAL', 'CERT_REQUIRED'].join(', ')}`,
+  },
+  names: {
+    // A YAML list, or (a flag) names separated by commas.
+    read: (v) => {
+      const list = typeof v === 'string' ? v.split(',').map((n) => n.trim()) : v;
+      return Array.isArray(list) && list.length > 0 && list.every((n) => typeof n === 'string' && n !== '') ? list : undefined;
+    },
+    expected: 'expected a list of names',
+  },
   secondsOrOff: {
     read: (v) => (v === 0 || v === '0' ? 0 : msOfSeconds(v)),
     expected: 'expected a number of seconds, 0 or more',
@@ -90,6 +105,25 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'ssl_key', kind: 'path', shown: 'none', flag: 'ssl-key', help: 'the private key of ssl_crt' },
   { key: 'ssl_chain', kind: 'path', shown: 'none', help: 'certificates sent after ssl_crt' },
   { key: 'disable_ssl', kind: 'boolean', default: false, help: 'true: serve HTTP even with ssl_crt and ssl_key' },
+  {
+    key: 'ssl_ca_certs',
+    kind: 'path',
+    shown: 'none',
+    help: 'CA certificates (a file, or a directory of them) that client certificates must chain to; SIGHUP reloads',
+  },
+  {
+    key: 'ssl_cert_reqs',
+    kind: 'certReqs',
+    default: 'CERT_NONE',
+    help: 'client certificates: CERT_NONE, CERT_OPTIONAL (verified if sent) or CERT_REQUIRED (no handshake without)',
+  },
+  {
+    key: 'ssl_allowed_cn',
+    kind: 'names',
+    shown: 'any',
+    option: 'allowedCn',
+    help: 'subject CNs of the client certificates served; others get 403',
+  },
   {
     key: 'max_request_body_size',
     kind: 'bytes',
@@ -168,6 +202,27 @@ export const SETTINGS: readonly Setting[] = [
     default: DEFAULT_AUTH_FAILURE_WINDOW_MS,
     option: 'authFailureWindowMs',
     help: 'the sliding window of auth_failure_limit (0: off)',
+  },
+  {
+    key: 'metrics_port',
+    kind: 'port',
+    shown: 'none (off)',
+    flag: 'metrics-port',
+    help: 'serve /metrics, /healthz and /readyz on this port, never on the API port',
+  },
+  { key: 'metrics_host', kind: 'address', default: DEFAULT_HOST, help: 'address of the metrics listener' },
+  {
+    key: 'audit_log',
+    kind: 'path',
+    shown: 'the log (stderr)',
+    help: 'file of the audit lines, one per lowstate item; reopened on SIGHUP',
+  },
+  {
+    key: 'audit_args',
+    kind: 'boolean',
+    default: false,
+    option: 'auditArgs',
+    help: "audit lines carry the items' arguments, secret-looking values masked",
   },
 ];
 

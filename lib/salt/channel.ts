@@ -30,6 +30,8 @@ export interface RequestChannel {
   readonly pending: number;
   /** A connection to the master is up right now. */
   readonly connected: boolean;
+  /** Connections to the master that came up so far (for monitoring: reconnects are those after the first). */
+  readonly connects?: number;
   /** Reject everything pending and release the connection(s). */
   close(): void;
 }

@@ -94,6 +94,10 @@ export class EventBus extends EventEmitter {
   private isConnected = false;
   /** Reads so far, and whether the last one filled the read buffer (more was likely waiting): for settle(). */
   private reads = 0;
+  /** For monitoring: connections made, frames and bytes read (every event, also those nobody listens to). */
+  private connectCount = 0;
+  private framesRead = 0;
+  private bytesReadCount = 0;
   private lastReadFull = false;
   private readonly readyWaiters = new Set<{ resolve: () => void; reject: (err: Error) => void }>();
 
@@ -228,6 +232,20 @@ export class EventBus extends EventEmitter {
     return this.reads;
   }
 
+  /** Connections to the master's event bus that came up so far (reconnects are those after the first). */
+  get connects(): number {
+    return this.connectCount;
+  }
+
+  /** Events (frames) read from the bus so far, and their bytes. */
+  get eventsRead(): number {
+    return this.framesRead;
+  }
+
+  get bytesRead(): number {
+    return this.bytesReadCount;
+  }
+
   /** Job events currently kept for late subscribers. */
   get retainedCount(): number {
     return this.retention.size;
@@ -273,6 +291,7 @@ export class EventBus extends EventEmitter {
     socket.on('connect', () => {
       if (socket !== this.socket) return;
       this.isConnected = true;
+      this.connectCount++;
       for (const waiter of this.readyWaiters) waiter.resolve();
       this.readyWaiters.clear();
       this.safeEmit('connect');
@@ -298,6 +317,7 @@ export class EventBus extends EventEmitter {
   private onRead(socket: net.Socket, size: number, buf: Uint8Array): boolean {
     if (socket !== this.socket) return true;
     this.reads++;
+    this.bytesReadCount += size;
     this.lastReadFull = size === buf.length;
     try {
       this.scanner.push(buf.subarray(0, size), this.onFrame);
@@ -314,6 +334,7 @@ export class EventBus extends EventEmitter {
 
   /** A frame at `buf[start..end)`: its body is `tag\n\n` then the packed data (salt/utils/event.py, SaltEvent.pack). */
   private readonly onFrame = (buf: Buffer, start: number, end: number): void => {
+    this.framesRead++;
     if (this.subscriptions.count === 0 && this.holds === 0) return; // nobody to give it to, nor to keep it for
     const body = this.body;
     if (!frameBody(buf, start, end, body)) return;

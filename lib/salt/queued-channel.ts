@@ -18,6 +18,8 @@ export abstract class QueuedChannel implements RequestChannel {
   /** Default per-request timeout, ms. */
   protected abstract readonly timeoutMs: number;
   private flushScheduled = false;
+  /** Connections that came up, for monitoring (reconnects are the ones after the first). */
+  protected connectCount = 0;
 
   /** Send `{enc: 'clear', load, version: 2}`; resolve with the decoded reply, whatever it is (clients interpret it). Rejects with RequestTimeoutError after the timeout, ChannelClosedError once closed. */
   send(load: Record<string, unknown>, timeoutMs?: number): Promise<unknown> {
@@ -40,6 +42,11 @@ export abstract class QueuedChannel implements RequestChannel {
   }
 
   abstract get connected(): boolean;
+
+  /** Connections to the master that came up so far. */
+  get connects(): number {
+    return this.connectCount;
+  }
 
   /** Reject everything pending and release the connection(s). */
   close(): void {

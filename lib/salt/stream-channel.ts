@@ -80,6 +80,7 @@ export abstract class StreamChannel extends QueuedChannel {
   protected up(): void {
     clearTimeout(this.upTimer);
     this.ready = true;
+    this.connectCount++;
     this.lastError = undefined;
     this.flush();
   }

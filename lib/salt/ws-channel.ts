@@ -101,6 +101,7 @@ export class WsRequestChannel extends QueuedChannel {
     socket.on('open', () => {
       if (this.connections[slot] !== conn) return;
       conn.ready = true;
+      this.connectCount++;
       this.lastError = undefined;
       this.flush();
     });

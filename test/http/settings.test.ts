@@ -27,6 +27,8 @@ const SAMPLES: Record<string, [unknown, unknown]> = {
   countOrOff: [0, 'many'],
   seconds: [1.5, 0],
   secondsOrOff: [0, -1],
+  certReqs: ['CERT_REQUIRED', 'CERT_MAYBE'],
+  names: [['api.example.com', 'ops'], [5]],
 };
 
 describe('every key of the table', () => {

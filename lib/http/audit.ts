@@ -1,0 +1,171 @@
+/**
+ * The audit trail: one record per lowstate item, once it has ended (ran,
+ * failed, or was refused), saying who ran what where (Salt's users asked for
+ * it: saltstack/salt#33401). Never a password or a token: the username, or
+ * `(token)`. Arguments only with `rest_wsgi: audit_args: true`, and then
+ * with the values under keys that look like secrets masked, as are strings
+ * that hold the item's own password or token.
+ */
+import { HttpError, ClientGoneError } from '../errors.js';
+import { toJson } from '../json.js';
+import { jsonLine, logfmtValue } from '../log.js';
+import { isPlainObject } from '../objects.js';
+import { isClientName } from '../clients/table.js';
+import type { ItemReport } from '../clients/context.js';
+
+export interface AuditRecord {
+  /** When the item ended, ISO 8601. */
+  time: string;
+  requestId: string;
+  /** The client's address, as the access log has it (`trust_proxy` applies). */
+  address: string;
+  /** The subject CN of the client's verified certificate (mTLS). */
+  cn?: string;
+  eauth?: string;
+  /** The eauth username, or `(token)`. */
+  username?: string;
+  /** The netapi client (`local`, `runner`...), `?` when the item names none known. */
+  client: string;
+  fun?: string;
+  tgt?: string;
+  tgtType?: string;
+  jid?: string;
+  /** 200, or the status of the error the item ended with (499: the client went away). */
+  status: number;
+  durationMs: number;
+  /** Jobs on minions: how many were targeted, returned, and are missing (`false` or "did not return"). */
+  targeted?: number;
+  returned?: number;
+  missing?: number;
+  /** With `audit_args`: the item's arguments, as JSON, secrets masked. */
+  args?: string;
+}
+
+/** Fields that are never arguments: the credentials, and what the record says on its own. */
+const NOT_ARGS = new Set(['client', 'fun', 'tgt', 'tgt_type', 'expr_form', 'eauth', 'username', 'password', 'token']);
+const SECRET_KEY = /pass(wor)?d|passwd|secret|token|key/i;
+/** `name=value` in an arg list is a keyword argument to Salt (salt.utils.args.parse_input). */
+const KEYWORD_ARG = /^([^=\s]+)=/;
+export const MASK = '***';
+const MAX_TEXT = 256;
+const MAX_ARGS = 4096;
+
+/** A field for the record: a short text, never a novel. */
+function text(value: unknown): string | undefined {
+  if (value === undefined || value === null) return undefined;
+  const s = typeof value === 'string' ? value : Array.isArray(value) ? value.map(String).join(',') : String(value);
+  return s.length > MAX_TEXT ? `${s.slice(0, MAX_TEXT)}...(${s.length} chars)` : s;
+}
+
+/** The record's fields that come from the item itself. */
+function itemFields(low: unknown): Pick<AuditRecord, 'client' | 'eauth' | 'username' | 'fun' | 'tgt' | 'tgtType'> {
+  if (!isPlainObject(low)) return { client: '?' };
+  const viaToken = low.token !== undefined && low.token !== null;
+  return {
+    client: isClientName(low.client) ? low.client : '?',
+    eauth: viaToken ? undefined : text(low.eauth),
+    username: viaToken ? '(token)' : text(low.username),
+    fun: text(low.fun),
+    tgt: text(low.tgt),
+    tgtType: text(low.tgt_type ?? low.expr_form),
+  };
+}
+
+/** The item's arguments with secrets masked: values under secret-looking keys, `key=value` strings, and its own password or token wherever they appear. */
+export function maskedArgs(low: unknown): string | undefined {
+  if (!isPlainObject(low)) return undefined;
+  const secrets = [low.password, low.token].filter((s): s is string => typeof s === 'string' && s !== '');
+  const mask = (value: unknown, depth: number): unknown => {
+    if (typeof value === 'string') {
+      if (secrets.some((s) => value.includes(s))) return MASK;
+      const kw = KEYWORD_ARG.exec(value);
+      return kw && SECRET_KEY.test(kw[1]) ? `${kw[1]}=${MASK}` : value;
+    }
+    if (depth > 16) return '...';
+    if (Array.isArray(value)) return value.map((v) => mask(v, depth + 1));
+    if (isPlainObject(value)) {
+      const out: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(value)) out[k] = SECRET_KEY.test(k) ? MASK : mask(v, depth + 1);
+      return out;
+    }
+    return value;
+  };
+  const args: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(low)) if (!NOT_ARGS.has(k)) args[k] = SECRET_KEY.test(k) ? MASK : mask(v, 0);
+  const json = toJson(args);
+  return json.length > MAX_ARGS ? `${json.slice(0, MAX_ARGS)}...(${json.length} chars)` : json;
+}
+
+/** The HTTP status an item ended with. */
+export function itemStatus(err: unknown): number {
+  if (err === undefined) return 200;
+  if (err instanceof HttpError) return err.status;
+  if (err instanceof ClientGoneError || (err as Error)?.name === 'AbortError') return 499;
+  return 500;
+}
+
+/** Where the record's request came from. */
+export interface AuditScope {
+  requestId: string;
+  address: string;
+  cn?: string;
+  auditArgs: boolean;
+}
+
+export function auditRecord(scope: AuditScope, low: unknown, report: ItemReport, status: number, durationMs: number): AuditRecord {
+  return {
+    time: new Date().toISOString(),
+    requestId: scope.requestId,
+    address: scope.address,
+    cn: scope.cn,
+    ...itemFields(low),
+    jid: report.jid,
+    status,
+    durationMs,
+    targeted: report.targeted,
+    returned: report.returned,
+    missing: report.missing,
+    args: scope.auditArgs ? maskedArgs(low) : undefined,
+  };
+}
+
+/** The record's fields in order, by their names in the logs; undefined ones left out. */
+function fields(record: AuditRecord): [string, string | number][] {
+  const all: [string, string | number | undefined][] = [
+    ['time', record.time],
+    ['request_id', record.requestId],
+    ['address', record.address],
+    ['cn', record.cn],
+    ['eauth', record.eauth],
+    ['username', record.username],
+    ['client', record.client],
+    ['fun', record.fun],
+    ['tgt', record.tgt],
+    ['tgt_type', record.tgtType],
+    ['jid', record.jid],
+    ['status', record.status],
+    ['duration_ms', Math.round(record.durationMs * 10) / 10],
+    ['targeted', record.targeted],
+    ['returned', record.returned],
+    ['missing', record.missing],
+    ['args', record.args],
+  ];
+  return all.filter((f): f is [string, string | number] => f[1] !== undefined);
+}
+
+/** The record's fields by their names in the logs, in order, those that are set. */
+export function auditFields(record: AuditRecord): Record<string, string | number> {
+  return Object.fromEntries(fields(record));
+}
+
+/** `audit time=... request_id=... client=local fun=test.ping ... status=200`, one line. */
+export function formatAudit(record: AuditRecord): string {
+  return `audit${fields(record)
+    .map(([k, v]) => ` ${k}=${typeof v === 'number' ? v : logfmtValue(v)}`)
+    .join('')}`;
+}
+
+/** The record as one JSON object a line (`--log-format json`). */
+export function auditJson(record: AuditRecord): string {
+  return jsonLine({ msg: 'audit', ...auditFields(record) });
+}
