@@ -83,7 +83,7 @@ export interface HandlerOptions {
   /** No more than this may pass between two pieces of the body, ms; else 408. Default 10 s. */
   bodyIdleTimeoutMs?: number;
   /**
-   * Failed logins (401s) of one client address (as logged) within the window
+   * Failed logins (passwords the master refused; tokens refused are not counted) of one client address (as logged) within the window
    * after which its POSTs get 429, unread (lib/http/throttle.ts). Default 10 in 60 s; 0 turns it off.
    */
   authFailureLimit?: number;
@@ -248,14 +248,12 @@ function handleRequest(service: Service, req: IncomingMessage, res: ServerRespon
 /** A POST: its lowstates read, all checked, then run in order; the answer written as it is built. */
 async function handlePost(service: Service, req: MaybeParsedRequest, res: ServerResponse, hangup: Hangup): Promise<void> {
   const lowstates = await readLowstates(service, req, res);
-  let current: unknown; // the item being checked or run, for the throttle's log
+  // Refuse the whole request before running anything (rest_wsgi ran the
+  // items before a bad one). A 401 here (no credentials, raw_shell, a
+  // malformed token) is ours, before the master was asked: no failed login.
+  const items = lowstates.map((low, index) => service.netapi.prepare(low, index));
+  let current: unknown; // the item being run, for the throttle
   try {
-    // Refuse the whole request before running anything (rest_wsgi ran the
-    // items before a bad one).
-    const items = lowstates.map((low, index) => {
-      current = low;
-      return service.netapi.prepare(low, index);
-    });
     const results: unknown[] = [];
     for (const [index, item] of items.entries()) {
       if (hangup.happened) throw new ClientGoneError();
@@ -265,6 +263,7 @@ async function handlePost(service: Service, req: MaybeParsedRequest, res: Server
     // In pieces, with backpressure: the answer may be past what one string can hold (lib/http/response.ts).
     await writeJsonAnswer(res, 200, { return: results });
   } catch (err) {
+    // The master refused it: a failed login if it tried a password (lib/http/throttle.ts).
     if (service.throttle && err instanceof AuthenticationError) service.throttle.fail(clientAddress(req, service.trustProxy), current);
     throw err;
   }
