@@ -5,7 +5,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
@@ -19,8 +19,8 @@ import { WAITING_CLIENTS } from '../lib/clients/table.js';
 import { createLogger, isLogFormat, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger } from '../lib/log.js';
 import { readTls, tlsFilesFrom, type TlsFiles } from './tls.js';
 import { isLoopback, unknownKeyWarnings } from './checks.js';
+import { NAME, version, versionsReport } from './versions.js';
 
-const NAME = 'salt-rest-wsgi';
 /** After the shutdown deadline, how long the requests cut short have to send their 503/504. */
 const SHUTDOWN_GRACE_MS = 1000;
 
@@ -31,6 +31,7 @@ const COMMAND_FLAGS = {
   'log-format': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
+  'versions-report': { type: 'boolean', short: 'V' },
 } as const;
 
 const FLAGS = {
@@ -59,6 +60,7 @@ Options:
 ${flags.join('\n')}
   -h, --help                  show this help
       --version               show the version
+  -V, --versions-report       show the version, the Salt lines and transports it speaks, and its dependencies
 `;
 }
 
@@ -80,19 +82,6 @@ interface Settings {
   warnings: string[];
 }
 
-function version(): string {
-  // bin/ when run from source, dist/bin/ when built: the package root is one or two levels up.
-  for (const rel of ['../package.json', '../../package.json']) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === NAME && pkg.version) return pkg.version;
-    } catch {
-      // try the next place
-    }
-  }
-  return 'unknown';
-}
-
 function parseFlags(argv: string[]): Record<string, string | boolean | undefined> {
   try {
     return parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }).values;
@@ -101,9 +90,10 @@ function parseFlags(argv: string[]): Record<string, string | boolean | undefined
   }
 }
 
-function settingsFrom(argv: string[]): Settings | 'help' | 'version' {
+function settingsFrom(argv: string[]): Settings | 'help' | 'version' | 'versions-report' {
   const flags = parseFlags(argv);
   if (flags.help) return 'help';
+  if (flags['versions-report']) return 'versions-report';
   if (flags.version) return 'version';
 
   const logLevel = flags['log-level'] ?? 'info';
@@ -292,8 +282,8 @@ function main(argv: string[]): void {
       process.stdout.write(usage());
       return;
     }
-    if (settings === 'version') {
-      process.stdout.write(`${NAME} ${version()}\n`);
+    if (settings === 'version' || settings === 'versions-report') {
+      process.stdout.write(settings === 'version' ? `${NAME} ${version()}\n` : versionsReport());
       return;
     }
     if (settings.tls) pem = readTls(settings.tls);
