@@ -1,5 +1,5 @@
 /**
- * The package as users get it: `npm pack` (whose prepare script builds
+ * The package as users get it: `npm pack` (whose prepack script builds
  * dist/), the tarball's file list, then `npm install <tarball>` in an empty
  * directory, where `npx salt-rest-wsgi --help`, `import('salt-rest-wsgi')`
  * with a real request to the master double, the node:http example and a
@@ -43,7 +43,7 @@ test('npm pack: the tarball installs into an empty directory and gives the comma
   const dir = await mkdtemp(join(tmpdir(), 'salt-rest-wsgi-pack-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
 
-  // --- pack a copy of the sources (prepare builds dist/ there) ---
+  // --- pack a copy of the sources (prepack builds dist/ there) ---
   const src = join(dir, 'src');
   for (const entry of [
     'lib',
