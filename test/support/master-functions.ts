@@ -41,6 +41,8 @@ export interface MasterCallContext {
   sleepScale: number;
   /** Set the function's retcode (`__context__['retcode']`): success is retcode == 0. */
   setRetcode(code: number): void;
+  /** The master's ClearFuncs.mk_token: token data, or '' when the credentials fail. */
+  mkToken(load: Record<string, unknown>): Promise<unknown>;
 }
 
 export interface MasterFunction extends PySignature {
@@ -111,6 +113,8 @@ export function defaultRunnerFunctions(): Map<string, MasterFunction> {
       },
     ],
     ['test.arg', { name: 'arg', varargs: true, varkw: true, run: (b) => ({ args: b.rest, kwargs: b.extra }) }],
+    // salt/runners/auth.py mk_token(**load): the credentials come as its keyword arguments (the item's kwarg).
+    ['auth.mk_token', { name: 'mk_token', varkw: true, run: (b, ctx) => ctx.mkToken(b.extra) }],
     [
       'test.sleep',
       {

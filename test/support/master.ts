@@ -940,6 +940,7 @@ export class SaltMasterDouble extends EventEmitter {
       setRetcode: (code) => {
         retcode = code;
       },
+      mkToken: (load) => this.eauth.mkToken(load),
     };
     let bound: { args: unknown[]; kwargs: Record<string, unknown> };
     try {
