@@ -48,13 +48,18 @@ export function consoleExamples(readme: string): Example[] {
   return examples;
 }
 
-/** What may differ between two runs: job ids, dates, Salt's time stamps; and curl -i's CRLFs. */
+/** What may differ between two runs: job ids, dates, Salt's time stamps, tokens; and curl -i's CRLFs. */
 function normalize(text: string): string {
-  return text
-    .replace(/\r\n/g, '\n')
-    .replace(/^Date: .*$/gm, 'Date: <date>')
-    .replace(/\b\d{20}\b/g, '<jid>')
-    .replace(/"_stamp":"[^"]+"/g, '"_stamp":"<stamp>"');
+  return (
+    text
+      .replace(/\r\n/g, '\n')
+      .replace(/^Date: .*$/gm, 'Date: <date>')
+      .replace(/\b\d{20}\b/g, '<jid>')
+      .replace(/"_stamp":"[^"]+"/g, '"_stamp":"<stamp>"')
+      // A token the master makes (auth.mk_token), and its times.
+      .replace(/"token":"[0-9a-f]{64}"/g, '"token":"<token>"')
+      .replace(/"(start|expire)":\d+(\.\d+)?/g, '"$1":<time>')
+  );
 }
 
 async function freePort(): Promise<number> {
