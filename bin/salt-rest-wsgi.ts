@@ -5,7 +5,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
@@ -30,8 +30,8 @@ import { readTls, tlsFilesFrom, withClientCerts, type TlsFiles, type TlsMaterial
 import { AuditSink, serveMetrics, stopMetrics } from './operations.js';
 import type { TLSSocket } from 'node:tls';
 import { isLoopback, unknownKeyWarnings } from './checks.js';
+import { NAME, version, versionsReport } from './versions.js';
 
-const NAME = 'salt-rest-wsgi';
 /** After the shutdown deadline, how long the requests cut short have to send their 503/504. */
 const SHUTDOWN_GRACE_MS = 1000;
 
@@ -42,6 +42,7 @@ const COMMAND_FLAGS = {
   'log-format': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
+  'versions-report': { type: 'boolean', short: 'V' },
 } as const;
 
 const FLAGS = {
@@ -70,6 +71,7 @@ Options:
 ${flags.join('\n')}
   -h, --help                  show this help
       --version               show the version
+  -V, --versions-report       show the version, the Salt lines and transports it speaks, and its dependencies
 `;
 }
 
@@ -91,19 +93,6 @@ interface Settings {
   warnings: string[];
 }
 
-function version(): string {
-  // bin/ when run from source, dist/bin/ when built: the package root is one or two levels up.
-  for (const rel of ['../package.json', '../../package.json']) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === NAME && pkg.version) return pkg.version;
-    } catch {
-      // try the next place
-    }
-  }
-  return 'unknown';
-}
-
 function parseFlags(argv: string[]): Record<string, string | boolean | undefined> {
   try {
     return parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }).values;
@@ -112,9 +101,10 @@ function parseFlags(argv: string[]): Record<string, string | boolean | undefined
   }
 }
 
-function settingsFrom(argv: string[]): Settings | 'help' | 'version' {
+function settingsFrom(argv: string[]): Settings | 'help' | 'version' | 'versions-report' {
   const flags = parseFlags(argv);
   if (flags.help) return 'help';
+  if (flags['versions-report']) return 'versions-report';
   if (flags.version) return 'version';
 
   const logLevel = flags['log-level'] ?? 'info';
@@ -322,8 +312,8 @@ function main(argv: string[]): void {
       process.stdout.write(usage());
       return;
     }
-    if (settings === 'version') {
-      process.stdout.write(`${NAME} ${version()}\n`);
+    if (settings === 'version' || settings === 'versions-report') {
+      process.stdout.write(settings === 'version' ? `${NAME} ${version()}\n` : versionsReport());
       return;
     }
     if (settings.tls) pem = readTls(settings.tls);

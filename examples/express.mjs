@@ -1,7 +1,14 @@
 import express from 'express';
-import { createHandler } from 'salt-rest-wsgi';
+import { ConfigError, createHandler } from 'salt-rest-wsgi';
 
-const handler = createHandler({ logger: console, accessLog: true });
+let handler; // on $SALT_MASTER_CONFIG, else /etc/salt/master
+try {
+  handler = createHandler({ logger: console, accessLog: true });
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  console.error(`${err.message.split('\n')[0]}; set SALT_MASTER_CONFIG to the master's config file`);
+  process.exit(2);
+}
 const app = express();
 // Every path under /salt. Mounted before any body parser, the handler reads
 // the body itself and keeps integers past 2^53 exact; after express.json()

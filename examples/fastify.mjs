@@ -1,8 +1,15 @@
 import Fastify from 'fastify';
-import { createHandler } from 'salt-rest-wsgi';
+import { ConfigError, createHandler } from 'salt-rest-wsgi';
 
 const app = Fastify({ logger: true });
-const handler = createHandler({ logger: app.log }); // pino fits as the logger
+let handler; // on $SALT_MASTER_CONFIG, else /etc/salt/master
+try {
+  handler = createHandler({ logger: app.log }); // pino fits as the logger
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  console.error(`${err.message.split('\n')[0]}; set SALT_MASTER_CONFIG to the master's config file`);
+  process.exit(2);
+}
 app.addHook('onClose', async () => handler.close());
 
 // Every path under /salt goes to the handler as Node's own request and

@@ -1,8 +1,15 @@
 import http from 'node:http';
-import { createHandler } from 'salt-rest-wsgi';
+import { ConfigError, createHandler } from 'salt-rest-wsgi';
 
 // Reads $SALT_MASTER_CONFIG, else /etc/salt/master (or pass `config`: a path or an object of options).
-const handler = createHandler({ logger: console, accessLog: true });
+let handler;
+try {
+  handler = createHandler({ logger: console, accessLog: true });
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  console.error(`${err.message.split('\n')[0]}; set SALT_MASTER_CONFIG to the master's config file`);
+  process.exit(2);
+}
 const server = http.createServer(handler); // node:https: https.createServer({ key, cert }, handler)
 
 server.listen(Number(process.env.PORT ?? 8001), '127.0.0.1', () => {

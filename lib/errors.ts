@@ -93,16 +93,22 @@ export class PayloadTooLargeError extends httpError(413, 'SRW_ERR_PAYLOAD_TOO_LA
 /**
  * 429: too many failed logins from the client's address within the window
  * (lib/http/throttle.ts). Nothing was read or run; the connection is shed too,
- * its body unread.
+ * its body unread. The message says the right password fails too, or a
+ * client whose retry with it got 429 would think the throttle broken.
  */
 export class TooManyFailedLoginsError extends HttpError {
   constructor(retryAfterS: number) {
-    super(429, `Too many failed logins; retry after ${retryAfterS} s`, 'SRW_ERR_TOO_MANY_FAILED_LOGINS', {
+    super(429, tooManyFailedLoginsMessage(retryAfterS), 'SRW_ERR_TOO_MANY_FAILED_LOGINS', {
       'Retry-After': String(retryAfterS),
       ...CLOSE,
     });
     this.name = 'TooManyFailedLoginsError';
   }
+}
+
+/** The 429's text: when to retry, and that until then correct credentials are refused too. */
+export function tooManyFailedLoginsMessage(retryAfterS: number): string {
+  return `Too many failed logins; retry after ${retryAfterS} s (until then every POST from this address is refused, correct credentials too)`;
 }
 
 /** 503: the master is not running or not answering. */

@@ -1,7 +1,11 @@
 #!/usr/bin/env node
-// The prepare script: compile lib/ and bin/ into dist/ (what the package
-// runs and ships). npm runs it after `npm ci` in a clone and before
-// `npm pack`; never when a tarball is installed, which carries dist/.
+// The build: compile lib/ and bin/ into dist/ (what the package runs and
+// ships). npm runs it as `postprepare` after `npm ci` or `npm install` in a
+// clone (and in the clone npm makes of a git dependency), and as `prepack`
+// before `npm pack` and `npm publish`. Neither is an install script: a
+// package installed from the registry or a tarball, which carries dist/,
+// runs nothing of its own, and npm's allowScripts has nothing of it to ask
+// about (it would list a `prepare` script of a tarball).
 //
 // TypeScript is a dev dependency. A production install from a clone
 // (`npm ci --omit=dev`) has no tsc in node_modules, and a git clone has no

@@ -39,6 +39,30 @@ test('--help and --version', async () => {
   assert.equal(version.stdout, `salt-rest-wsgi ${pkg.version}\n`);
 });
 
+test('-V and --versions-report: the version, the Salt lines and transports it speaks, its dependencies', async () => {
+  const [short, long] = await Promise.all([runCommand(['-V']), runCommand(['--versions-report'])]);
+  const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
+  for (const run of [short, long]) {
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stderr, '');
+    assert.match(run.stdout, new RegExp(`^salt-rest-wsgi ${pkg.version.replaceAll('.', '\\.')}\n`));
+    assert.match(
+      run.stdout,
+      /\n {6}3007: checked against 3007\.1 masters \(zeromq, tcp, ws\)\n {6}3006: checked against 3006\.0 masters \(zeromq\)\n/,
+    );
+    assert.match(run.stdout, /\nTransports: zeromq, tcp, ws \(/);
+    assert.match(run.stdout, new RegExp(`Node\\.js: ${process.versions.node.replaceAll('.', '\\.')}\n`));
+    assert.match(run.stdout, /msgpackr: \d+\.\d+\.\d+ \((msgpackr-extract in use|no msgpackr-extract: strings decoded in JavaScript)\)\n/);
+    assert.match(run.stdout, /\n {8}ws: \d+\.\d+\.\d+\n {6}yaml: \d+\.\d+\.\d+\n$/);
+  }
+  assert.equal(short.stdout, long.stdout);
+  // Without the native extractor (msgpackr's switch): said so.
+  const js = await runCommand(['-V'], { MSGPACKR_NATIVE_ACCELERATION_DISABLED: 'true' });
+  assert.match(js.stdout, /msgpackr: [\d.]+ \(no msgpackr-extract: strings decoded in JavaScript\)/);
+  const help = await runCommand(['--help']);
+  assert.match(help.stdout, /-V, --versions-report/);
+});
+
 test('bad usage exits 2 with one line', async () => {
   const cases = [['--bogus'], ['--port', 'eighty'], ['--port', '70000'], ['--log-level', 'loud'], ['extra']];
   const runs = await Promise.all(cases.map((args) => runCommand(args)));

@@ -1,7 +1,7 @@
 /**
  * A production install from a clone (issue 14): `npm ci --omit=dev` in a
  * fresh clone (the files git would give one, in a temp dir) installs only the
- * runtime dependencies, and the prepare script still builds dist/ (with the
+ * runtime dependencies, and the postprepare script still builds dist/ (with the
  * lock file's compiler through npm exec: scripts/build.mjs), so the command
  * runs: `node dist/bin/salt-rest-wsgi.js --help` and `npm start -- --help`.
  * Then the tarball made there installs globally into an empty prefix
@@ -44,7 +44,7 @@ test('npm ci --omit=dev in a fresh clone: only runtime dependencies, a working c
   assert.equal(viaNpm.code, 0, viaNpm.stderr);
   assert.match(viaNpm.stdout, /^Usage: salt-rest-wsgi /);
 
-  // The tarball, as Deployment installs it: `npm pack` (whose prepare would
+  // The tarball, as Deployment installs it: `npm pack` (whose prepack would
   // build dist/ again, as it was just built: --ignore-scripts), then a global
   // install into an empty prefix, which must not build anything.
   const packed = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], dir);
@@ -52,13 +52,30 @@ test('npm ci --omit=dev in a fresh clone: only runtime dependencies, a working c
   const [{ filename }] = JSON.parse(packed.stdout.slice(packed.stdout.indexOf('['))) as [{ filename: string }];
   const prefix = join(dir, 'global');
   await mkdir(prefix);
+  // The package has no install script of its own (npm lists a tarball's `prepare` as one);
+  // msgpackr's native extractor has one, allowed as README: Installing says.
+  const scripts = JSON.parse(execFileSync('tar', ['-xOzf', join(dir, filename), 'package/package.json'], { encoding: 'utf8' })).scripts;
+  for (const hook of ['preinstall', 'install', 'postinstall', 'prepare']) assert.equal(scripts[hook], undefined, hook);
   const global = await run(
     'npm',
-    ['install', '-g', '--prefix', prefix, join(dir, filename), '--prefer-offline', '--no-audit', '--no-fund'],
+    [
+      'install',
+      '-g',
+      '--allow-scripts=msgpackr-extract',
+      '--prefix',
+      prefix,
+      join(dir, filename),
+      '--prefer-offline',
+      '--no-audit',
+      '--no-fund',
+    ],
     dir,
   );
   assert.equal(global.code, 0, `${global.stdout}\n${global.stderr}`);
   assert.doesNotMatch(global.stderr + global.stdout, /EBADENGINE|building dist\/|> node scripts\/build/);
+  assert.doesNotMatch(global.stderr + global.stdout, /warn|install scripts|allowScripts/i, 'nothing an operator must wonder about');
+  const report = await run(join(prefix, 'bin', 'salt-rest-wsgi'), ['-V'], dir);
+  assert.match(report.stdout, /msgpackr: [\d.]+ \(msgpackr-extract in use\)/, report.stdout);
   const globalHelp = await run(join(prefix, 'bin', 'salt-rest-wsgi'), ['--help'], dir);
   assert.equal(globalHelp.code, 0, globalHelp.stderr);
   assert.match(globalHelp.stdout, /^Usage: salt-rest-wsgi /);

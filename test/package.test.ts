@@ -1,5 +1,5 @@
 /**
- * The package as users get it: `npm pack` (whose prepare script builds
+ * The package as users get it: `npm pack` (whose prepack script builds
  * dist/), the tarball's file list, then `npm install <tarball>` in an empty
  * directory, where `npx salt-rest-wsgi --help`, `import('salt-rest-wsgi')`
  * with a real request to the master double, the node:http example and a
@@ -43,7 +43,7 @@ test('npm pack: the tarball installs into an empty directory and gives the comma
   const dir = await mkdtemp(join(tmpdir(), 'salt-rest-wsgi-pack-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
 
-  // --- pack a copy of the sources (prepare builds dist/ there) ---
+  // --- pack a copy of the sources (prepack builds dist/ there) ---
   const src = join(dir, 'src');
   for (const entry of [
     'lib',
@@ -55,6 +55,7 @@ test('npm pack: the tarball installs into an empty directory and gives the comma
     'tsconfig.build.json',
     'README.md',
     'LICENSE',
+    'contrib',
   ]) {
     await cp(join(repoRoot, entry), join(src, entry), { recursive: true });
   }
@@ -63,11 +64,11 @@ test('npm pack: the tarball installs into an empty directory and gives the comma
   const [info] = JSON.parse(packed.stdout.slice(packed.stdout.indexOf('['))) as [{ filename: string; files: { path: string }[] }];
   const files = info.files.map((f) => f.path).sort();
 
-  // Only the built library and command, their declarations, and the docs.
+  // Only the built library and command, their declarations, the docs and the systemd unit.
   for (const file of files) {
     assert.match(
       file,
-      /^(package\.json|README\.md|LICENSE|dist\/lib\/.+\.(js|d\.ts)|dist\/bin\/[^/]+\.js)$/,
+      /^(package\.json|README\.md|LICENSE|contrib\/salt-rest-wsgi\.service|dist\/lib\/.+\.(js|d\.ts)|dist\/bin\/[^/]+\.js)$/,
       `unexpected file in the tarball: ${file}`,
     );
     assert.doesNotMatch(file, /(^|\/)(test|bench|examples)\/|\.map$|\.tsbuildinfo$|(?<!\.d)\.ts$/, file);
@@ -79,7 +80,8 @@ test('npm pack: the tarball installs into an empty directory and gives the comma
     const base = `dist/lib/${source.slice(0, -'.ts'.length)}`;
     assert.ok(files.includes(`${base}.js`) && files.includes(`${base}.d.ts`), `${base}.js and .d.ts in the tarball`);
   }
-  for (const file of ['package.json', 'README.md', 'LICENSE', 'dist/bin/salt-rest-wsgi.js']) assert.ok(files.includes(file), file);
+  for (const file of ['package.json', 'README.md', 'LICENSE', 'dist/bin/salt-rest-wsgi.js', 'contrib/salt-rest-wsgi.service'])
+    assert.ok(files.includes(file), file);
 
   const pkg = JSON.parse(await readFile(join(src, 'package.json'), 'utf8')) as {
     version: string;

@@ -2,17 +2,22 @@
  * A server run as a user the master's sock_dir refuses: the start-up log
  * and every answer say permission denied and which access is missing,
  * instead of "master not running". A real unprivileged user (useradd), the
- * server run as it through setpriv; skipped, saying why, where that can't be
- * done (not root, no useradd/setpriv).
+ * server run as it through setpriv, from a bundled copy under the system's
+ * temporary directory (the clone may be under a 0700 directory that user
+ * can't enter); skipped, saying why, where that can't be done (not root, no
+ * useradd/setpriv, a temporary directory or node the user can't reach).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { chmod } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { dirname } from 'node:path';
 import { startMaster, type SaltMasterDouble } from './support/master.js';
 import { request } from './support/http.js';
-import { startCommand } from './support/command.js';
+import { asUserArgs, runToEnd, startCommand } from './support/command.js';
+import { readableServer } from './support/server-copy.js';
 
 const PASSWORD = 'permission-test-secret';
 const CRED = { eauth: 'pam', username: 'saltdev', password: PASSWORD };
@@ -30,6 +35,20 @@ function cannotRun(): string | undefined {
     }
   }
   return undefined;
+}
+
+/**
+ * Why `user` can't run the server here, or undefined: it runs node and a
+ * bundled copy of the command (test/support/server-copy.ts) under the
+ * system's temporary directory, since the clone may be out of its reach.
+ */
+async function cannotRunAs(user: string): Promise<string | undefined> {
+  const bin = await readableServer();
+  const [file, ...args] = [...asUserArgs(user), process.execPath, bin, '--version'];
+  const run = await runToEnd(file, args, { cwd: dirname(bin) });
+  if (run.code === 0) return undefined;
+  const said = (run.stderr.trim().split('\n')[0] ?? '').slice(0, 200);
+  return `a fresh user can't run ${process.execPath} ${bin} (is ${tmpdir()} or node out of its reach?): ${said}`;
 }
 
 /** A fresh system user, removed after the test. */
@@ -56,6 +75,8 @@ test('sock_dir the user may not enter: logged at start, each request 503 permiss
   const why = cannotRun();
   if (why) return t.skip(why);
   const user = addUser(t);
+  const unreachable = await cannotRunAs(user);
+  if (unreachable) return t.skip(unreachable);
   const master = await masterFor(t);
   await chmod(master.sockDir, 0o700);
   const server = await startCommand(t, ['-c', master.configPath], {}, user);
@@ -93,6 +114,8 @@ test('the event bus socket the user may not connect to: jobs that wait for it 50
   const why = cannotRun();
   if (why) return t.skip(why);
   const user = addUser(t);
+  const unreachable = await cannotRunAs(user);
+  if (unreachable) return t.skip(unreachable);
   const master = await masterFor(t);
   await chmod(master.sockDir, 0o755);
   await chmod(master.eventPath, 0o600); // as Salt makes it: root's, srw-------

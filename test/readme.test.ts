@@ -49,16 +49,19 @@ export function consoleExamples(readme: string): Example[] {
   return examples;
 }
 
-/** What may differ between two runs: job ids, dates, Salt's time stamps, tokens and their times; and curl -i's CRLFs. */
+/** What may differ between two runs: job ids, dates, Salt's time stamps, tokens; and curl -i's CRLFs. */
 function normalize(text: string): string {
-  return text
-    .replace(/\r\n/g, '\n')
-    .replace(/^Date: .*$/gm, 'Date: <date>')
-    .replace(/^X-Request-Id: [0-9a-f-]{36}$/gim, 'X-Request-Id: <uuid>')
-    .replace(/\b\d{20}\b/g, '<jid>')
-    .replace(/"_stamp":"[^"]+"/g, '"_stamp":"<stamp>"')
-    .replace(/"token":"[0-9a-f]+"/g, '"token":"<token>"')
-    .replace(/"(start|expire)":[\d.]+/g, '"$1":<time>');
+  return (
+    text
+      .replace(/\r\n/g, '\n')
+      .replace(/^Date: .*$/gm, 'Date: <date>')
+      .replace(/^X-Request-Id: [0-9a-f-]{36}$/gim, 'X-Request-Id: <uuid>')
+      .replace(/\b\d{20}\b/g, '<jid>')
+      .replace(/"_stamp":"[^"]+"/g, '"_stamp":"<stamp>"')
+      // A token the master makes (auth.mk_token), and its times.
+      .replace(/"token":"[0-9a-f]{64}"/g, '"token":"<token>"')
+      .replace(/"(start|expire)":\d+(\.\d+)?/g, '"$1":<time>')
+  );
 }
 
 async function freePort(): Promise<number> {

@@ -92,7 +92,7 @@ export interface HandlerOptions {
   /** No more than this may pass between two pieces of the body, ms; else 408. Default 10 s. */
   bodyIdleTimeoutMs?: number;
   /**
-   * Failed logins (401s) of one client address (as logged) within the window
+   * Failed logins (passwords the master refused; tokens refused are not counted) of one client address (as logged) within the window
    * after which its POSTs get 429, unread (lib/http/throttle.ts). Default 10 in 60 s; 0 turns it off.
    */
   authFailureLimit?: number;
@@ -307,7 +307,8 @@ async function handlePost(
   let checking = true;
   try {
     // Refuse the whole request before running anything (rest_wsgi ran the
-    // items before a bad one).
+    // items before a bad one). A 401 here (no credentials, raw_shell, a
+    // malformed token) is ours, before the master was asked: no failed login.
     const items = lowstates.map((low, index) => {
       current = low;
       return service.netapi.prepare(low, index);
@@ -331,8 +332,9 @@ async function handlePost(
     // In pieces, with backpressure: the answer may be past what one string can hold (lib/http/response.ts).
     service.ops.metrics.answered(res, await answer.write(res, 200, { return: results }));
   } catch (err) {
-    if (checking) itemEnded(scope, current, {}, itemStatus(err)); // the item refused: its audit record
-    noteFailure(service, req, err, current);
+    // The item refused: its audit record. Else the master refused it: a failed login if it tried a password (lib/http/throttle.ts).
+    if (checking) itemEnded(scope, current, {}, itemStatus(err));
+    else noteFailure(service, req, err, current);
     throw err;
   }
 }

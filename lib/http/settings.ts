@@ -194,7 +194,7 @@ export const SETTINGS: readonly Setting[] = [
     kind: 'countOrOff',
     default: DEFAULT_AUTH_FAILURE_LIMIT,
     option: 'authFailureLimit',
-    help: 'failed logins of one client address in the window, then 429 (0: off)',
+    help: 'failed logins (passwords the master refused) of one client address in the window, then 429 (0: off)',
   },
   {
     key: 'auth_failure_window',

@@ -5,8 +5,13 @@
  * window; a success erases nothing. Salt's own front ends have no such
  * limit: sites put fail2ban on the master's log.
  *
- * A failure is a POST answered 401 (README: Status codes), counted once per
- * request: the items stop at the first 401, so a request holds at most one.
+ * A failure is a password the master refused: a POST answered 401 for an
+ * item that logged in with eauth credentials (README: Failed logins),
+ * counted once per request (the items stop at the first 401, so a request
+ * holds at most one). A token refused is not one: it can't be guessed (256
+ * bits), and an expired one is a client's everyday event (pepper logs in
+ * again); nor are our own refusals before the master is asked (no
+ * credentials, raw_shell, a malformed token), which guess nothing.
  *
  * Memory is bounded: one entry per address with a failure in the window, at
  * most `maxAddresses` of them; past that the address whose last failure is
@@ -81,8 +86,12 @@ export class AuthThrottle {
     return retryAfterS ? new TooManyFailedLoginsError(retryAfterS) : undefined;
   }
 
-  /** One failed login from `address`; `low` is the lowstate item refused (read for who was tried). */
+  /**
+   * The master refused item `low` from `address` (a 401): one failed login
+   * if it tried a password, else nothing. `low` is read for who was tried.
+   */
   fail(address: string, low: unknown, now = performance.now()): void {
+    if (!triedPassword(low)) return;
     this.forgetExpired(now);
     const name = whoTried(low);
     let entry = this.table.get(address);
@@ -164,15 +173,20 @@ export function authThrottle(
 }
 
 /**
+ * Whether item `low` logged in with eauth credentials: `eauth` and no
+ * token (a token wins over eauth, as in salt/master.py _prep_auth_info).
+ */
+function triedPassword(low: unknown): boolean {
+  if (low === null || typeof low !== 'object') return false;
+  const { token, eauth } = low as Record<string, unknown>;
+  return token === undefined && eauth !== undefined;
+}
+
+/**
  * Who an item tried to log in as, for the log: its username in JSON quotes
- * (the client's text, so anything may be in it), else `(token)` or `(none)`;
- * never a password or a token.
+ * (the client's text, so anything may be in it), else `(none)`; never a password.
  */
 function whoTried(low: unknown): string {
-  if (low === null || typeof low !== 'object') return '(none)';
-  const { token, username } = low as Record<string, unknown>;
-  // A token wins over eauth, as in salt/master.py (_prep_auth_info).
-  if (token !== undefined) return '(token)';
-  if (typeof username === 'string') return JSON.stringify(username.slice(0, NAME_CHARS));
-  return '(none)';
+  const { username } = low as Record<string, unknown>;
+  return typeof username === 'string' ? JSON.stringify(username.slice(0, NAME_CHARS)) : '(none)';
 }

@@ -11,6 +11,7 @@ import { startMaster, type SaltMasterDouble } from '../support/master.js';
 import { createHandler, GET_MESSAGE, type HandlerOptions, type RestWsgiHandler } from '../../lib/http/handler.js';
 import { AuthThrottle, DEFAULT_AUTH_FAILURE_ADDRESSES, authThrottle } from '../../lib/http/throttle.js';
 import { silentLogger } from '../../lib/log.js';
+import { tooManyFailedLoginsMessage } from '../../lib/errors.js';
 import { floodAddress, forwardedFlood, recordingLogger, request, serve, sleep, type LogLine, type Reply } from '../support/http.js';
 import { BIN, repoRoot, startCommand } from '../support/command.js';
 import { execFile } from 'node:child_process';
@@ -60,7 +61,11 @@ function assertThrottled(reply: Reply, windowS: number): void {
   assert.equal(reply.headers['content-type'], 'application/json');
   const retry = Number(reply.headers['retry-after']);
   assert.ok(Number.isInteger(retry) && retry >= 1 && retry <= windowS, `Retry-After ${reply.headers['retry-after']}`);
-  assert.deepEqual(reply.json, { return: `Too many failed logins; retry after ${retry} s` });
+  assert.deepEqual(reply.json, { return: tooManyFailedLoginsMessage(retry) });
+  assert.match(
+    reply.json.return,
+    /^Too many failed logins; retry after \d+ s \(until then every POST from this address is refused, correct credentials too\)$/,
+  );
   assert.equal(reply.headers.connection, 'close');
 }
 
@@ -115,33 +120,57 @@ test('40 wrong passwords from one address: 401s up to the limit, then 429 with R
   assert.equal(seen(env.master) - seenAtLimit, 2);
 });
 
-test('what counts: every 401 (the master refusing a password, a token or a command; no credentials; a malformed token; raw_shell), once per request; 400s and 200s do not', async (t) => {
-  const env = await start(t, { authFailureLimit: 6, authFailureWindowMs: 60_000 });
-  const failures: unknown[] = [
-    [WRONG_LOGIN, WRONG_LOGIN, WRONG_LOGIN], // three failing items: one failure
-    [{ token: 'abad1dea'.repeat(8), client: 'wheel', fun: 'key.list_all' }],
-    [{ client: 'local', tgt: '*', fun: 'test.ping' }],
+test('what counts: a password the master refused (or a command it refused with one), once per request; a bad, unknown or expired token, our own refusals, 400s and 200s do not', async (t) => {
+  const env = await start(t, { authFailureLimit: 4, authFailureWindowMs: 60_000 });
+  const expired = await env.master.eauth.mkToken({ eauth: 'pam', username: 'saltdev', password: PASSWORD });
+  assert.ok(expired);
+  expired.expire = Date.now() / 1000 - 1;
+  // As Salt's netapi tests send them (tests/pytests/functional/netapi/...: bad, empty, pathname tokens), many more than the limit.
+  const notCounted: unknown[] = [
+    [{ token: 'abad1dea'.repeat(8), client: 'wheel', fun: 'key.list_all' }], // unknown to the master
+    [{ token: expired.token, client: 'runner', fun: 'test.arg' }], // expired: the client logs in again
+    [{ token: '', client: 'local', tgt: '*', fun: 'test.ping' }],
+    [{ token: '../../../etc/passwd', client: 'local', tgt: '*', fun: 'test.ping' }],
     [{ token: 'not-hex', client: 'local', tgt: '*', fun: 'test.ping' }],
-    [{ eauth: 'auto', username: 'nobody', password: 'x', client: 'local', tgt: '*', fun: 'test.ping' }], // unknown to external_auth: AuthorizationError
+    [{ ...WRONG_LOGIN, token: 'abad1dea'.repeat(8) }], // a token wins over eauth (salt/master.py)
+    [{ client: 'local', tgt: '*', fun: 'test.ping' }], // no credentials
+    [RIGHT, { ...RIGHT, raw_shell: true }], // refused by us before the master is asked
   ];
-  for (const body of failures) {
+  for (let round = 0; round < 2; round++) {
+    for (const body of notCounted) {
+      const reply = await env.post(body);
+      assert.equal(reply.status, 401, `${JSON.stringify(body)}: ${reply.text}`);
+    }
+  }
+  assert.equal(env.handler.stats().failedLoginAddresses, 0, '16 refused tokens and refusals of ours: no failed login');
+  assert.equal((await env.post([RIGHT])).status, 200);
+
+  const counted: unknown[] = [
+    [WRONG_LOGIN, WRONG_LOGIN, WRONG_LOGIN], // three failing items: one failure
+    [{ eauth: 'auto', username: 'nobody', password: 'x', client: 'local', tgt: '*', fun: 'test.ping' }], // unknown to external_auth
+    [{ eauth: 'pam', password: WRONG, client: 'runner', fun: 'test.arg' }], // no username
+  ];
+  for (const body of counted) {
     const reply = await env.post(body);
     assert.equal(reply.status, 401, reply.text);
     // Neither a success nor a refusal of another kind counts, nor erases a failure.
     assert.equal((await env.post([RIGHT])).status, 200);
     assert.equal((await env.post([{ ...RIGHT, client: 'bogus' }])).status, 400);
     assert.equal((await env.post('not json')).status, 400);
+    assert.equal((await env.post([{ token: 'abad1dea'.repeat(8), client: 'wheel', fun: 'key.list_all' }])).status, 401);
   }
-  assert.equal(env.lines.filter((l) => l.level === 'warn').length, 0, 'five failures: not throttled yet');
+  assert.equal(env.lines.filter((l) => l.level === 'warn').length, 0, 'three failures: not throttled yet');
   // A right item before a wrong one: the request is answered 401, and counts.
-  const sixth = await env.post([RIGHT, { ...RIGHT, raw_shell: true }]);
-  assert.equal(sixth.status, 401, sixth.text);
+  const fourth = await env.post([RIGHT, WRONG_LOGIN]);
+  assert.equal(fourth.status, 401, fourth.text);
   assertThrottled(await env.post([RIGHT]), 60);
+  // Throttled, a token is refused too: the 429 is the address's, before anything is read.
+  assertThrottled(await env.post([{ token: 'abad1dea'.repeat(8), client: 'wheel', fun: 'key.list_all' }]), 60);
   const warnings = env.lines.filter((l) => l.level === 'warn');
   assert.equal(warnings.length, 1);
   assert.match(
     warnings[0].msg,
-    /^too many failed logins from 127\.0\.0\.1: 6 within 60 s, tried "saltdev", \(token\), \(none\), "nobody"; its POSTs get 429 for 60 s$/,
+    /^too many failed logins from 127\.0\.0\.1: 4 within 60 s, tried "saltdev", "nobody", \(none\); its POSTs get 429 for 60 s$/,
   );
   assert.ok(!warnings[0].msg.includes('abad1dea') && !warnings[0].msg.includes(WRONG));
 });
@@ -166,7 +195,8 @@ test("without trustProxy every client behind a proxy has the proxy's address: on
 test('more addresses than the table holds (X-Forwarded-For, trustProxy), each failing once: the table stays at its cap, oldest out, and the latest address is still throttled', async (t) => {
   // 100,000 addresses, and the table's memory, are `npm run bench:throttle`; here enough to pass the cap.
   const limit = 3;
-  const env = await start(t, { authFailureLimit: limit, authFailureWindowMs: 600_000, trustProxy: true });
+  // Each failure is the master's answer to a wrong password: a generous master timeout, as the flood keeps a loaded machine busy.
+  const env = await start(t, { authFailureLimit: limit, authFailureWindowMs: 600_000, trustProxy: true, masterTimeoutMs: 30_000 });
   const total = DEFAULT_AUTH_FAILURE_ADDRESSES + 2000;
   const statuses = await forwardedFlood(env.port, total, floodAddress);
   assert.deepEqual([...statuses], [[401, total]]);
@@ -217,7 +247,9 @@ test('the window slides: failures leave it one by one, a success erases none, th
   assert.equal(lines.length, 2);
   assert.equal(table.retryAfterS('b', 11_000), 0);
   // Long after: the entry is gone at the next failure anywhere.
-  table.fail('b', { token: 'abc' }, 40_000);
+  table.fail('b', low, 40_000);
+  // A token refused is no failed login: nothing counted.
+  table.fail('c', { token: 'abc', eauth: 'pam' }, 40_001);
   assert.deepEqual(table.stats().addresses, 1);
   for (const line of lines) assert.ok(!line.msg.includes(WRONG));
 });
@@ -225,11 +257,12 @@ test('the window slides: failures leave it one by one, a success erases none, th
 test('the table is capped, oldest last failure out; names are kept few and short', () => {
   const { logger, lines } = recordingLogger();
   const table = new AuthThrottle({ limit: 8, windowMs: 60_000, maxAddresses: 3, logger });
-  for (const [i, address] of ['a', 'b', 'c', 'd'].entries()) table.fail(address, {}, i);
+  const nameless = { eauth: 'pam', password: 'x' };
+  for (const [i, address] of ['a', 'b', 'c', 'd'].entries()) table.fail(address, nameless, i);
   assert.equal(table.stats().addresses, 3);
-  table.fail('b', {}, 10); // b is now the newest: c goes out next
-  table.fail('e', {}, 11);
-  table.fail('b', {}, 12);
+  table.fail('b', nameless, 10); // b is now the newest: c goes out next
+  table.fail('e', nameless, 11);
+  table.fail('b', nameless, 12);
   // b has 3 failures; a and c went out: a new failure there is their first.
   for (let i = 0; i < 6; i++) table.fail('b', { eauth: 'pam', username: `user${i}${'x'.repeat(100)}` }, 20 + i);
   assert.ok(table.retryAfterS('b', 30) > 0);

@@ -9,6 +9,7 @@ import { once } from 'node:events';
 import { dirname, join } from 'node:path';
 import { setPriority } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { readableServer } from './server-copy.js';
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BIN = join(repoRoot, 'bin', 'salt-rest-wsgi.ts');
@@ -28,7 +29,8 @@ export interface Command {
 /**
  * Start the command with `args` and wait until it listens (its port from the
  * "listening on" line). `runAs`: a user name it runs as, through setpriv
- * (which execs, so the child is the server itself and killing it kills the server).
+ * (which execs, so the child is the server itself and killing it kills the server),
+ * from a copy that user can read (test/support/server-copy.ts).
  */
 export async function startCommand(
   t: { after(fn: () => unknown): void },
@@ -36,11 +38,13 @@ export async function startCommand(
   env: Record<string, string | undefined> = {},
   runAs?: string,
 ): Promise<Command> {
-  const command = [process.execPath, '--import', 'tsx', BIN, ...args];
-  const asUser = runAs === undefined ? [] : ['setpriv', `--reuid=${runAs}`, `--regid=${runAs}`, '--init-groups', '--'];
+  // Another user may not reach the clone (under /root, say): it runs a bundled copy it can read.
+  const bin = runAs === undefined ? undefined : await readableServer();
+  const command = bin === undefined ? [process.execPath, '--import', 'tsx', BIN, ...args] : [process.execPath, bin, ...args];
+  const asUser = runAs === undefined ? [] : asUserArgs(runAs);
   const [file, ...argv] = [...asUser, ...command];
   const child = spawn(file, argv, {
-    cwd: repoRoot,
+    cwd: bin === undefined ? repoRoot : dirname(bin),
     env: { ...process.env, SALT_MASTER_CONFIG: undefined, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -87,6 +91,11 @@ export async function startCommand(
     });
   const [, host, port] = await waitFor(/listening on https?:\/\/([^ ]+):(\d+)\//);
   return { child, host, port: Number(port), stderr: () => err, waitFor, exited };
+}
+
+/** The setpriv prefix that runs a command as `user` (setpriv execs: the child is the command itself). */
+export function asUserArgs(user: string): string[] {
+  return ['setpriv', `--reuid=${user}`, `--regid=${user}`, '--init-groups', '--'];
 }
 
 export interface Finished {

@@ -113,7 +113,7 @@ export function defaultRunnerFunctions(): Map<string, MasterFunction> {
       },
     ],
     ['test.arg', { name: 'arg', varargs: true, varkw: true, run: (b) => ({ args: b.rest, kwargs: b.extra }) }],
-    // salt/runners/auth.py mk_token(**load): a token of the credentials in its keywords.
+    // salt/runners/auth.py mk_token(**load): the credentials come as its keyword arguments (the item's kwarg).
     ['auth.mk_token', { name: 'mk_token', varkw: true, run: (b, ctx) => ctx.mkToken(b.extra) }],
     [
       'test.sleep',
