@@ -188,7 +188,10 @@ test('examples/node-http.mjs: serves any path, logs through console, exits on SI
     .split('\n')
     .filter((l) => l.startsWith('access '));
   assert.equal(access.length, 3, app.stdout());
-  assert.match(access[0], /^access method=POST path=\/ status=200 bytes=56 duration_ms=[\d.]+ client=127\.0\.0\.1$/);
+  assert.match(
+    access[0],
+    /^access method=POST path=\/ status=200 bytes=56 duration_ms=[\d.]+ client=127\.0\.0\.1 request_id=[0-9a-f-]{36}$/,
+  );
   assert.match(access[2], /^access method=POST path=\/ status=415 /);
   assert.ok(!app.stdout().includes(PASSWORD) && !app.stdout().includes('in-the-query'), app.stdout());
 });
@@ -417,7 +420,10 @@ test('access log: records through a function or lines through the logger; X-Forw
   assertJson(await request(directPort, { body: ARG_BODY, path: '/c?token=abc', headers: forwarded }), 200, ARG_REPLY);
   await until(() => lines.length === 1, 'one access line');
   assert.equal(lines[0].level, 'info');
-  assert.match(lines[0].msg, /^access method=POST path=\/c status=200 bytes=56 duration_ms=[\d.]+ client=127\.0\.0\.1$/);
+  assert.match(
+    lines[0].msg,
+    /^access method=POST path=\/c status=200 bytes=56 duration_ms=[\d.]+ client=127\.0\.0\.1 request_id=[0-9a-f-]{36}$/,
+  );
 
   // Without accessLog nothing is logged for a request.
   const silentPort = await serveHandler(t, silent);
