@@ -11,7 +11,8 @@ import { batchCall, runBatch } from './batch.js';
 import type { AnswerSink } from './answer-sink.js';
 import type { ClientContext } from './context.js';
 import type { Lowstate } from './fields.js';
-import { localCall, runLocal, runLocalAsync, runLocalSubset, subsetCall } from './local.js';
+import { localCall, runLocal, runLocalAsync } from './local.js';
+import { runLocalSubset, subsetCall } from './local-subset.js';
 import { runRunner, runRunnerAsync, runnerCall } from './runner.js';
 import { runWheel, runWheelAsync, wheelLoad } from './wheel.js';
 
