@@ -29,7 +29,7 @@ import type { PreparedItem } from '../clients/netapi.js';
 import { AnswerAbortedError, ClientGoneError, HttpError, UNEXPECTED_ERROR_MESSAGE } from '../errors.js';
 import { toJson } from '../json.js';
 import type { Hangup } from './hangup.js';
-import { PIECE_BYTES, jsonPieces } from './response.js';
+import { PIECE_BYTES, jsonPieces, write } from './response.js';
 
 export const NDJSON_TYPE = 'application/x-ndjson';
 export const DEFAULT_HEARTBEAT_MS = 15_000;
@@ -184,17 +184,7 @@ class NdjsonWriter {
     if (res.destroyed || res.writableEnded) return Promise.reject(new AnswerAbortedError('The connection closed during the answer'));
     if (!this.started) this.start();
     this.timer?.refresh();
-    if (res.write(text)) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const done = (): void => {
-        res.off('drain', done);
-        res.off('close', done);
-        if (res.destroyed && !res.writableFinished) reject(new AnswerAbortedError('The connection closed during the answer'));
-        else resolve();
-      };
-      res.on('drain', done);
-      res.on('close', done);
-    });
+    return write(res, text);
   }
 
   private start(): void {

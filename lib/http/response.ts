@@ -227,7 +227,7 @@ function start(res: ServerResponse, status: number, headers: Record<string, stri
 }
 
 /** Write `text`; resolve once the connection wants more. */
-function write(res: ServerResponse, text: string): Promise<void> {
+export function write(res: ServerResponse, text: string): Promise<void> {
   if (res.destroyed) return Promise.reject(new AnswerAbortedError('The connection closed during the answer'));
   if (res.write(text)) return Promise.resolve();
   return new Promise((resolve, reject) => {
