@@ -290,8 +290,24 @@ describe("form-encoded and YAML bodies: ours and rest_cherrypy's /run give the s
           request(port, { body, headers }).then((r) => outcome(r.status, r.text)),
         ]);
         assert.deepEqual(ours, theirs, "rest_cherrypy's /run");
-        assert.deepEqual(ours, { status: c.status, data: c.expect }, 'the case as recorded (which the double gives too)');
+        // Recorded on 3007.1, whose test.arg marks the kwarg with `__kwarg__`; 3006's minion doesn't (the line above compares like with like).
+        assert.deepEqual(
+          withoutKwargMarks(ours),
+          withoutKwargMarks({ status: c.status, data: c.expect }),
+          'the case as recorded (which the double gives too)',
+        );
       });
     }
   }
 });
+
+/** `value` with every `__kwarg__` key left out, at any depth. */
+function withoutKwargMarks(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withoutKwargMarks);
+  if (value === null || typeof value !== 'object') return value;
+  return Object.fromEntries(
+    Object.entries(value)
+      .filter(([k]) => k !== '__kwarg__')
+      .map(([k, v]) => [k, withoutKwargMarks(v)]),
+  );
+}
