@@ -180,6 +180,29 @@ export class ShutdownCutWaitError extends httpError(504, 'SRW_ERR_SHUTDOWN_CUT_W
 export class ResultTooLargeError extends httpError(507, 'SRW_ERR_RESULT_TOO_LARGE') {}
 
 /**
+ * 507 as a streamed answer's error line (lib/http/ndjson.ts): its reader
+ * fell behind, lines past `rest_wsgi: ndjson_max_unsent_bytes` waiting
+ * unsent. They are let go and the answer ends; the job runs on, its returns
+ * in the master's job cache (`jobs.lookup_jid`).
+ */
+export class ReaderTooSlowError extends httpError(507, 'SRW_ERR_READER_TOO_SLOW') {
+  constructor(
+    readonly unsentBytes: number,
+    readonly maxUnsentBytes: number,
+    readonly jid: string | undefined,
+  ) {
+    super(
+      `The reader fell behind: ${unsentBytes} bytes of this streamed answer were waiting unsent ` +
+        `(ndjson_max_unsent_bytes: ${maxUnsentBytes}); the answer ends here, its unsent lines dropped. ` +
+        (jid
+          ? `Job ${jid} runs on; its returns are in the master's job cache: ` +
+            `{"client": "runner", "fun": "jobs.lookup_jid", "jid": "${jid}"} (salt-run jobs.lookup_jid ${jid}).`
+          : "The job runs on; its returns are in the master's job cache (jobs.lookup_jid)."),
+    );
+  }
+}
+
+/**
  * The master refused a request for a reason that is not about credentials,
  * or answered something we can't read. A 500, answered without detail: the
  * detail goes to the log.

@@ -62,6 +62,14 @@ export interface HandlerOptions {
   /** A streamed answer (lib/http/ndjson.ts) writes a heartbeat line when nothing else was written for this long, ms. Default 15 s. */
   ndjsonHeartbeatMs?: number;
   /**
+   * Bytes of a streamed answer's lines that may wait for a slow reader; the
+   * next line past it ends the answer with a 507 error line, what waited let
+   * go (README: Streamed answers). Default `rest_wsgi: ndjson_max_unsent_bytes`, else 8 MiB; 0: no cap.
+   */
+  ndjsonMaxUnsentBytes?: number;
+  /** A streamed answer's reader that takes nothing of it for this long, ms, is disconnected. Default `rest_wsgi: ndjson_send_timeout`, else 60 s. */
+  ndjsonSendTimeoutMs?: number;
+  /**
    * One audit record per lowstate item once it ended (lib/http/audit.ts):
    * `true` logs it as a line through `logger.info`, a function receives it. Default off.
    */
@@ -78,6 +86,8 @@ export interface HandlerStats extends NetapiStats {
   inFlight: number;
   /** Client addresses with failed logins in the throttle's window (at most its table's cap; not back to 0 when idle). */
   failedLoginAddresses: number;
+  /** Bytes of streamed answers' lines waiting for their readers (back to 0 when idle). */
+  unsentBytes: number;
 }
 
 export interface RestWsgiHandler {

@@ -36,7 +36,8 @@ import { formatAccess, silentLogger, type AccessRecord, type Logger } from '../l
 import { clientAddress, onAccess } from './access.js';
 import { authThrottle, type AuthThrottle } from './throttle.js';
 import { Hangup } from './hangup.js';
-import { DEFAULT_HEARTBEAT_MS, streamAnswer, type ItemRunner } from './ndjson.js';
+import { DEFAULT_HEARTBEAT_MS, streamAnswer, type CutReason, type ItemRunner } from './ndjson.js';
+import { queueLimits, type QueueLimits, type UnsentTally } from './ndjson-queue.js';
 import type { HandlerOptions, HandlerStats, RestWsgiHandler } from './handler-options.js';
 import { defaultMaxInFlight, handlerOptionsOf, readSettings } from './settings.js';
 import { metricsRequestHandler } from './metrics.js';
@@ -66,6 +67,10 @@ interface Service {
   readonly trustProxy: boolean;
   readonly acceptSingleObject: boolean;
   readonly ndjsonHeartbeatMs: number;
+  /** What a streamed answer may keep waiting for its reader, and for how long. */
+  readonly ndjsonLimits: QueueLimits;
+  /** The bytes waiting in all of them. */
+  readonly unsent: UnsentTally;
   /** Metrics, audit, client certificates (lib/http/operations.ts). */
   readonly ops: Operations;
   inFlight: number;
@@ -96,6 +101,7 @@ export function createHandler(options: HandlerOptions = {}): RestWsgiHandler {
       value: (): HandlerStats => ({
         inFlight: service.inFlight,
         failedLoginAddresses: service.throttle?.addresses ?? 0,
+        unsentBytes: service.unsent.bytes,
         ...service.netapi.stats(),
       }),
       enumerable: true,
@@ -153,7 +159,15 @@ function serviceFor(master: MasterOptions, options: HandlerOptions): Service {
     trustProxy: merged.trustProxy ?? false,
     acceptSingleObject: options.acceptSingleObject ?? true,
     ndjsonHeartbeatMs: positiveMs(options.ndjsonHeartbeatMs, DEFAULT_HEARTBEAT_MS, 'ndjsonHeartbeatMs'),
-    ops: operationsFor(merged, logger, netapi, () => service.inFlight),
+    ndjsonLimits: queueLimits(merged.ndjsonMaxUnsentBytes, merged.ndjsonSendTimeoutMs),
+    unsent: { bytes: 0 },
+    ops: operationsFor(
+      merged,
+      logger,
+      netapi,
+      () => service.inFlight,
+      () => service.unsent.bytes,
+    ),
     inFlight: 0,
     closed: false,
   };
@@ -237,8 +251,13 @@ async function handlePost(
         noteFailure(service, req, err, current);
         return answerable(service, req, err, scope.logger);
       };
-      const run: ItemRunner = (item, index, signal, sink) => runItem(scope, item, lowstates[index], signal, sink);
-      return await streamAnswer(res, items, hangup, { heartbeatMs: service.ndjsonHeartbeatMs, onItem, failure, run });
+      const run: ItemRunner = (item, index, signal, sink, report) => runItem(scope, item, lowstates[index], signal, sink, report);
+      const onCut = (reason: CutReason, message: string) => {
+        service.ops.metrics.streamCut(reason);
+        scope.logger.warn(message);
+      };
+      const { ndjsonHeartbeatMs: heartbeatMs, ndjsonLimits: limits, unsent: tally } = service;
+      return await streamAnswer(res, items, hangup, { heartbeatMs, limits, tally, onCut, onItem, failure, run });
     }
     const results: unknown[] = [];
     for (const [index, item] of items.entries()) {

@@ -21,15 +21,15 @@ export interface ItemScope extends AuditScope {
   readonly logger: Logger;
 }
 
-/** Run `item` (whose lowstate is `low`); told once it ended, however it ended. */
+/** Run `item` (whose lowstate is `low`); told once it ended, however it ended. `report` is filled in as it runs. */
 export async function runItem(
   scope: ItemScope,
   item: PreparedItem,
   low: unknown,
   signal: AbortSignal | undefined,
   sink?: AnswerSink,
+  report: ItemReport = {},
 ): Promise<unknown> {
-  const report: ItemReport = {};
   const start = performance.now();
   let failure: { err: unknown } | undefined;
   try {

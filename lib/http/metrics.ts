@@ -15,6 +15,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ItemReport } from '../clients/context.js';
 import type { TransportStats } from '../clients/netapi.js';
+import type { CutReason } from './ndjson.js';
 
 const PREFIX = 'salt_rest_wsgi_';
 /** Seconds: refusals take a millisecond, synchronous jobs up to their timeouts. */
@@ -23,6 +24,8 @@ const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 1
 /** What the metrics read from the handler when scraped. */
 export interface MetricsSources {
   inFlight(): number;
+  /** Bytes of streamed answers' lines waiting for their readers. */
+  unsentBytes?(): number;
   transport(): TransportStats;
   /** Why the master can't be used now (the 503 answers' words), or undefined. */
   notReady(): string | undefined;
@@ -84,6 +87,7 @@ export class HandlerMetrics {
   private readonly items: Counter<'client' | 'outcome'>;
   private readonly minionReturns: Counter;
   private readonly minionsFalse: Counter;
+  private readonly streamsCut: Counter<'reason'>;
   /** Lengths of answers sent without Content-Length (large ones, in pieces). */
   private readonly pieceLengths = new WeakMap<ServerResponse, number>();
 
@@ -129,7 +133,14 @@ export class HandlerMetrics {
       help: 'Targeted minions answered false or "did not return"',
       registers,
     });
+    this.streamsCut = new Counter({
+      name: `${PREFIX}ndjson_answers_cut_total`,
+      help: 'Streamed answers cut short: reader_behind (ndjson_max_unsent_bytes), send_timeout (ndjson_send_timeout)',
+      labelNames: ['reason'],
+      registers,
+    });
     readGauge(r, 'http_requests_in_flight', 'POSTs being handled', () => sources.inFlight());
+    readGauge(r, 'ndjson_unsent_bytes', "Bytes of streamed answers' lines waiting for their readers", () => sources.unsentBytes?.() ?? 0);
     const t = () => sources.transport();
     readGauge(r, 'master_request_channel_connected', "1 while the master's request port is connected", () => Number(t().channelConnected));
     readCounter(r, 'master_request_channel_reconnects_total', "Reconnections to the master's request port", () =>
@@ -176,6 +187,11 @@ export class HandlerMetrics {
     this.items.labels(client, outcomeOf(status)).inc();
     if (report.returned) this.minionReturns.inc(report.returned);
     if (report.missing) this.minionsFalse.inc(report.missing);
+  }
+
+  /** A streamed answer cut short, for one of CutReason's two reasons (a bounded label). */
+  streamCut(reason: CutReason): void {
+    this.streamsCut.labels(reason).inc();
   }
 
   /** The text format: the handler's metrics, then Node's process metrics. */

@@ -10,26 +10,33 @@
  *   `{"item": 0, "done": true, "jid": …, "returned": N, "missing": M}`;
  * - any other client: one line, `{"item": 1, "return": …}`;
  * - an item failing once lines went out: `{"item": 1, "error": true,
- *   "status": 401, "return": "…"}`, the status and message of the JSON
- *   answer, and the answer ends there as the JSON answer would;
+ *   "status": 401, "code": "SRW_ERR_AUTHENTICATION", "return": "…"}`, the
+ *   status and message of the JSON answer (lib/errors.ts's code), and the
+ *   answer ends there as the JSON answer would;
  * - `{"heartbeat": true}` when nothing was written for heartbeatMs (15 s:
  *   under a proxy's idle timeout, nginx's 60 s), to be passed over.
  *
  * Folding the lines gives the JSON answer of the same request. The status
  * (200) goes out with the first line: until then a failing item is answered
  * as the JSON answer would be, status and all. Each line is made from its
- * return and written at once: nothing holds the returns, and what waits in
- * memory is what the connection has not taken yet. A line of one item's
- * result is written in pieces, waiting for the connection (as
- * ./response.ts writes a JSON answer).
+ * return and handed to the connection at once: nothing holds the returns.
+ * A line the connection can't take now waits, in order (./ndjson-queue.ts),
+ * and what waits is capped: a reader that falls behind by `maxUnsentBytes`
+ * gets, instead of the next line, the error line of ReaderTooSlowError
+ * (507, with the jid), what waited is let go and the answer ends; the job
+ * runs on. A reader that takes nothing for `sendTimeoutMs` is disconnected.
+ * A line of one item's result is written in pieces, waiting for the
+ * connection (as ./response.ts writes a JSON answer).
  */
 import type { ServerResponse } from 'node:http';
 import type { AnswerSink, ItemEnd } from '../clients/answer-sink.js';
+import type { ItemReport } from '../clients/context.js';
 import type { PreparedItem } from '../clients/netapi.js';
-import { AnswerAbortedError, ClientGoneError, HttpError, UNEXPECTED_ERROR_MESSAGE } from '../errors.js';
+import { AnswerAbortedError, ClientGoneError, HttpError, ReaderTooSlowError, UNEXPECTED_ERROR_MESSAGE } from '../errors.js';
 import { toJson } from '../json.js';
 import type { Hangup } from './hangup.js';
-import { PIECE_BYTES, jsonPieces, write } from './response.js';
+import { LineQueue, type QueueLimits, type UnsentTally } from './ndjson-queue.js';
+import { PIECE_BYTES, jsonPieces } from './response.js';
 
 export const NDJSON_TYPE = 'application/x-ndjson';
 export const DEFAULT_HEARTBEAT_MS = 15_000;
@@ -58,14 +65,29 @@ export function wantsNdjson(accept: string | string[] | undefined): boolean {
   return ndjson > 0 && ndjson >= json;
 }
 
-/** How an item is run (the handler's: with its audit record and metrics). */
-export type ItemRunner = (item: PreparedItem, index: number, signal: AbortSignal | undefined, sink?: AnswerSink) => Promise<unknown>;
+/** How an item is run (the handler's: with its audit record and metrics); `report` is filled in as it runs. */
+export type ItemRunner = (
+  item: PreparedItem,
+  index: number,
+  signal: AbortSignal | undefined,
+  sink?: AnswerSink,
+  report?: ItemReport,
+) => Promise<unknown>;
 
-const runPlain: ItemRunner = (item, _index, signal, sink) => item.run(signal, sink);
+const runPlain: ItemRunner = (item, _index, signal, sink, report) => item.run(signal, sink, report);
+
+/** Why a streamed answer was cut short: its reader fell behind (the cap), or took nothing (the send timeout). */
+export type CutReason = 'reader_behind' | 'send_timeout';
 
 export interface StreamOptions {
   /** A line at least this often while nothing else is written, ms. */
   heartbeatMs: number;
+  /** What may wait unsent and for how long (./ndjson-queue.ts); default 8 MiB and 60 s. */
+  limits?: QueueLimits;
+  /** Where the bytes waiting unsent are counted (the handler's stats). */
+  tally?: UnsentTally;
+  /** The answer was cut short; `message` says why, for the log. */
+  onCut?(reason: CutReason, message: string): void;
   /** Item `index` is about to run. */
   onItem?(index: number): void;
   /** A failure once the stream began: the error as the JSON answer would answer it (its status and message; 500 if not an HttpError). */
@@ -73,6 +95,11 @@ export interface StreamOptions {
   /** Runs each item; default: item.run. */
   run?: ItemRunner;
 }
+
+/** 8 MiB: the default max_in_flight gives each request 8 MiB of the machine's memory (lib/http/settings.ts). */
+export const DEFAULT_MAX_UNSENT_BYTES = 8 * 1024 * 1024;
+/** nginx's send_timeout. */
+export const DEFAULT_SEND_TIMEOUT_MS = 60_000;
 
 /**
  * Run `items` in order, answering as newline-delimited JSON. Rejects, with
@@ -82,7 +109,7 @@ export interface StreamOptions {
  * client goes away (the waits end at once; the jobs run on).
  */
 export async function streamAnswer(res: ServerResponse, items: PreparedItem[], hangup: Hangup, options: StreamOptions): Promise<void> {
-  const out = new NdjsonWriter(res, options.heartbeatMs);
+  const out = new NdjsonWriter(res, hangup, options);
   const run = options.run ?? runPlain;
   let index = 0;
   try {
@@ -90,8 +117,8 @@ export async function streamAnswer(res: ServerResponse, items: PreparedItem[], h
       if (hangup.happened) throw new ClientGoneError();
       options.onItem?.(index);
       const item = items[index];
-      const signal = item.waitsForJob ? hangup.signal : undefined;
-      if (item.streamsMinions) await run(item, index, signal, out.sinkFor(index));
+      const signal = item.waitsForJob ? out.signal : undefined;
+      if (item.streamsMinions) await run(item, index, signal, out.sinkFor(index), out.report());
       else await out.result(index, await run(item, index, signal));
       out.check();
     }
@@ -100,28 +127,61 @@ export async function streamAnswer(res: ServerResponse, items: PreparedItem[], h
       out.close();
       throw err;
     }
-    const answered = options.failure(err);
-    const [status, message] = answered instanceof HttpError ? [answered.status, answered.message] : [500, UNEXPECTED_ERROR_MESSAGE];
-    out.line(toJson({ item: index, error: true, status, return: message }));
+    // A cut answer ends with the cut, whatever the item's wait ended with.
+    out.errorLine(index, options.failure(out.cutBy ?? err));
   }
-  out.close();
-  res.end();
+  await out.end();
 }
 
-/** The lines of one answer: the status on the first, a heartbeat when quiet. */
+/**
+ * The lines of one answer: the status on the first, a heartbeat when quiet,
+ * minion lines through a LineQueue, and the cut once too many wait unsent.
+ */
 class NdjsonWriter {
   started = false;
+  /** The answer was cut: its reader fell behind. */
+  cutBy: ReaderTooSlowError | undefined;
   private timer: NodeJS.Timeout | undefined;
   private midLine = false;
   /** A line that could not be written (a value with no JSON text): the answer ends there. */
   private broken: unknown;
+  private readonly queue: LineQueue;
+  private readonly limits: QueueLimits;
+  /** Aborts the items' waits: the client went away, or the answer was cut. */
+  private stop: AbortController | undefined;
+  /** What the streamed item running now reported (its jid, for the cut's line). */
+  private current: ItemReport | undefined;
 
   constructor(
     private readonly res: ServerResponse,
-    heartbeatMs: number,
+    private readonly hangup: Hangup,
+    private readonly options: StreamOptions,
   ) {
-    this.timer = setTimeout(() => this.heartbeat(), heartbeatMs);
-    res.once('close', () => this.close());
+    this.limits = options.limits ?? { maxUnsentBytes: DEFAULT_MAX_UNSENT_BYTES, sendTimeoutMs: DEFAULT_SEND_TIMEOUT_MS };
+    this.queue = new LineQueue(res, this.limits, options.tally ?? { bytes: 0 }, () => this.stalled());
+    this.timer = setTimeout(() => this.heartbeat(), options.heartbeatMs);
+    res.once('close', () => {
+      this.close();
+      this.queue.close();
+    });
+  }
+
+  /** The signal of the items' waits: aborted when the client goes away, or with the cut. */
+  get signal(): AbortSignal {
+    if (!this.stop) {
+      const stop = new AbortController();
+      const hangup = this.hangup.signal;
+      if (hangup.aborted) stop.abort();
+      else hangup.addEventListener('abort', () => stop.abort(), { once: true });
+      this.stop = stop;
+    }
+    return this.stop.signal;
+  }
+
+  /** A report for the streamed item about to run. */
+  report(): ItemReport {
+    this.current = {};
+    return this.current;
   }
 
   /** Where item `index`'s minion entries go, each as its line. */
@@ -147,14 +207,36 @@ class NdjsonWriter {
     await this.write(`${piece}}\n`);
   }
 
-  /** A line's text, once made; written at once whatever the connection holds (the bus can't wait). */
-  line(text: string): void {
-    void this.write(`${text}\n`).catch(() => {});
+  /** The line of item `index` failing with `answered` (an HttpError's status, code and message; else a 500), after what waits. */
+  errorLine(index: number, answered: unknown): void {
+    const line: Record<string, unknown> = { item: index, error: true, status: 500 };
+    if (answered instanceof HttpError) {
+      line.status = answered.status;
+      line.code = answered.code;
+      if (answered instanceof ReaderTooSlowError && answered.jid) line.jid = answered.jid;
+    }
+    line.return = answered instanceof HttpError ? answered.message : UNEXPECTED_ERROR_MESSAGE;
+    const text = `${toJson(line)}\n`;
+    // After the cut nothing waits: the line goes to the connection at once, behind what it holds.
+    if (this.cutBy) this.queue.force(text);
+    else void this.write(text).catch(() => {});
   }
 
-  /** Throw what broke a line, if any: the item then fails as its JSON answer would (500). */
+  /** Throw what broke a line or cut the answer, if anything: the item then fails with it. */
   check(): void {
+    if (this.cutBy !== undefined) throw this.cutBy;
     if (this.broken !== undefined) throw this.broken;
+  }
+
+  /** Once what waits is handed over (a cut answer: at once), the answer's end; it too must be taken within the send timeout. */
+  async end(): Promise<void> {
+    try {
+      if (!this.cutBy) await this.queue.whenFlowing();
+    } finally {
+      this.close();
+    }
+    this.res.end();
+    this.queue.ended();
   }
 
   close(): void {
@@ -163,28 +245,56 @@ class NdjsonWriter {
   }
 
   private lineOf(make: () => string): void {
-    if (this.broken !== undefined || this.res.destroyed) return;
+    if (this.broken !== undefined || this.cutBy !== undefined || this.res.destroyed) return;
+    let text: string;
     try {
-      this.line(make());
+      text = `${make()}\n`;
     } catch (err) {
       this.broken = err;
+      return;
     }
+    // The bus can't wait: the line is queued, unless what waits is past the cap.
+    if (!this.started) this.start();
+    this.timer?.refresh();
+    if (!this.queue.push(text)) this.cut();
+  }
+
+  /** Too much waits unsent: let it go, stop the item's wait (from outside the bus's handler that gave the line). */
+  private cut(): void {
+    const err = new ReaderTooSlowError(this.queue.bytes, this.limits.maxUnsentBytes, this.current?.jid);
+    this.cutBy = err;
+    this.queue.drop();
+    this.options.onCut?.('reader_behind', err.message);
+    const stop = this.stop;
+    queueMicrotask(() => stop?.abort(err));
+  }
+
+  /** The connection took nothing for the send timeout: it is destroyed, which ends the waits as a hang-up does. */
+  private stalled(): void {
+    const seconds = this.limits.sendTimeoutMs / 1000;
+    this.options.onCut?.(
+      'send_timeout',
+      `The reader took nothing of this streamed answer for ${seconds} s (ndjson_send_timeout): connection closed, ${this.queue.bytes} bytes unsent dropped`,
+    );
+    this.res.destroy();
   }
 
   private heartbeat(): void {
     if (this.res.destroyed || this.res.writableEnded) return;
-    // Not inside a result's line, written in pieces: that line's next piece will come.
-    if (this.midLine) this.timer?.refresh();
+    // Not inside a result's line, written in pieces: that line's next piece
+    // will come. Not to a reader that isn't reading: it would only wait.
+    if (this.midLine || !this.queue.flowing) this.timer?.refresh();
     else void this.write(HEARTBEAT_LINE).catch(() => {});
   }
 
-  /** Write `text` (the status first, once); resolves once the connection wants more. */
+  /** Write `text` after what waits (the status first, once); resolves once the connection wants more. */
   private write(text: string): Promise<void> {
     const res = this.res;
     if (res.destroyed || res.writableEnded) return Promise.reject(new AnswerAbortedError('The connection closed during the answer'));
     if (!this.started) this.start();
     this.timer?.refresh();
-    return write(res, text);
+    this.queue.append(text);
+    return this.queue.whenFlowing();
   }
 
   private start(): void {

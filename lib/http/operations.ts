@@ -26,9 +26,10 @@ export class Operations {
   private readonly auditArgs: boolean;
   private readonly allowedCn: ReadonlySet<string> | undefined;
 
-  constructor(options: OperationsOptions, logger: Logger, netapi: NetapiClient, inFlight: () => number) {
+  constructor(options: OperationsOptions, logger: Logger, netapi: NetapiClient, inFlight: () => number, unsentBytes?: () => number) {
     this.metrics = new HandlerMetrics({
       inFlight,
+      unsentBytes,
       transport: () => netapi.transportStats(),
       notReady: () => netapi.notReady(),
     });
@@ -58,6 +59,12 @@ export class Operations {
   }
 }
 
-export function operationsFor(options: OperationsOptions, logger: Logger, netapi: NetapiClient, inFlight: () => number): Operations {
-  return new Operations(options, logger, netapi, inFlight);
+export function operationsFor(
+  options: OperationsOptions,
+  logger: Logger,
+  netapi: NetapiClient,
+  inFlight: () => number,
+  unsentBytes?: () => number,
+): Operations {
+  return new Operations(options, logger, netapi, inFlight, unsentBytes);
 }

@@ -13,6 +13,7 @@ import { ConfigError } from '../salt/errors.js';
 import { nonNegativeInteger, positiveInteger, positiveNumber, secondsToMs } from '../numbers.js';
 import { DEFAULT_AUTH_FAILURE_LIMIT, DEFAULT_AUTH_FAILURE_WINDOW_MS } from './throttle.js';
 import { DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_KEEP_ALIVE_TIMEOUT_MS } from './server-timeouts.js';
+import { DEFAULT_MAX_UNSENT_BYTES, DEFAULT_SEND_TIMEOUT_MS } from './ndjson.js';
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 export const DEFAULT_BODY_TIMEOUT_MS = 30_000;
@@ -157,6 +158,21 @@ export const SETTINGS: readonly Setting[] = [
     help: 'bytes of returns one synchronous item may hold, then 507',
   },
   {
+    key: 'ndjson_max_unsent_bytes',
+    kind: 'bytes',
+    default: DEFAULT_MAX_UNSENT_BYTES,
+    shown: '8388608 (8 MiB)',
+    option: 'ndjsonMaxUnsentBytes',
+    help: "bytes of a streamed answer's lines waiting for a slow reader, then a 507 line ends it (0: no cap)",
+  },
+  {
+    key: 'ndjson_send_timeout',
+    kind: 'seconds',
+    default: DEFAULT_SEND_TIMEOUT_MS,
+    option: 'ndjsonSendTimeoutMs',
+    help: 'a streamed answer whose reader takes nothing of it for this long is disconnected',
+  },
+  {
     key: 'headers_timeout',
     kind: 'seconds',
     default: DEFAULT_HEADERS_TIMEOUT_MS,
@@ -281,5 +297,5 @@ export function settingsMarkdown(): string {
 
 /** The `rest_wsgi:` part of --help: each key with its default and help. */
 export function settingsHelp(): string {
-  return SETTINGS.map((s) => `    ${`${s.key}:`.padEnd(24)}${shownDefault(s)}; ${s.help}`).join('\n');
+  return SETTINGS.map((s) => `    ${`${s.key}:`.padEnd(26)}${shownDefault(s)}; ${s.help}`).join('\n');
 }

@@ -7,13 +7,15 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
+import http, { type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startMaster, type SaltMasterDouble } from '../support/master.js';
 import { createHandler, type HandlerOptions, type RestWsgiHandler } from '../../lib/http/handler.js';
 import { wantsNdjson } from '../../lib/http/ndjson.js';
 import { liveTimers, recordingLogger, request, until, type LogLine } from '../support/http.js';
-import { fold, streamPost, wallNow, type Streamed } from '../support/ndjson.js';
+import { fold, pausedPost, streamPost, wallNow, type Streamed } from '../support/ndjson.js';
+import type { AuditRecord } from '../../lib/http/audit.js';
+import type { AccessRecord } from '../../lib/log.js';
 
 const PASSWORD = 'hunter2-not-in-logs';
 const USERS = { saltdev: { password: PASSWORD, permissions: ['.*', '@runner', '@wheel', '@jobs'] } };
@@ -149,6 +151,7 @@ describe('streamed answers against the master double', () => {
           item: 1,
           error: true,
           status: 401,
+          code: 'SRW_ERR_AUTHENTICATION',
           return: 'Authentication failure of type "eauth" occurred for user saltdev.',
         });
       }
@@ -217,4 +220,196 @@ test('a heartbeat line while nothing comes, passed over by the fold', async () =
   } finally {
     await s.close();
   }
+});
+
+/**
+ * A reader that falls behind (README: Streamed answers): a fleet whose
+ * returns are far more than the cap and the kernel's socket buffers
+ * (Linux's loopback send buffer grows to tcp_wmem's 4 MiB) together.
+ */
+describe('a slow reader: what waits unsent is capped and timed', () => {
+  const FLEET = 160;
+  const RETURN_CHARS = 128 * 1024; // 20 MiB of lines in all
+  const CAP = 1024 * 1024;
+  const BIG = 'x'.repeat(RETURN_CHARS);
+  const fleet = Array.from({ length: FLEET }, (_, i) => `big${String(i).padStart(3, '0')}`);
+  const low = { ...CRED, client: 'local', tgt: 'big*', fun: 'test.echo', arg: [BIG] };
+  let master: SaltMasterDouble;
+
+  before(async () => {
+    master = await startMaster({
+      users: USERS,
+      minions: [...fleet.map((id) => ({ id })), { id: 'late1', delayMs: 3000 }],
+      config: { timeout: 5, gather_job_timeout: 1 },
+    });
+  });
+  after(() => master.close());
+
+  interface Served {
+    handler: RestWsgiHandler;
+    port: number;
+    lines: LogLine[];
+    audit: AuditRecord[];
+    access: AccessRecord[];
+    /** The responses of the requests, server side. */
+    responses: ServerResponse[];
+    close(): Promise<void>;
+  }
+
+  async function serveWith(options: Partial<HandlerOptions>): Promise<Served> {
+    const { logger, lines } = recordingLogger();
+    const audit: AuditRecord[] = [];
+    const access: AccessRecord[] = [];
+    const handler = createHandler({
+      config: master.configPath,
+      logger,
+      auditLog: (r) => audit.push(r),
+      accessLog: (r) => access.push(r),
+      ...options,
+    });
+    const responses: ServerResponse[] = [];
+    const server = http.createServer((req, res) => {
+      responses.push(res);
+      handler(req, res);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return {
+      handler,
+      port: (server.address() as AddressInfo).port,
+      lines,
+      audit,
+      access,
+      responses,
+      async close() {
+        server.closeAllConnections();
+        await new Promise((resolve) => server.close(resolve));
+        handler.close();
+      },
+    };
+  }
+
+  /** What the server holds for its answers: the queued lines, and what each response and its socket hold. */
+  function held(s: Served): number {
+    return s.handler.stats().unsentBytes + s.responses.reduce((sum, res) => sum + res.writableLength, 0);
+  }
+
+  async function cutCount(s: Served, reason: string): Promise<number> {
+    const metric = await s.handler.metrics.getSingleMetric('salt_rest_wsgi_ndjson_answers_cut_total')!.get();
+    return metric.values.find((v) => v.labels.reason === reason)?.value ?? 0;
+  }
+
+  /** Nothing is held for the request once it ended: no bytes, no wait on the bus. */
+  function assertNothingHeld(s: Served): void {
+    const stats = s.handler.stats();
+    assert.equal(stats.inFlight, 0);
+    assert.equal(stats.unsentBytes, 0);
+    assert.equal(stats.busSubscriptions, 0);
+    assert.equal(stats.busWatchers, 0);
+    assert.equal(stats.pendingRequests, 0);
+  }
+
+  test('a reader that stops: what is held stays under the cap, a 507 line ends the answer, the job runs on', async (t) => {
+    const s = await serveWith({ ndjsonMaxUnsentBytes: CAP, ndjsonSendTimeoutMs: 30_000 });
+    t.after(() => s.close());
+    const reader = await pausedPost(s.port, [low]);
+    let most = 0;
+    const sampler = setInterval(() => (most = Math.max(most, held(s))), 2);
+    await until(() => s.lines.some((l) => l.msg.startsWith('The reader fell behind')), 10_000, 'the cut');
+    // The answer ended on the server's side while its reader still reads nothing.
+    await until(() => s.handler.stats().inFlight === 0, 5000, 'the request ends');
+    clearInterval(sampler);
+    assertNothingHeld(s);
+    // At most the cap, one line past it, and the piece the socket holds.
+    const bound = CAP + 2 * (RETURN_CHARS + 1024) + 64 * 1024;
+    t.diagnostic(`held at most ${most} bytes (bound ${bound}); the reader took ${reader.received()} bytes before it stopped`);
+    assert.ok(most <= bound, `held ${most} bytes`);
+    assert.ok(s.responses[0].writableLength <= 128 * 1024 + RETURN_CHARS, `the response holds ${s.responses[0].writableLength}`);
+
+    const streamed = await reader.resume();
+    assert.equal(streamed.status, 200);
+    assert.ok(streamed.complete, 'the answer ended (its last chunk came)');
+    const last = streamed.lines.at(-1)!.value;
+    const jid = String(last.jid);
+    assert.match(jid, /^\d{20}$/);
+    assert.deepEqual(Object.keys(last), ['item', 'error', 'status', 'code', 'jid', 'return']);
+    assert.equal(last.status, 507);
+    assert.equal(last.code, 'SRW_ERR_READER_TOO_SLOW');
+    assert.match(
+      String(last.return),
+      /^The reader fell behind: \d+ bytes of this streamed answer were waiting unsent \(ndjson_max_unsent_bytes: 1048576\)/,
+    );
+    assert.ok(String(last.return).includes(`"fun": "jobs.lookup_jid", "jid": "${jid}"`), String(last.return));
+    // Folded, the lines are the error; what was sent before it, minion lines of the fleet, each once, no end line.
+    assert.deepEqual(fold(streamed, [low]), { status: 507, body: { return: last.return } });
+    const sent = streamed.lines.slice(0, -1).map((l) => l.value);
+    assert.ok(sent.length > 0 && sent.length < FLEET, `${sent.length} minion lines sent`);
+    for (const line of sent) assert.deepEqual(Object.keys(line), ['item', 'minion', 'return']);
+    assert.ok(sent.every((line) => line.return === BIG));
+    assert.equal(new Set(sent.map((line) => line.minion)).size, sent.length);
+    t.diagnostic(`${sent.length} of ${FLEET} minion lines sent before the cut`);
+
+    // Nothing is lost: the job ran on, its returns all in the job cache.
+    const looked = await request(s.port, { body: [{ ...CRED, client: 'runner', fun: 'jobs.lookup_jid', jid }] });
+    assert.equal(looked.status, 200);
+    assert.equal(Object.keys((looked.json as { return: [Record<string, unknown>] }).return[0]).length, FLEET);
+    assert.equal(await cutCount(s, 'reader_behind'), 1);
+    assert.equal(await cutCount(s, 'send_timeout'), 0);
+    assert.deepEqual(
+      s.audit.map((r) => [r.client, r.status]),
+      [
+        ['local', 507],
+        ['runner', 200],
+      ],
+    );
+    assert.equal(s.audit[0].jid, jid);
+    await until(() => s.access.length === 2, 1000, 'two access records');
+    assert.equal(s.access[0].status, 200); // its status went out with the first line; it was read to its end
+  });
+
+  test('a fast reader of the same load gets every line', async (t) => {
+    const s = await serveWith({ ndjsonMaxUnsentBytes: CAP });
+    t.after(() => s.close());
+    const streamed = await streamPost(s.port, { body: [low] });
+    const folded = fold(streamed, [low]);
+    assert.equal(folded.status, 200, streamed.text.slice(-400));
+    const result = (folded.body as { return: [Record<string, string>] }).return[0];
+    assert.deepEqual(Object.keys(result).sort(), fleet);
+    assert.ok(Object.values(result).every((ret) => ret === BIG));
+    assert.equal(streamed.lines.at(-1)!.value.done, true);
+    assertNothingHeld(s);
+    assert.equal(await cutCount(s, 'reader_behind'), 0);
+  });
+
+  test('a reader that takes nothing more mid-stream is disconnected after ndjson_send_timeout; nothing is held', async (t) => {
+    // No cap: only the send timeout stops it. late1 returns after 3 s: the job is still on when the reader is cut.
+    const s = await serveWith({ ndjsonMaxUnsentBytes: 0, ndjsonSendTimeoutMs: 500 });
+    t.after(() => s.close());
+    const reader = await pausedPost(s.port, [{ ...low, tgt: '*' }], { firstLine: true });
+    await until(() => reader.received() > 0, 5000, 'the first line');
+    const t0 = performance.now();
+    await until(() => s.responses[0]?.destroyed === true, 5000, 'the connection cut');
+    const cutAfter = performance.now() - t0;
+    t.diagnostic(`disconnected ${cutAfter.toFixed(0)} ms after the reader stopped (ndjson_send_timeout 500 ms)`);
+    assert.ok(cutAfter < 2500, `cut after ${cutAfter.toFixed(0)} ms: before late1 returns`);
+    await until(() => s.handler.stats().inFlight === 0, 1000, 'the request ends');
+    assertNothingHeld(s);
+    assert.equal(await cutCount(s, 'send_timeout'), 1);
+    assert.ok(s.lines.some((l) => l.level === 'warn' && /took nothing of this streamed answer for 0.5 s/.test(l.msg)));
+    const streamed = await reader.resume();
+    assert.equal(streamed.complete, false, 'the answer was cut, not ended');
+    await until(() => s.access.length === 1, 1000, 'the access record');
+    assert.equal(s.access[0].status, 499);
+    assert.equal(s.audit[0].status, 499);
+  });
+
+  test('cut, then never read: the rest is dropped after ndjson_send_timeout', async (t) => {
+    const s = await serveWith({ ndjsonMaxUnsentBytes: CAP, ndjsonSendTimeoutMs: 500 });
+    t.after(() => s.close());
+    const reader = await pausedPost(s.port, [low]);
+    await until(() => s.responses[0]?.destroyed === true, 10_000, 'the connection cut');
+    assertNothingHeld(s);
+    assert.equal(await cutCount(s, 'reader_behind'), 1);
+    assert.equal(await cutCount(s, 'send_timeout'), 1);
+    reader.socket.destroy();
+  });
 });

@@ -6,6 +6,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import net from 'node:net';
 
 export interface Line {
   /** performance.timeOrigin + performance.now() when it arrived (the shared wall clock of this machine's processes). */
@@ -114,4 +115,100 @@ export function fold(streamed: Streamed, lowstates: Array<Record<string, unknown
     else Object.defineProperty(results[item], id, { value: line.return, enumerable: true, writable: true, configurable: true });
   }
   return { status: 200, body: { return: results } };
+}
+
+export interface PausedReader {
+  socket: net.Socket;
+  /** Bytes the reader took so far. */
+  received(): number;
+  /** Read on to the connection's end: the answer as it came (`complete`: its last chunk arrived). */
+  resume(): Promise<Streamed & { complete: boolean }>;
+}
+
+/**
+ * POST `body` for the streamed answer on a raw socket that reads nothing
+ * (or only until its first line, `firstLine`) until resume(): a reader that
+ * stopped reading, as a client stuck behind a slow link is. `Connection:
+ * close`, so that the answer's end is the connection's.
+ */
+export async function pausedPost(port: number, body: unknown, options: { firstLine?: boolean } = {}): Promise<PausedReader> {
+  const text = JSON.stringify(body);
+  const socket = net.connect(port, '127.0.0.1');
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  let closed = false;
+  const closedOnce = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  socket.on('close', () => (closed = true));
+  socket.on('error', () => {}); // a server that cuts the connection: what arrived is the answer
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  let waitsForFirstLine = options.firstLine === true;
+  socket.on('data', (chunk: Buffer) => {
+    chunks.push(chunk);
+    bytes += chunk.length;
+    if (waitsForFirstLine && Buffer.concat(chunks).toString('latin1').split('\r\n\r\n', 2)[1]?.includes('\n')) {
+      waitsForFirstLine = false;
+      socket.pause();
+    }
+  });
+  if (!options.firstLine) socket.pause();
+  socket.write(
+    `POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/x-ndjson\r\n` +
+      `Connection: close\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
+  );
+  return {
+    socket,
+    received: () => bytes,
+    async resume() {
+      if (!closed) socket.resume();
+      await closedOnce;
+      return parseStreamed(Buffer.concat(chunks));
+    },
+  };
+}
+
+/** A raw HTTP/1.1 answer, chunked or not, as streamPost's Streamed (every line's `at`: now). */
+function parseStreamed(raw: Buffer): Streamed & { complete: boolean } {
+  const split = raw.indexOf('\r\n\r\n');
+  const head = raw.subarray(0, split).toString('latin1').split('\r\n');
+  const status = Number(head[0].split(' ')[1]);
+  const headers: http.IncomingHttpHeaders = {};
+  for (const line of head.slice(1)) {
+    const colon = line.indexOf(':');
+    headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  let rest = raw.subarray(split + 4);
+  let complete = headers['transfer-encoding'] !== 'chunked';
+  const parts: Buffer[] = [];
+  if (complete) parts.push(rest);
+  else {
+    for (;;) {
+      const eol = rest.indexOf('\r\n');
+      if (eol < 0) break;
+      const size = Number.parseInt(rest.subarray(0, eol).toString('latin1'), 16);
+      if (size === 0) {
+        complete = true;
+        break;
+      }
+      if (rest.length < eol + 2 + size) {
+        parts.push(rest.subarray(eol + 2)); // cut inside this chunk
+        break;
+      }
+      parts.push(rest.subarray(eol + 2, eol + 2 + size));
+      rest = rest.subarray(eol + 4 + size);
+    }
+  }
+  const text = Buffer.concat(parts).toString('utf8');
+  const at = wallNow();
+  const whole = text.slice(0, text.lastIndexOf('\n') + 1);
+  const lines =
+    whole === ''
+      ? []
+      : whole
+          .slice(0, -1)
+          .split('\n')
+          .map((line) => ({ at, value: JSON.parse(line) as Record<string, unknown> }));
+  return { status, headers, text, lines, complete: complete && whole.length === text.length };
 }
