@@ -20,6 +20,9 @@ import { BIN, repoRoot, startCommand, type Command } from './support/command.js'
 import { selfSignedCert } from './support/tls.js';
 import { request, type Reply } from './support/http.js';
 import { createLogger } from '../lib/log.js';
+import http from 'node:http';
+import { createHandler } from '../lib/http/handler.js';
+import { streamPost, type Streamed } from './support/ndjson.js';
 
 const PASSWORD = 'hunter2-not-in-logs';
 const USERS = { saltdev: { password: PASSWORD, permissions: ['.*', '@runner'] } };
@@ -249,6 +252,66 @@ test('behind nginx over TLS: real HTTPS requests; the access log names the clien
   for (const log of [trusting.stderr(), plain.stderr()]) {
     assert.ok(!log.includes(PASSWORD) && !log.includes('198.51.100.9'), log);
   }
+});
+
+test('behind nginx: the lines of a streamed answer arrive as they are written, heartbeats too', async (t) => {
+  const nginx = findNginx();
+  if (!nginx) {
+    if (process.env.CI) assert.fail('nginx is not installed: .ci/run installs it (apt-get install nginx)');
+    t.skip('nginx is not installed (apt-get install nginx): the proxy test needs it; CI installs it');
+    return;
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'salt-rest-wsgi-nginx-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const cert = selfSignedCert(dir);
+  // Returns spread over 1.6 s; between them, 400 ms of quiet: a heartbeat each (every 250 ms).
+  const delays = [0, 400, 800, 1200, 1600];
+  const ids = delays.map((_, i) => `spread${i}`);
+  const master = await startMaster({ users: USERS, minions: delays.map((delayMs, i) => ({ id: ids[i], delayMs })) });
+  t.after(() => master.close());
+  const handler = createHandler({ config: master.configPath, ndjsonHeartbeatMs: 250 });
+  t.after(() => handler.close());
+  const server = http.createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise((resolve) => server.close(resolve)));
+  const direct = (server.address() as net.AddressInfo).port;
+  const [viaNginx] = await startNginx(t, nginx, dir, [direct], cert);
+
+  const body = [{ ...CRED, client: 'local', tgt: 'spread*', fun: 'test.ping' }];
+  const timed = async (read: () => Promise<Streamed>) => {
+    const start = performance.timeOrigin + performance.now();
+    return { start, streamed: await read() };
+  };
+  // The same request both ways at once: two jobs on the same minions, returning at the same times.
+  const [straight, proxied] = await Promise.all([
+    timed(() => streamPost(direct, { body })),
+    timed(() => streamPost(viaNginx, { body, ca: cert.cert, localAddress: CLIENT_ADDRESS })),
+  ]);
+  assert.equal(proxied.streamed.status, 200, proxied.streamed.text);
+  assert.equal(proxied.streamed.headers['content-type'], 'application/x-ndjson');
+  const arrival = ({ start, streamed }: { start: number; streamed: Streamed }, id: string) => {
+    const line = streamed.lines.find((l) => l.value.minion === id);
+    assert.ok(line, `${id}'s line: ${streamed.text}`);
+    return line.at - start;
+  };
+  for (const [i, id] of ids.entries()) {
+    const [there, here] = [arrival(proxied, id), arrival(straight, id)];
+    t.diagnostic(`${id} (returns after ${delays[i]} ms): through nginx at ${there.toFixed(0)} ms, directly at ${here.toFixed(0)} ms`);
+    assert.ok(Math.abs(there - here) < 500, `${id}: ${there.toFixed(0)} ms through nginx, ${here.toFixed(0)} ms directly`);
+    assert.ok(there < delays[i] + 500, `${id}: ${there.toFixed(0)} ms through nginx, its return after ${delays[i]} ms`);
+  }
+  // Not all at the end: the first return's line came well before the last return.
+  const spread = arrival(proxied, ids.at(-1)!) - arrival(proxied, ids[0]);
+  assert.ok(spread > 1000, `the lines through nginx came within ${spread.toFixed(0)} ms of each other`);
+  const lines = proxied.streamed.lines;
+  const beats = lines.filter((l) => l.value.heartbeat === true);
+  t.diagnostic(`${beats.length} heartbeats through nginx`);
+  const lastMinion = lines.findIndex((l) => l.value.minion === ids.at(-1));
+  assert.ok(
+    beats.some((beat) => lines.indexOf(beat) < lastMinion),
+    'a heartbeat arrived through nginx between the returns',
+  );
+  assert.equal(lines.at(-1)!.value.done, true);
 });
 
 test('the command refuses a bad --log-format or rest_wsgi: trust_proxy with one line, exit 2', async (t) => {
