@@ -200,7 +200,7 @@ test('examples/express.mjs: mounted at /salt, any path under it, never calls nex
   const master = await masterFor(t);
   const app = await startExample(t, 'express.mjs', master);
   assertJson(await request(app.port, { body: ARG_BODY, path: '/salt' }), 200, ARG_REPLY);
-  assertJson(await request(app.port, { body: ARG_BODY, path: '/salt/deeper/path?token=abc' }), 200, ARG_REPLY);
+  assertJson(await request(app.port, { body: ARG_BODY, path: '/salt/deeper/path?token=in-the-query' }), 200, ARG_REPLY);
   assertJson(await request(app.port, { path: '/salt/' }), 200, GET_REPLY);
   const dele = await request(app.port, { method: 'DELETE', path: '/salt' });
   assertJson(dele, 405, '{"return":"405: Method Not Allowed"}');
@@ -218,7 +218,7 @@ test('examples/express.mjs: mounted at /salt, any path under it, never calls nex
   assert.equal(access.length, 4, app.stdout());
   // The path the client asked for (Express's originalUrl), never the query string.
   assert.match(access[1], /^access method=POST path=\/salt\/deeper\/path status=200 /);
-  assert.ok(!app.stdout().includes(PASSWORD) && !app.stdout().includes('abc'), app.stdout());
+  assert.ok(!app.stdout().includes(PASSWORD) && !app.stdout().includes('in-the-query'), app.stdout());
 });
 
 test('examples/fastify.mjs: raw request and response under /salt, the handler reads the body, pino as logger', async (t) => {
