@@ -214,3 +214,6 @@ export class ClientGoneError extends errorWithCode('SRW_ERR_CLIENT_GONE') {}
 
 /** The connection closed while its answer was being written (lib/http/response.ts): nobody to finish it for. */
 export class AnswerAbortedError extends errorWithCode('SRW_ERR_ANSWER_ABORTED') {}
+
+/** The reader took nothing of its answer for `rest_wsgi: send_timeout`: the connection was destroyed (lib/http/response.ts). */
+export class SendTimeoutError extends errorWithCode('SRW_ERR_SEND_TIMEOUT') {}

@@ -31,6 +31,7 @@ describe('errors', () => {
       [new errors.RunnerNotStartedError('x.y', '1', 11), 'SRW_ERR_RUNNER_NOT_STARTED', 502, {}],
       [new errors.MasterPermissionError('x'), 'SRW_ERR_MASTER_PERMISSION', 503, {}],
       [new errors.ResultTooLargeError('x'), 'SRW_ERR_RESULT_TOO_LARGE', 507, {}],
+      [new errors.ReaderTooSlowError(9_000_000, 8_388_608, '20261130040649398670'), 'SRW_ERR_READER_TOO_SLOW', 507, {}],
       [new errors.JobWaitLostError('20261130040649398670', 'job 20261130040649398670'), 'SRW_ERR_GATEWAY_TIMEOUT', 504, {}],
       [new errors.ShutdownCutWaitError('20261130040649398670'), 'SRW_ERR_SHUTDOWN_CUT_WAIT', 504, {}],
     ];
@@ -57,6 +58,7 @@ describe('errors', () => {
       new errors.MasterError('x'),
       new errors.ClientGoneError(),
       new errors.AnswerAbortedError(),
+      new errors.SendTimeoutError('x'),
       new saltErrors.ConfigError('x'),
       new saltErrors.RequestTimeoutError('x'),
       new saltErrors.ConnectionLostError('x'),

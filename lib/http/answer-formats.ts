@@ -22,8 +22,8 @@ export interface AnswerFormat {
   readonly type: string;
   /** Whether `*\/*` or `<type>/*` may choose it (else only its own name does). */
   readonly byWildcard: boolean;
-  /** The answer of a request that ran: in pieces, with backpressure (resolves with its length in characters). */
-  write(res: ServerResponse, status: number, body: unknown, headers?: Record<string, string>): Promise<number>;
+  /** The answer of a request that ran: in pieces, with backpressure, a reader that takes nothing for sendTimeoutMs cut (resolves with its length in characters). */
+  write(res: ServerResponse, status: number, body: unknown, headers?: Record<string, string>, sendTimeoutMs?: number): Promise<number>;
   /** A short answer (a refusal, GET) at once; `lingerOn`: end only once that request's body is drained (413). */
   send(res: ServerResponse, status: number, body: unknown, headers?: Readonly<Record<string, string>>, lingerOn?: IncomingMessage): void;
 }

@@ -67,8 +67,8 @@ export interface HandlerOptions {
    * go (README: Streamed answers). Default `rest_wsgi: ndjson_max_unsent_bytes`, else 8 MiB; 0: no cap.
    */
   ndjsonMaxUnsentBytes?: number;
-  /** A streamed answer's reader that takes nothing of it for this long, ms, is disconnected. Default `rest_wsgi: ndjson_send_timeout`, else 60 s. */
-  ndjsonSendTimeoutMs?: number;
+  /** An answer's reader (JSON, YAML or streamed) that takes nothing of it for this long, ms, is disconnected. Default `rest_wsgi: send_timeout`, else 60 s. */
+  sendTimeoutMs?: number;
   /**
    * One audit record per lowstate item once it ended (lib/http/audit.ts):
    * `true` logs it as a line through `logger.info`, a function receives it. Default off.

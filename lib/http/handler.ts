@@ -14,6 +14,7 @@ import { loadMasterConfig, applyMasterDefaults, type MasterOptions } from '../sa
 import {
   HttpError,
   AnswerAbortedError,
+  SendTimeoutError,
   AuthenticationError,
   BadRequestError,
   ClientGoneError,
@@ -159,7 +160,7 @@ function serviceFor(master: MasterOptions, options: HandlerOptions): Service {
     trustProxy: merged.trustProxy ?? false,
     acceptSingleObject: options.acceptSingleObject ?? true,
     ndjsonHeartbeatMs: positiveMs(options.ndjsonHeartbeatMs, DEFAULT_HEARTBEAT_MS, 'ndjsonHeartbeatMs'),
-    ndjsonLimits: queueLimits(merged.ndjsonMaxUnsentBytes, merged.ndjsonSendTimeoutMs),
+    ndjsonLimits: queueLimits(merged.ndjsonMaxUnsentBytes, merged.sendTimeoutMs),
     unsent: { bytes: 0 },
     ops: operationsFor(
       merged,
@@ -266,7 +267,7 @@ async function handlePost(
       results.push(await runItem(scope, item, current, item.waitsForJob ? hangup.signal : undefined));
     }
     // In pieces, with backpressure: the answer may be past what one string can hold (lib/http/response.ts).
-    service.ops.metrics.answered(res, await answer.write(res, 200, { return: results }));
+    service.ops.metrics.answered(res, await answer.write(res, 200, { return: results }, {}, service.ndjsonLimits.sendTimeoutMs));
   } catch (err) {
     // The item refused: its audit record. Else the master refused it: a failed login if it tried a password (lib/http/throttle.ts).
     if (checking) itemEnded(scope, current, {}, itemStatus(err));
@@ -312,8 +313,9 @@ function answerFailure(
   log: Logger,
 ): void {
   if (res.headersSent || res.destroyed || hangup.happened) {
-    // A failure after the answer started would be a bug of ours: say so.
-    if (res.headersSent && !(err instanceof ClientGoneError) && !(err instanceof AnswerAbortedError)) {
+    // A reader that stopped reading is the operator's to know of; any other failure after the answer started would be a bug of ours: say so.
+    if (err instanceof SendTimeoutError) log.warn(err.message);
+    else if (res.headersSent && !(err instanceof ClientGoneError) && !(err instanceof AnswerAbortedError)) {
       log.error(`error after the response started (${req.method}): ${describe(err)}`);
     }
     if (!res.writableEnded) res.destroy();

@@ -135,7 +135,7 @@ export class HandlerMetrics {
     });
     this.streamsCut = new Counter({
       name: `${PREFIX}ndjson_answers_cut_total`,
-      help: 'Streamed answers cut short: reader_behind (ndjson_max_unsent_bytes), send_timeout (ndjson_send_timeout)',
+      help: 'Streamed answers cut short: reader_behind (ndjson_max_unsent_bytes), send_timeout (send_timeout)',
       labelNames: ['reason'],
       registers,
     });

@@ -20,13 +20,13 @@ export interface QueueLimits {
   sendTimeoutMs: number;
 }
 
-/** The limits of the handler's options (`rest_wsgi: ndjson_max_unsent_bytes`, `ndjson_send_timeout`); RangeError if they can't be used. */
+/** The limits of the handler's options (`rest_wsgi: ndjson_max_unsent_bytes`, `send_timeout`); RangeError if they can't be used. */
 export function queueLimits(maxUnsentBytes: unknown, sendTimeoutMs: unknown): QueueLimits {
   if (!Number.isInteger(maxUnsentBytes) || (maxUnsentBytes as number) < 0) {
     throw new RangeError(`ndjson_max_unsent_bytes must be a whole number of bytes (0: no cap), got ${String(maxUnsentBytes)}`);
   }
   if (typeof sendTimeoutMs !== 'number' || !(sendTimeoutMs > 0) || !Number.isFinite(sendTimeoutMs)) {
-    throw new RangeError(`ndjson_send_timeout must be a positive number of ms, got ${String(sendTimeoutMs)}`);
+    throw new RangeError(`send_timeout must be a positive number of ms, got ${String(sendTimeoutMs)}`);
   }
   return { maxUnsentBytes: maxUnsentBytes as number, sendTimeoutMs };
 }

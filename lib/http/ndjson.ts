@@ -36,7 +36,7 @@ import { AnswerAbortedError, ClientGoneError, HttpError, ReaderTooSlowError, UNE
 import { toJson } from '../json.js';
 import type { Hangup } from './hangup.js';
 import { LineQueue, type QueueLimits, type UnsentTally } from './ndjson-queue.js';
-import { PIECE_BYTES, jsonPieces } from './response.js';
+import { DEFAULT_SEND_TIMEOUT_MS, PIECE_BYTES, jsonPieces } from './response.js';
 
 export const NDJSON_TYPE = 'application/x-ndjson';
 export const DEFAULT_HEARTBEAT_MS = 15_000;
@@ -98,8 +98,6 @@ export interface StreamOptions {
 
 /** 8 MiB: the default max_in_flight gives each request 8 MiB of the machine's memory (lib/http/settings.ts). */
 export const DEFAULT_MAX_UNSENT_BYTES = 8 * 1024 * 1024;
-/** nginx's send_timeout. */
-export const DEFAULT_SEND_TIMEOUT_MS = 60_000;
 
 /**
  * Run `items` in order, answering as newline-delimited JSON. Rejects, with
@@ -274,7 +272,7 @@ class NdjsonWriter {
     const seconds = this.limits.sendTimeoutMs / 1000;
     this.options.onCut?.(
       'send_timeout',
-      `The reader took nothing of this streamed answer for ${seconds} s (ndjson_send_timeout): connection closed, ${this.queue.bytes} bytes unsent dropped`,
+      `The reader took nothing of this streamed answer for ${seconds} s (send_timeout): connection closed, ${this.queue.bytes} bytes unsent dropped`,
     );
     this.res.destroy();
   }

@@ -14,12 +14,18 @@
  * A short answer (a refusal, GET) goes out at once by send().
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { AnswerAbortedError } from '../errors.js';
+import { AnswerAbortedError, SendTimeoutError } from '../errors.js';
 import { RawJson, keyText, memberJson, toJson } from '../json.js';
 import { endAfterDrainingBody } from './linger.js';
 
 /** Pieces are gathered up to this many characters before each write. */
 export const PIECE_BYTES = 64 * 1024;
+/**
+ * `rest_wsgi: send_timeout`: what an answer hands the connection must be
+ * taken within this, else the connection is destroyed (nginx's
+ * send_timeout), so that a reader that stops reading holds nothing here.
+ */
+export const DEFAULT_SEND_TIMEOUT_MS = 60_000;
 
 /** Containers this deep and above are written member by member; deeper ones whole. */
 const SPLIT_DEPTH = 4;
@@ -156,8 +162,14 @@ function memberless(value: unknown): boolean {
  * byte, the connection is then destroyed by the caller). Resolves with the
  * answer's length in characters.
  */
-export function writeJsonAnswer(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): Promise<number> {
-  return writePieces(res, status, jsonPieces(body), JSON_TYPE, headers);
+export function writeJsonAnswer(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+  sendTimeoutMs = DEFAULT_SEND_TIMEOUT_MS,
+): Promise<number> {
+  return writePieces(res, status, jsonPieces(body), JSON_TYPE, headers, sendTimeoutMs);
 }
 
 const JSON_TYPE = 'application/json';
@@ -165,7 +177,9 @@ const JSON_TYPE = 'application/json';
 /**
  * Write the answer whose text is `pieces` joined, as writeJsonAnswer does
  * (gathered to PIECE_BYTES, each write waiting for the connection, a
- * Content-Length when it all fits in one piece), with `contentType`.
+ * Content-Length when it all fits in one piece), with `contentType`. A
+ * connection that takes nothing for `sendTimeoutMs` is destroyed, during
+ * the answer or after its end, and the wait rejects (SendTimeoutError).
  */
 export async function writePieces(
   res: ServerResponse,
@@ -173,6 +187,7 @@ export async function writePieces(
   pieces: Iterable<string>,
   contentType: string,
   headers: Record<string, string> = {},
+  sendTimeoutMs = DEFAULT_SEND_TIMEOUT_MS,
 ): Promise<number> {
   let gathered: string[] = [];
   let gatheredLength = 0;
@@ -190,7 +205,7 @@ export async function writePieces(
     const text = gathered.length === 1 ? gathered[0] : gathered.join('');
     gathered = [];
     gatheredLength = 0;
-    await write(res, text);
+    await write(res, text, sendTimeoutMs);
   }
   const rest = gathered.join('');
   if (!started) {
@@ -200,8 +215,18 @@ export async function writePieces(
     return written;
   }
   res.end(rest);
+  destroyUnlessTaken(res, sendTimeoutMs);
   if (written >= LARGE_ANSWER_CHARS) collectAfterLargeAnswer();
   return written;
+}
+
+/** The answer's last piece, handed over by end(): the connection is destroyed unless it takes it within `ms`. */
+function destroyUnlessTaken(res: ServerResponse, ms: number): void {
+  if (res.writableFinished || res.destroyed) return;
+  const timer = setTimeout(() => res.destroy(), ms);
+  const done = (): void => clearTimeout(timer);
+  res.once('finish', done);
+  res.once('close', done);
 }
 
 /** Past this, an answer's returns are many times what the server holds at rest. */
@@ -226,19 +251,31 @@ function start(res: ServerResponse, status: number, headers: Record<string, stri
   res.writeHead(status);
 }
 
-/** Write `text`; resolve once the connection wants more. */
-export function write(res: ServerResponse, text: string): Promise<void> {
+/**
+ * Write `text`; resolve once the connection wants more. If it takes nothing
+ * for `sendTimeoutMs`, it is destroyed and the wait rejects.
+ */
+export function write(res: ServerResponse, text: string, sendTimeoutMs = DEFAULT_SEND_TIMEOUT_MS): Promise<void> {
   if (res.destroyed) return Promise.reject(new AnswerAbortedError('The connection closed during the answer'));
   if (res.write(text)) return Promise.resolve();
   return new Promise((resolve, reject) => {
+    const stalled = setTimeout(() => {
+      done();
+      res.destroy();
+      reject(new SendTimeoutError(`The reader took nothing of the answer for ${sendTimeoutMs / 1000} s (send_timeout): connection closed`));
+    }, sendTimeoutMs);
     const done = (): void => {
-      res.off('drain', done);
-      res.off('close', done);
+      clearTimeout(stalled);
+      res.off('drain', onDrain);
+      res.off('close', onDrain);
+    };
+    const onDrain = (): void => {
+      done();
       if (res.destroyed && !res.writableFinished) reject(new AnswerAbortedError('The connection closed during the answer'));
       else resolve();
     };
-    res.on('drain', done);
-    res.on('close', done);
+    res.on('drain', onDrain);
+    res.on('close', onDrain);
   });
 }
 

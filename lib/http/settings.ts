@@ -13,7 +13,8 @@ import { ConfigError } from '../salt/errors.js';
 import { nonNegativeInteger, positiveInteger, positiveNumber, secondsToMs } from '../numbers.js';
 import { DEFAULT_AUTH_FAILURE_LIMIT, DEFAULT_AUTH_FAILURE_WINDOW_MS } from './throttle.js';
 import { DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_KEEP_ALIVE_TIMEOUT_MS } from './server-timeouts.js';
-import { DEFAULT_MAX_UNSENT_BYTES, DEFAULT_SEND_TIMEOUT_MS } from './ndjson.js';
+import { DEFAULT_MAX_UNSENT_BYTES } from './ndjson.js';
+import { DEFAULT_SEND_TIMEOUT_MS } from './response.js';
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 export const DEFAULT_BODY_TIMEOUT_MS = 30_000;
@@ -166,11 +167,11 @@ export const SETTINGS: readonly Setting[] = [
     help: "bytes of a streamed answer's lines waiting for a slow reader, then a 507 line ends it (0: no cap)",
   },
   {
-    key: 'ndjson_send_timeout',
+    key: 'send_timeout',
     kind: 'seconds',
     default: DEFAULT_SEND_TIMEOUT_MS,
-    option: 'ndjsonSendTimeoutMs',
-    help: 'a streamed answer whose reader takes nothing of it for this long is disconnected',
+    option: 'sendTimeoutMs',
+    help: 'an answer (JSON, YAML or streamed) whose reader takes nothing of it for this long is disconnected',
   },
   {
     key: 'headers_timeout',

@@ -67,6 +67,12 @@ export function* yamlPieces(body: unknown): Generator<string> {
 }
 
 /** The YAML answer of `body`, as writeJsonAnswer writes JSON. */
-export function writeYamlAnswer(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): Promise<number> {
-  return writePieces(res, status, yamlPieces(body), YAML_TYPE, headers);
+export function writeYamlAnswer(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+  sendTimeoutMs?: number,
+): Promise<number> {
+  return writePieces(res, status, yamlPieces(body), YAML_TYPE, headers, sendTimeoutMs);
 }

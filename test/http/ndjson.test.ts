@@ -309,7 +309,7 @@ describe('a slow reader: what waits unsent is capped and timed', () => {
   }
 
   test('a reader that stops: what is held stays under the cap, a 507 line ends the answer, the job runs on', async (t) => {
-    const s = await serveWith({ ndjsonMaxUnsentBytes: CAP, ndjsonSendTimeoutMs: 30_000 });
+    const s = await serveWith({ ndjsonMaxUnsentBytes: CAP, sendTimeoutMs: 30_000 });
     t.after(() => s.close());
     const reader = await pausedPost(s.port, [low]);
     let most = 0;
@@ -380,16 +380,16 @@ describe('a slow reader: what waits unsent is capped and timed', () => {
     assert.equal(await cutCount(s, 'reader_behind'), 0);
   });
 
-  test('a reader that takes nothing more mid-stream is disconnected after ndjson_send_timeout; nothing is held', async (t) => {
+  test('a reader that takes nothing more mid-stream is disconnected after send_timeout; nothing is held', async (t) => {
     // No cap: only the send timeout stops it. late1 returns after 3 s: the job is still on when the reader is cut.
-    const s = await serveWith({ ndjsonMaxUnsentBytes: 0, ndjsonSendTimeoutMs: 500 });
+    const s = await serveWith({ ndjsonMaxUnsentBytes: 0, sendTimeoutMs: 500 });
     t.after(() => s.close());
     const reader = await pausedPost(s.port, [{ ...low, tgt: '*' }], { firstLine: true });
     await until(() => reader.received() > 0, 5000, 'the first line');
     const t0 = performance.now();
     await until(() => s.responses[0]?.destroyed === true, 5000, 'the connection cut');
     const cutAfter = performance.now() - t0;
-    t.diagnostic(`disconnected ${cutAfter.toFixed(0)} ms after the reader stopped (ndjson_send_timeout 500 ms)`);
+    t.diagnostic(`disconnected ${cutAfter.toFixed(0)} ms after the reader stopped (send_timeout 500 ms)`);
     assert.ok(cutAfter < 2500, `cut after ${cutAfter.toFixed(0)} ms: before late1 returns`);
     await until(() => s.handler.stats().inFlight === 0, 1000, 'the request ends');
     assertNothingHeld(s);
@@ -402,8 +402,8 @@ describe('a slow reader: what waits unsent is capped and timed', () => {
     assert.equal(s.audit[0].status, 499);
   });
 
-  test('cut, then never read: the rest is dropped after ndjson_send_timeout', async (t) => {
-    const s = await serveWith({ ndjsonMaxUnsentBytes: CAP, ndjsonSendTimeoutMs: 500 });
+  test('cut, then never read: the rest is dropped after send_timeout', async (t) => {
+    const s = await serveWith({ ndjsonMaxUnsentBytes: CAP, sendTimeoutMs: 500 });
     t.after(() => s.close());
     const reader = await pausedPost(s.port, [low]);
     await until(() => s.responses[0]?.destroyed === true, 10_000, 'the connection cut');

@@ -11,7 +11,7 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { toJson, parseJson } from '../../lib/json.js';
 import { jsonPieces, writeJsonAnswer, PIECE_BYTES } from '../../lib/http/response.js';
-import { AnswerAbortedError } from '../../lib/errors.js';
+import { AnswerAbortedError, SendTimeoutError } from '../../lib/errors.js';
 
 function tricky(): Record<string, unknown> {
   const nested: Record<string, unknown> = { deeper: { still: [1, { x: 2n ** 70n }] } };
@@ -93,10 +93,10 @@ describe('pieces of the answer', () => {
   });
 });
 
-function serve(body: () => unknown): Promise<{ port: number; close(): Promise<void>; errors: unknown[] }> {
+function serve(body: () => unknown, sendTimeoutMs?: number): Promise<{ port: number; close(): Promise<void>; errors: unknown[] }> {
   const errors: unknown[] = [];
   const server = http.createServer((_req, res) => {
-    writeJsonAnswer(res, 200, body(), { 'X-Test': 'yes' }).catch((err) => {
+    writeJsonAnswer(res, 200, body(), { 'X-Test': 'yes' }, sendTimeoutMs).catch((err) => {
       errors.push(err);
       res.destroy();
     });
@@ -165,5 +165,25 @@ describe('writeJsonAnswer over HTTP', () => {
     for (let i = 0; i < 50 && server.errors.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
     assert.equal(server.errors.length, 1);
     assert.ok(server.errors[0] instanceof AnswerAbortedError);
+  });
+
+  test('a client that takes nothing for sendTimeoutMs is disconnected; the wait ends with SendTimeoutError', async (t) => {
+    // 25 MiB: the writer waits on 'drain' long before the end.
+    const result: Record<string, string> = {};
+    for (let i = 0; i < 400; i++) result[`m${i}`] = 'z'.repeat(PIECE_BYTES);
+    const server = await serve(() => ({ return: [result] }), 300);
+    t.after(() => server.close());
+    const socket = net.connect(server.port, '127.0.0.1');
+    t.after(() => socket.destroy());
+    socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    socket.pause();
+    const t0 = performance.now();
+    for (let i = 0; i < 150 && server.errors.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    const after = performance.now() - t0;
+    t.diagnostic(`the writer gave up after ${after.toFixed(0)} ms (send timeout 300 ms)`);
+    assert.equal(server.errors.length, 1);
+    assert.ok(server.errors[0] instanceof SendTimeoutError, String(server.errors[0]));
+    assert.match((server.errors[0] as Error).message, /took nothing of the answer for 0.3 s \(send_timeout\)/);
+    assert.ok(after >= 250, `gave up after ${after.toFixed(0)} ms`);
   });
 });
