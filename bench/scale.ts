@@ -252,7 +252,7 @@ async function measure(fleet: ChildProcess, c: Case): Promise<Result> {
     await sleep(c.fleet.delayMs + c.fleet.spreadMs + 1000);
     await ask(fleet, { type: 'reset' });
     const before = cpuMs(pid);
-    await post(port, c.low, c);
+    await (c.stream ? postStreamed : post)(port, c.low, c);
     const cpu = cpuMs(pid) - before;
     again = { cpuMs: cpu, returns: (await ask<Message & { returns: number }>(fleet, { type: 'report' })).returns };
   }
