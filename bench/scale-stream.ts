@@ -8,7 +8,7 @@
  */
 import http from 'node:http';
 import { bigReturn, fleetIds, type FleetSpec } from './fleet.js';
-import type { Answer, Case, Result } from './scale-cases.js';
+import { cpuTargets, ping, type Answer, type Case, type Result } from './scale-cases.js';
 
 const MB = 1024 * 1024;
 const CREDENTIALS = { eauth: 'pam', username: 'saltdev', password: 'x' };
@@ -112,6 +112,18 @@ const fleet = (count: number, extra: Partial<FleetSpec>): FleetSpec => ({
 });
 
 export const STREAM_CASES: Case[] = [
+  {
+    // As the JSON answer's 10,000 (bench/scale-cases.ts): its fleet, three fresh servers, each asked twice, the floor beside.
+    name: 'streamed: test.ping, 10,000 minions',
+    fleet: ping(10_000),
+    low: { client: 'local', tgt: 'fleet-*', fun: 'test.ping', ...CREDENTIALS },
+    expect: () => true,
+    stream: true,
+    runs: 3,
+    floor: true,
+    again: true,
+    targets: (r) => [{ name: 'streamed 10,000: every minion true', text: rightText(r), ok: allRight(r) }, ...cpuTargets(r, 'streamed')],
+  },
   {
     name: 'streamed: 10,000 minions returning over 10 s',
     fleet: fleet(10_000, { spreadMs: 10_000 }),

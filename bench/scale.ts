@@ -69,8 +69,11 @@ async function settled(pid: number): Promise<void> {
 }
 
 async function startServer(configPath: string): Promise<{ child: ChildProcess; port: number }> {
-  // SCALE_CPU_PROF=<dir>: a V8 CPU profile of each case's server, written when it exits.
-  const prof = process.env.SCALE_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.SCALE_CPU_PROF] : [];
+  // SCALE_CPU_PROF=<dir>: a V8 CPU profile of each case's server, written when it exits;
+  // SCALE_CPU_PROF_US: its sampling interval (V8's default, 1000 µs, gives a fleet a few hundred samples).
+  const prof = process.env.SCALE_CPU_PROF
+    ? ['--cpu-prof', '--cpu-prof-dir', process.env.SCALE_CPU_PROF, '--cpu-prof-interval', process.env.SCALE_CPU_PROF_US ?? '1000']
+    : [];
   const child = spawn(process.execPath, [...prof, SERVER, '-c', configPath, '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   const port = await new Promise<number>((resolve, reject) => {
@@ -249,7 +252,7 @@ async function measure(fleet: ChildProcess, c: Case): Promise<Result> {
     await sleep(c.fleet.delayMs + c.fleet.spreadMs + 1000);
     await ask(fleet, { type: 'reset' });
     const before = cpuMs(pid);
-    await post(port, c.low, c);
+    await (c.stream ? postStreamed : post)(port, c.low, c);
     const cpu = cpuMs(pid) - before;
     again = { cpuMs: cpu, returns: (await ask<Message & { returns: number }>(fleet, { type: 'report' })).returns };
   }

@@ -347,5 +347,19 @@ function exposeGc(): void {
   (globalThis as { gc?: unknown }).gc = runInNewContext('gc');
 }
 
+/**
+ * Type feedback from a function's first call on. By default V8 collects
+ * none for a function's first few calls, and the first job's events are
+ * exactly those for the bus reader's functions: its optimized code then
+ * lacks the paths of a job's `new` event (a list of every minion), and the
+ * second job's `new` event throws it away, to be compiled again while that
+ * fleet's returns come (npm run bench -- --only scale: the second fleet's
+ * CPU). Set before the library's functions first run.
+ */
+function feedbackFromFirstCall(): void {
+  setFlagsFromString('--no-lazy-feedback-allocation');
+}
+
 exposeGc();
+feedbackFromFirstCall();
 main(process.argv.slice(2));

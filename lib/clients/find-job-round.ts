@@ -57,7 +57,7 @@ export class FindJobRound {
   private watch(jid: string): void {
     const watch = new JobWatch(this.ctx, jid);
     this.watches.push(watch);
-    watch.listen(this.hear);
+    watch.listen({ onJobEvent: this.hear });
   }
 
   private readonly hear = (event: SaltEvent): void => {

@@ -9,6 +9,11 @@ import type { SaltEvent } from '../salt/event-bus.js';
 import type { ClientContext } from './context.js';
 import { watchSyndicEvents } from './syndic.js';
 
+/** Who hears a job's events: an object of a class, the same call target for every job (lib/salt/event-subscriptions.ts). */
+export interface JobListener {
+  onJobEvent(event: SaltEvent): void;
+}
+
 /**
  * A job's events from before its publish on: subscribed at once, they wait
  * here until listen() (the wait for the returns, once the master's reply
@@ -17,7 +22,7 @@ import { watchSyndicEvents } from './syndic.js';
  */
 export class JobWatch {
   private early: SaltEvent[] | null = [];
-  private listener: ((event: SaltEvent) => void) | undefined;
+  private listener: JobListener | undefined;
   private readonly unsubscribe: () => void;
   private readonly unsubscribeSyndics: () => void;
 
@@ -25,20 +30,22 @@ export class JobWatch {
     ctx: ClientContext,
     readonly jid: string,
   ) {
-    const hear = (event: SaltEvent) => {
-      if (this.listener) this.listener(event);
-      else this.early?.push(event);
-    };
-    this.unsubscribe = ctx.bus.subscribe(`salt/job/${jid}/`, hear);
-    this.unsubscribeSyndics = watchSyndicEvents(ctx.opts, ctx.bus, jid, hear);
+    this.unsubscribe = ctx.bus.subscribe(`salt/job/${jid}/`, this);
+    this.unsubscribeSyndics = watchSyndicEvents(ctx.opts, ctx.bus, jid, (event) => this.onEvent(event));
+  }
+
+  /** The bus's delivery (EventListener): handed on, or kept until listen(). */
+  onEvent(event: SaltEvent): void {
+    if (this.listener) this.listener.onJobEvent(event);
+    else this.early?.push(event);
   }
 
   /** Hand the job's events to `listener`: those heard so far, then each as it comes. */
-  listen(listener: (event: SaltEvent) => void): void {
+  listen(listener: JobListener): void {
     this.listener = listener;
     const early = this.early ?? [];
     this.early = null;
-    for (let i = 0; i < early.length && this.listener; i++) listener(early[i]);
+    for (let i = 0; i < early.length && this.listener; i++) listener.onJobEvent(early[i]);
   }
 
   close(): void {

@@ -22,11 +22,11 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { SaltEvent } from '../salt/event-bus.js';
-import { fieldsOf } from '../salt/packed-event.js';
+import { fieldsOf, type EventFields } from '../salt/packed-event.js';
 import { stringsIn } from '../objects.js';
 import { abortError, busLostError, logAbandoned, watchWait, type ClientContext } from './context.js';
 import { FindJobRound, type FindJobAnswers, type FindJobPublish } from './find-job-round.js';
-import { JobWatch } from './job-watch.js';
+import { JobWatch, type JobListener } from './job-watch.js';
 import { MinionStates } from './minion-states.js';
 import type { ResultBudget } from './result-budget.js';
 import { syndicWaitMs } from './syndic.js';
@@ -86,7 +86,7 @@ export function collectReturns(ctx: ClientContext, options: CollectOptions): Pro
  * 20,000 must not pay for its size on each of its 20,000 returns (what is
  * kept of each minion: ./minion-states.ts; its return: the caller's).
  */
-class ReturnsWait implements FindJobAnswers {
+class ReturnsWait implements FindJobAnswers, JobListener {
   private readonly states: MinionStates;
   private readonly missing = new Set<string>();
   private readonly syndicWait: number;
@@ -147,7 +147,7 @@ class ReturnsWait implements FindJobAnswers {
     );
     options.stop?.addEventListener('abort', this.finish, { once: true });
     // The returns heard before the master's reply come first, and may settle the wait here.
-    this.watch.listen(this.onJobEvent);
+    this.watch.listen(this);
     if (this.settled) return;
     if (options.stop?.aborted || this.complete()) this.finish();
     else this.schedule();
@@ -174,13 +174,14 @@ class ReturnsWait implements FindJobAnswers {
     if (!this.findJobPending && !this.deciding) this.schedule();
   }
 
-  private readonly onJobEvent = (event: SaltEvent): void => {
+  /** A job event (JobListener): a method, not a closure per wait, so that every job's is the same call target. */
+  onJobEvent(event: SaltEvent): void {
     if (this.settled) return;
     // Only the fields read here are decoded (lib/salt/packed-event.ts).
     const data = fieldsOf(event);
     if (!data) return;
     if (data.has('minions')) {
-      this.heardMinions(data.get('minions'), data.get('missing'));
+      this.heardMinions(data);
       return;
     }
     // Only the job's returns count (a syndic's forwarded events are heard for their `minions`).
@@ -208,19 +209,20 @@ class ReturnsWait implements FindJobAnswers {
     this.states.returned(id);
     this.options.onReturn(id, ret, event);
     if (this.states.pendingCount === 0) this.allReturned();
-  };
+  }
 
   /**
    * The `new` event names the minions the publish reply named
-   * (salt/master.py: ClearFuncs.publish): a comparison, cheaper than a
-   * lookup per minion. A syndic's names more.
+   * (salt/master.py: ClearFuncs.publish): compared where they lie in the
+   * event, cheaper than decoding 10,000 ids and a lookup each. A syndic's
+   * names more.
    */
-  private heardMinions(minions: unknown, missing: unknown): void {
-    if (!sameIds(minions, this.options.minions)) {
+  private heardMinions(data: EventFields): void {
+    if (!data.sameStrings('minions', this.options.minions)) {
       const t = now();
-      for (const id of stringsIn(minions)) this.states.expect(id, t);
+      for (const id of stringsIn(data.get('minions'))) this.states.expect(id, t);
     }
-    for (const id of stringsIn(missing)) this.missing.add(id);
+    for (const id of stringsIn(data.get('missing'))) this.missing.add(id);
   }
 
   findJobFailed(id: string): void {
@@ -333,10 +335,4 @@ class ReturnsWait implements FindJobAnswers {
 
 function now(): number {
   return performance.now();
-}
-
-function sameIds(value: unknown, ids: readonly string[]): boolean {
-  if (!Array.isArray(value) || value.length !== ids.length) return false;
-  for (let i = 0; i < ids.length; i++) if (value[i] !== ids[i]) return false;
-  return true;
 }

@@ -17,8 +17,8 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { EventBusClosedError, EventBusTimeoutError } from './errors.js';
-import { JOB_TAG, Retention, decodeEvent, tagEnd, type SaltEvent } from './event-retention.js';
-import { Subscriptions } from './event-subscriptions.js';
+import { JOB_TAG, Retention, decodeEvent, tagEnd } from './event-retention.js';
+import { Subscriptions, type EventListener } from './event-subscriptions.js';
 import { FrameScanner, frameBody, type Span } from './frame-scanner.js';
 import { ReadPacing } from './read-pacing.js';
 import {
@@ -32,6 +32,7 @@ import {
 } from './event-bus-options.js';
 
 export type { SaltEvent } from './event-retention.js';
+export type { EventListener } from './event-subscriptions.js';
 export { eventBusOptions, type EventBusOptions } from './event-bus-options.js';
 
 /** Bytes read per read(2); while reads fill it, the socket is read on before pausing. */
@@ -132,11 +133,12 @@ export class EventBus extends EventEmitter {
 
   /**
    * Call `listener` for each event whose tag equals `tagOrPrefix`, or starts
-   * with it when it ends with '/'. Retained events that match are replayed
+   * with it when it ends with '/' (`listener`: a function, or an object whose
+   * onEvent() hears them). Retained events that match are replayed
    * first (synchronously or on the next tick). Dispatch cost per event does
    * not grow with the number of subscriptions. Returns the unsubscribe function.
    */
-  subscribe(tagOrPrefix: string, listener: (event: SaltEvent) => void): () => void {
+  subscribe(tagOrPrefix: string, listener: EventListener): () => void {
     if (typeof tagOrPrefix !== 'string' || tagOrPrefix === '') throw new TypeError('subscribe needs a tag or a tag prefix');
     if (this.closed) return () => {};
     const unsubscribe = this.subscriptions.add(tagOrPrefix, listener);

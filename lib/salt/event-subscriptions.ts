@@ -7,9 +7,17 @@
  */
 import type { Retention, SaltEvent } from './event-retention.js';
 
+/**
+ * Who hears a subscription's events: a function, or an object whose
+ * onEvent() does. An object of a class is the same call target for every
+ * job (a closure made per job is a new one each time, and V8's optimized
+ * dispatch, inlined for the first job's, starts over on the next).
+ */
+export type EventListener = ((event: SaltEvent) => void) | { onEvent(event: SaltEvent): void };
+
 export interface Subscription {
   key: string;
-  listener: (event: SaltEvent) => void;
+  listener: EventListener;
   /** Live events from this sequence number on; older ones come from retention. */
   fromSeq: number;
   /** While retained events are being replayed, live ones wait here. */
@@ -73,7 +81,7 @@ export class Subscriptions {
   }
 
   /** Subscribe; retained events that match are replayed first, on the next microtask. Returns the unsubscribe function. */
-  add(key: string, listener: (event: SaltEvent) => void): () => void {
+  add(key: string, listener: EventListener): () => void {
     const sub: Subscription = { key, listener, fromSeq: this.seq + 1, backlog: null, active: true };
     let set = this.byKey.get(key);
     if (!set) {
@@ -128,7 +136,9 @@ export class Subscriptions {
 
   private deliver(sub: Subscription, event: SaltEvent): void {
     try {
-      sub.listener(event);
+      const listener = sub.listener;
+      if (typeof listener === 'function') listener(event);
+      else listener.onEvent(event);
     } catch (err) {
       this.onListenerError(err, event);
     }

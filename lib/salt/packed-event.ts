@@ -32,6 +32,8 @@ export interface EventFields {
   get(field: JobField): unknown;
   /** The field's value as an answer holds it: a map or list as RawJson, its text; anything else as get(). */
   answer(field: JobField): unknown;
+  /** Whether the field is a list of exactly `ids`, in order (the `new` event's minions, compared where they lie). */
+  sameStrings(field: JobField, ids: readonly string[]): boolean;
 }
 
 /** The fields of `event`'s data, or undefined when its data is not a map. */
@@ -52,6 +54,15 @@ class DecodedFields implements EventFields {
   answer(field: JobField): unknown {
     return this.data[field];
   }
+  sameStrings(field: JobField, ids: readonly string[]): boolean {
+    return sameIds(this.data[field], ids);
+  }
+}
+
+function sameIds(value: unknown, ids: readonly string[]): boolean {
+  if (!Array.isArray(value) || value.length !== ids.length) return false;
+  for (let i = 0; i < ids.length; i++) if (value[i] !== ids[i]) return false;
+  return true;
 }
 
 export class PackedEvent implements SaltEvent, EventFields {
@@ -125,7 +136,27 @@ export class PackedEvent implements SaltEvent, EventFields {
       if (text !== undefined) return text;
     }
     if (b >= 0xca && b <= 0xd3) return decode(bytes, pos, pos + itemSize(bytes, pos, bytes.length));
+    if (b === 0x90) return []; // the `new` event's `missing`, mostly
     return this.data[field]; // anything else, as the codec decodes it
+  }
+
+  sameStrings(field: JobField, ids: readonly string[]): boolean {
+    const bytes = this.bytes;
+    if (!bytes) return sameIds(this.data[field], ids);
+    let pos = this.at[INDEX[field]];
+    if (pos < 0) return false;
+    const b = bytes[pos];
+    let count: number;
+    if (b >= 0x90 && b <= 0x9f) [count, pos] = [b & 0x0f, pos + 1];
+    else if (b === 0xdc) [count, pos] = [bytes.readUInt16BE(pos + 1), pos + 3];
+    else if (b === 0xdd) [count, pos] = [bytes.readUInt32BE(pos + 1), pos + 5];
+    else return false;
+    if (count !== ids.length) return false;
+    for (let i = 0; i < count; i++) {
+      pos = asciiAt(bytes, pos, ids[i]);
+      if (pos < 0) return sameIds(this.data[field], ids); // not ASCII both: as decoded
+    }
+    return true;
   }
 
   answer(field: JobField): unknown {
@@ -141,6 +172,26 @@ export class PackedEvent implements SaltEvent, EventFields {
       return this.data[field];
     }
   }
+}
+
+/**
+ * Where the str item at `pos` ends if it holds `id`'s characters, ASCII
+ * (ids are): -1 if not (or not ASCII, or not a str: then decoding decides).
+ */
+function asciiAt(buf: Buffer, pos: number, id: string): number {
+  const b = buf[pos];
+  let start: number;
+  let length: number;
+  if (b >= 0xa0 && b <= 0xbf) [start, length] = [pos + 1, b & 0x1f];
+  else if (b === 0xd9) [start, length] = [pos + 2, buf[pos + 1]];
+  else if (b === 0xda) [start, length] = [pos + 3, buf.readUInt16BE(pos + 1)];
+  else return -1;
+  if (length !== id.length || start + length > buf.length) return -1;
+  for (let i = 0; i < length; i++) {
+    const c = id.charCodeAt(i);
+    if (c >= 0x80 || buf[start + i] !== c) return -1;
+  }
+  return start + length;
 }
 
 /** A string of ASCII bytes (ids, jids), which every decoder reads alike; undefined for any other. */

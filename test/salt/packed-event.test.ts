@@ -73,6 +73,23 @@ describe('packed events', () => {
     );
   });
 
+  it("compare a new event's minions where they lie as comparing the decoded list does", () => {
+    const fleet = Array.from({ length: 300 }, (_, i) => `fleet-${i}`); // a list 16
+    const lists: unknown[][] = [[], ['a', 'b'], fleet, ['é', 'b'], ['a', 1], ['x'.repeat(40)]];
+    const against: string[][] = [[], ['a', 'b'], ['a'], ['b', 'a'], fleet, ['é', 'b'], ['x'.repeat(40)]];
+    for (const minions of lists) {
+      const bytes = encode({ minions, missing: [], jid: '1' });
+      const packed = fieldsOf(decodeEvent('salt/job/1/new', bytes)!)!;
+      const decoded = (decodeEvent('salt/job/1/new', Buffer.from(bytes))!.data as { minions: unknown[] }).minions;
+      for (const ids of against) {
+        const same = decoded.length === ids.length && decoded.every((id, i) => id === ids[i]);
+        assert.equal(packed.sameStrings('minions', ids), same, `${minions.length} minions against ${ids.length}`);
+      }
+      assert.deepEqual(packed.get('missing'), []);
+      assert.equal(packed.sameStrings('id', ['1']), false, 'not a list');
+    }
+  });
+
   it('are decoded at once when decoding could fail or give other than plain values', () => {
     const unknownExt = Buffer.from([0x81, 0xa1, 0x61, 0xd4, 0x01, 0x00]);
     const binKey = Buffer.from([0x81, 0xc4, 0x01, 0x61, 0xc3]);
