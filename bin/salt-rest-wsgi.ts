@@ -8,8 +8,6 @@ import https from 'node:https';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { createHandler, type RestWsgiHandler } from '../lib/http/handler.js';
 import { applyServerTimeouts } from '../lib/http/server-timeouts.js';
 import { handlerOptionsOf, readSettings, SETTINGS, settingsHelp, type SettingValues } from '../lib/http/settings.js';
@@ -31,6 +29,7 @@ import { AuditSink, serveMetrics, stopMetrics } from './operations.js';
 import type { TLSSocket } from 'node:tls';
 import { isLoopback, unknownKeyWarnings } from './checks.js';
 import { NAME, version, versionsReport } from './versions.js';
+import { exposeGc, feedbackFromFirstCall } from './v8-flags.js';
 
 /** After the shutdown deadline, how long the requests cut short have to send their 503/504. */
 const SHUTDOWN_GRACE_MS = 1000;
@@ -334,30 +333,6 @@ function main(argv: string[]): void {
     process.exit(2);
   }
   serve(settings, handler, logger, audit, pem);
-}
-
-/**
- * gc() for the handler, which collects right after writing a large answer
- * (hundreds of MB of returns), so that the memory goes back to the system
- * at once rather than when V8 next feels like collecting.
- */
-function exposeGc(): void {
-  if (typeof (globalThis as { gc?: unknown }).gc === 'function') return;
-  setFlagsFromString('--expose-gc');
-  (globalThis as { gc?: unknown }).gc = runInNewContext('gc');
-}
-
-/**
- * Type feedback from a function's first call on. By default V8 collects
- * none for a function's first few calls, and the first job's events are
- * exactly those for the bus reader's functions: its optimized code then
- * lacks the paths of a job's `new` event (a list of every minion), and the
- * second job's `new` event throws it away, to be compiled again while that
- * fleet's returns come (npm run bench -- --only scale: the second fleet's
- * CPU). Set before the library's functions first run.
- */
-function feedbackFromFirstCall(): void {
-  setFlagsFromString('--no-lazy-feedback-allocation');
 }
 
 exposeGc();
