@@ -21,6 +21,8 @@
  *   --only LOAD    only the rate runs of LOAD (local_async, local or wheel): no leak run, no burst
  *   --only scale   fleets of thousands of minions and gigabyte answers instead (bench/scale.ts);
  *                  --case TEXT runs only the cases whose name contains TEXT
+ *   --only ops-cost  what the audit trail and the metrics cost per request, beside the floor
+ *                  (bench/ops-cost.ts; --rounds N, default 7); the whole bench runs it last
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -40,8 +42,16 @@ const { values: flags } = parseArgs({
     profile: { type: 'boolean', default: false },
     only: { type: 'string' },
     case: { type: 'string' },
+    rounds: { type: 'string', default: '7' },
   },
 });
+const opsCost = async () => {
+  const { runOpsCost } = await import('./ops-cost.js');
+  const profileDir = flags.profile ? mkdtempSync(path.join(os.tmpdir(), 'salt-rest-wsgi-prof-')) : undefined;
+  const ok = await runOpsCost({ seconds: Number(flags.seconds), rounds: Number(flags.rounds), profileDir });
+  if (profileDir) process.stderr.write(`ops-cost CPU profiles (light and full, round 1) in ${profileDir}\n`);
+  return ok;
+};
 if (flags.only === 'scale') {
   // Fleets and big answers: processes of their own, one fresh server per case.
   const { runScale } = await import('./scale.js');
@@ -49,8 +59,13 @@ if (flags.only === 'scale') {
   await new Promise((resolve) => process.stdout.write('', resolve));
   process.exit(ok ? 0 : 1);
 }
+if (flags.only === 'ops-cost') {
+  const ok = await opsCost();
+  await new Promise((resolve) => process.stdout.write('', resolve));
+  process.exit(ok ? 0 : 1);
+}
 if (flags.only !== undefined && !(LOADS as string[]).includes(flags.only)) {
-  throw new Error(`--only takes one of ${LOADS.join(', ')}`);
+  throw new Error(`--only takes one of ${LOADS.join(', ')}, scale or ops-cost`);
 }
 const RATE_LOADS = flags.only ? [flags.only as LoadName] : LOADS;
 const FULL = flags.only === undefined;
@@ -460,7 +475,9 @@ await stopChild(serverChild);
 await stopChild(floorChild);
 await stopChild(masterChild);
 if (profileDir) process.stderr.write(`server CPU profiles (one per measured HTTP run) in ${profileDir}\n`);
-process.exitCode = checks.every((c) => c.ok) ? 0 : 1;
+// The audit trail's and the metrics' cost (issue 24): processes of its own, after the others stopped.
+const opsOk = FULL ? await opsCost() : true;
+process.exitCode = checks.every((c) => c.ok) && opsOk ? 0 : 1;
 
 async function stopChild(child: ChildProcess): Promise<void> {
   const exited = new Promise((resolve) => child.once('exit', resolve));
