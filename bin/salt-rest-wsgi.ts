@@ -163,7 +163,8 @@ function serve(settings: Settings, handler: RestWsgiHandler, logger: CommandLogg
     }
     stopping = true;
     stopMetrics(metricsServer);
-    audit.close();
+    // Requests still running get their audit lines: the file is closed once they all ended.
+    server.once('close', () => audit.close());
     stopServing(server, inFlight, settings.values.shutdown_timeout as number, handler, logger, signal);
   };
   process.on('SIGINT', stop);
