@@ -19,7 +19,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadMasterConfig, type MasterOptions } from '../lib/salt/config.js';
 import { startCommand } from './support/command.js';
@@ -160,9 +160,11 @@ test("/readyz on a real master: 503 within 2 s of it stopping, in the 503 answer
 
   const { signalled, gone } = await stopMaster(opts);
   stopped = true;
+  // Salt's master leaves its sockets behind when stopped so: the connections, not the files, tell.
+  const left = readdirSync(String(opts.sock_dir)).filter((f) => f.endsWith('.ipc'));
   const down = await probes.first(503, signalled, gone - wallNow() + READY_MS);
   assert.equal(down.text, 'Salt Master is not available.\n');
-  // The API's 503 says the same (the master's sockets are left behind: its connections tell).
+  // The API's 503 says the same.
   const answer = await request(run.port, { body: [{ client: 'local', tgt: 'minion1', fun: 'test.ping', ...SALTDEV }] });
   assert.deepEqual([answer.status, answer.json], [503, { return: down.text.trim() }]);
   assert.equal(probes.changes.at(-1)?.status, 503, 'still 503 while the master is down');
@@ -189,9 +191,9 @@ test("/readyz on a real master: 503 within 2 s of it stopping, in the 503 answer
     [200, 503, 200],
   );
   t.diagnostic(
-    `after SIGTERM: /readyz 503 at ${ms(down.at - signalled)}, the master gone (ret port closed) at ${ms(gone - signalled)}; ` +
+    `after SIGTERM: /readyz 503 at ${ms(down.at - signalled)}, the master gone (ret port closed) at ${ms(gone - signalled)}, its sockets left behind: ${left.join(', ') || 'none'}; ` +
       `after the start command: ret port and event socket at ${ms(up - launched)}, /readyz 200 at ${ms(ready.at - launched)} ` +
-      `(${ms(ready.at - up)} later), the command done (minion1 answering) at ${ms(startDone - launched)}`,
+      `(${ms(ready.at - up)} from there), the command done (minion1 answering) at ${ms(startDone - launched)}`,
   );
 });
 
