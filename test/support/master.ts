@@ -81,7 +81,10 @@
  * - `start()` binds (first time: free ports, temp dir, config file), creates workers.ipc (publish_pull.ipc).
  *   Again after `stop()`: the SAME ports and paths.
  * - `stop()` closes the ROUTER and every bus client, removes workers.ipc and the bus socket,
- *   cancels minion jobs in flight and timers. `close()` = stop() + remove the temp dir.
+ *   cancels minion jobs in flight and timers. `stop({ leaveSockets: true })`: as Salt's own
+ *   salt-master stopped by SIGTERM, which leaves its .ipc files in sock_dir behind (seen on 3007.1
+ *   and 3006.0 by test/real-master-readyz.test.ts): the files stay, nothing answers on them.
+ *   `close()` = stop() + remove the temp dir.
  * - `fire(tag, data)` emit any event (adds `_stamp`); `emitNoise(kind?)` one unrelated event
  *   (`minion/refresh/<id>`, `salt/auth`, `salt/minion/<id>/start`, a scheduled mine.update return,
  *   a scheduled job return, `salt/presence/present`, `salt/key`, another job's legacy `<jid>` event);
@@ -356,7 +359,7 @@ export class SaltMasterDouble extends EventEmitter {
     if (this.options.noiseIntervalMs) this.startNoise(this.options.noiseIntervalMs);
   }
 
-  async stop(): Promise<void> {
+  async stop(options: { leaveSockets?: boolean } = {}): Promise<void> {
     if (!this.running) return;
     this.running = false;
     this.generation++;
@@ -374,7 +377,9 @@ export class SaltMasterDouble extends EventEmitter {
     this.busClients.clear();
     if (bus) await new Promise<void>((resolve) => bus.close(() => resolve()));
     if (this.ipcMode === 'ipc') await rm(this.eventPath, { force: true });
-    await rm(this.workersIpcPath, { force: true });
+    if (!options.leaveSockets) return rm(this.workersIpcPath, { force: true });
+    // Node unlinks a closed server's socket file: a plain file in its place, where nothing listens.
+    if (this.ipcMode === 'ipc') await writeFile(this.eventPath, '');
   }
 
   async close(): Promise<void> {
