@@ -33,3 +33,14 @@ export function stringsIn(value: unknown): string[] {
   for (let i = 0; i < value.length; i++) if (typeof value[i] !== 'string') return value.filter((v): v is string => typeof v === 'string');
   return value as string[];
 }
+
+/** The options that are set: `{maxInFlight: undefined}` leaves the config's value in place. */
+export function definedOnly<T extends object>(options: T): Partial<T> {
+  return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as Partial<T>;
+}
+
+/** An error as the log tells it: its stack where it has one. */
+export function describe(err: unknown): string {
+  if (err instanceof Error) return err.stack ?? `${err.name}: ${err.message}`;
+  return String(err);
+}

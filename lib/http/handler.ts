@@ -29,6 +29,7 @@ import {
   CertificateNotAllowedError,
 } from '../errors.js';
 import { positiveMs } from '../numbers.js';
+import { definedOnly, describe } from '../objects.js';
 import { BodyReader } from './body.js';
 import { bodyFormatFor } from './body-formats.js';
 import { ANSWER_FORMATS, NDJSON_ANSWER, negotiateAnswer, notAcceptable, type AnswerFormat } from './answer-formats.js';
@@ -173,11 +174,6 @@ function serviceFor(master: MasterOptions, options: HandlerOptions): Service {
     closed: false,
   };
   return service;
-}
-
-/** The options that are set: `{maxInFlight: undefined}` leaves the config's value in place. */
-function definedOnly<T extends object>(options: T): Partial<T> {
-  return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as Partial<T>;
 }
 
 /** One request: its method decides what happens; every failure is answered by answerFailure(). */
@@ -350,9 +346,4 @@ function sendError(req: IncomingMessage, res: ServerResponse, err: unknown, answ
 function shutdownError(err: unknown): unknown {
   if (err instanceof JobWaitLostError) return new ShutdownCutWaitError(err.jid);
   return err instanceof ServiceUnavailableError ? new ShuttingDownError() : err;
-}
-
-function describe(err: unknown): string {
-  if (err instanceof Error) return err.stack ?? `${err.name}: ${err.message}`;
-  return String(err);
 }
