@@ -37,11 +37,11 @@ export function stopMetrics(server: http.Server | undefined): void {
   server.closeAllConnections();
 }
 
-/** Where audit records go: a file of their own (`audit_log`), else the log at level info. */
 /** An audit line is in its file at most this long after its item ended, ms. */
 const AUDIT_FLUSH_MS = 20;
 const AUDIT_FLUSH_BYTES = 64 * 1024;
 
+/** Where audit records go: a file of their own (`audit_log`), else the log at level info. */
 export class AuditSink {
   private stream: WriteStream | undefined;
   /**

@@ -69,8 +69,8 @@ interface Service {
   readonly trustProxy: boolean;
   readonly acceptSingleObject: boolean;
   readonly ndjsonHeartbeatMs: number;
-  /** What a streamed answer may keep waiting for its reader, and for how long. */
-  readonly ndjsonLimits: QueueLimits;
+  /** What a streamed answer may keep waiting for its reader; how long any answer may go untaken (send_timeout). */
+  readonly answerLimits: QueueLimits;
   /** The bytes waiting in all of them. */
   readonly unsent: UnsentTally;
   /** Metrics, audit, client certificates (lib/http/operations.ts). */
@@ -161,7 +161,7 @@ function serviceFor(master: MasterOptions, options: HandlerOptions): Service {
     trustProxy: merged.trustProxy ?? false,
     acceptSingleObject: options.acceptSingleObject ?? true,
     ndjsonHeartbeatMs: positiveMs(options.ndjsonHeartbeatMs, DEFAULT_HEARTBEAT_MS, 'ndjsonHeartbeatMs'),
-    ndjsonLimits: queueLimits(merged.ndjsonMaxUnsentBytes, merged.sendTimeoutMs),
+    answerLimits: queueLimits(merged.ndjsonMaxUnsentBytes, merged.sendTimeoutMs),
     unsent: { bytes: 0 },
     ops: operationsFor(
       merged,
@@ -253,7 +253,7 @@ async function handlePost(
         service.ops.metrics.streamCut(reason);
         scope.logger.warn(message);
       };
-      const { ndjsonHeartbeatMs: heartbeatMs, ndjsonLimits: limits, unsent: tally } = service;
+      const { ndjsonHeartbeatMs: heartbeatMs, answerLimits: limits, unsent: tally } = service;
       return await streamAnswer(res, items, hangup, { heartbeatMs, limits, tally, onCut, onItem, failure, run });
     }
     const results: unknown[] = [];
@@ -263,7 +263,7 @@ async function handlePost(
       results.push(await runItem(scope, item, current, item.waitsForJob ? hangup.signal : undefined));
     }
     // In pieces, with backpressure: the answer may be past what one string can hold (lib/http/response.ts).
-    service.ops.metrics.answered(res, await answer.write(res, 200, { return: results }, {}, service.ndjsonLimits.sendTimeoutMs));
+    service.ops.metrics.answered(res, await answer.write(res, 200, { return: results }, {}, service.answerLimits.sendTimeoutMs));
   } catch (err) {
     // The item refused: its audit record. Else the master refused it: a failed login if it tried a password (lib/http/throttle.ts).
     if (checking) itemEnded(scope, current, {}, itemStatus(err));

@@ -11,7 +11,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import { AnswerAbortedError } from '../errors.js';
-import { PIECE_BYTES } from './response.js';
+import { PIECE_BYTES, destroyUnlessTaken } from './response.js';
 
 export interface QueueLimits {
   /** Bytes of lines that may wait unsent before the next line cuts the answer; 0: no cap. */
@@ -107,9 +107,9 @@ export class LineQueue {
 
   /** The answer's last bytes were handed over (res.end()): they too must be taken within sendTimeoutMs. */
   ended(): void {
-    if (this.closed || this.res.writableFinished) return;
-    this.armStall();
-    this.res.once('finish', () => this.disarm());
+    if (this.closed) return;
+    this.disarm(); // one timer from here on: the end's, as a JSON answer's
+    destroyUnlessTaken(this.res, this.limits.sendTimeoutMs, this.onStall);
   }
 
   /** The connection closed: let go of everything, end the waits. */

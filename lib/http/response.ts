@@ -220,10 +220,13 @@ export async function writePieces(
   return written;
 }
 
-/** The answer's last piece, handed over by end(): the connection is destroyed unless it takes it within `ms`. */
-function destroyUnlessTaken(res: ServerResponse, ms: number): void {
+/**
+ * The answer's last bytes, handed over by end(): unless the connection takes
+ * them within `ms`, `onStall` (default: the connection is destroyed).
+ */
+export function destroyUnlessTaken(res: ServerResponse, ms: number, onStall = (): void => void res.destroy()): void {
   if (res.writableFinished || res.destroyed) return;
-  const timer = setTimeout(() => res.destroy(), ms);
+  const timer = setTimeout(onStall, ms);
   const done = (): void => clearTimeout(timer);
   res.once('finish', done);
   res.once('close', done);
