@@ -7,7 +7,7 @@
  * address from the client's: the client's with --trust-proxy, the proxy's
  * without. Also the command's JSON log lines and its proxy-related options.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -38,6 +38,19 @@ function findNginx(): string | undefined {
     if (spawnSync(candidate, ['-v'], { stdio: 'ignore' }).status === 0) return candidate;
   }
   return undefined;
+}
+
+/** Debian's nginx, a directory of the test's own and a throwaway certificate; the test skipped (failed in CI) without nginx. */
+async function nginxOrSkip(t: TestContext): Promise<{ nginx: string; dir: string; cert: ReturnType<typeof selfSignedCert> } | undefined> {
+  const nginx = findNginx();
+  if (!nginx) {
+    if (process.env.CI) assert.fail('nginx is not installed: .ci/run installs it (apt-get install nginx)');
+    t.skip('nginx is not installed (apt-get install nginx): the proxy test needs it; CI installs it');
+    return undefined;
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'salt-rest-wsgi-nginx-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return { nginx, dir, cert: selfSignedCert(dir) };
 }
 
 /** SIGTERM, then the exit code. */
@@ -159,15 +172,9 @@ function httpsRequest(port: number, ca: Buffer, body?: unknown, headers: Record<
 }
 
 test('behind nginx over TLS: real HTTPS requests; the access log names the client with --trust-proxy, the proxy without', async (t) => {
-  const nginx = findNginx();
-  if (!nginx) {
-    if (process.env.CI) assert.fail('nginx is not installed: .ci/run installs it (apt-get install nginx)');
-    t.skip('nginx is not installed (apt-get install nginx): the proxy test needs it; CI installs it');
-    return;
-  }
-  const dir = await mkdtemp(join(tmpdir(), 'salt-rest-wsgi-nginx-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const cert = selfSignedCert(dir);
+  const proxy = await nginxOrSkip(t);
+  if (!proxy) return;
+  const { nginx, dir, cert } = proxy;
 
   const master: SaltMasterDouble = await startMaster({ users: USERS });
   t.after(() => master.close());
@@ -255,15 +262,9 @@ test('behind nginx over TLS: real HTTPS requests; the access log names the clien
 });
 
 test('behind nginx: the lines of a streamed answer arrive as they are written, heartbeats too', async (t) => {
-  const nginx = findNginx();
-  if (!nginx) {
-    if (process.env.CI) assert.fail('nginx is not installed: .ci/run installs it (apt-get install nginx)');
-    t.skip('nginx is not installed (apt-get install nginx): the proxy test needs it; CI installs it');
-    return;
-  }
-  const dir = await mkdtemp(join(tmpdir(), 'salt-rest-wsgi-nginx-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const cert = selfSignedCert(dir);
+  const proxy = await nginxOrSkip(t);
+  if (!proxy) return;
+  const { nginx, dir, cert } = proxy;
   // Returns spread over 1.6 s; between them, 400 ms of quiet: a heartbeat each (every 250 ms).
   const delays = [0, 400, 800, 1200, 1600];
   const ids = delays.map((_, i) => `spread${i}`);
