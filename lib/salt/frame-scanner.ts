@@ -265,6 +265,25 @@ function rawBytes(buf: Uint8Array, pos: number, end: number, out: Span): boolean
   return true;
 }
 
+/**
+ * Where the payload of the str item at `pos` lies, written to `out` (any
+ * str encoding: a key or an id may come in any); false for any other item.
+ * `out.end` may be past the buffer's end: the caller knows where it ends.
+ */
+export function strBytes(buf: Uint8Array, pos: number, out: Span): boolean {
+  const type = buf[pos];
+  let start: number;
+  let length: number;
+  if (type >= 0xa0 && type <= 0xbf) [start, length] = [pos + 1, type & 0x1f];
+  else if (type === 0xd9) [start, length] = [pos + 2, buf[pos + 1]];
+  else if (type === 0xda) [start, length] = [pos + 3, u16(buf, pos + 1)];
+  else if (type === 0xdb) [start, length] = [pos + 5, u32(buf, pos + 1)];
+  else return false;
+  out.start = start;
+  out.end = start + length;
+  return true;
+}
+
 /** Position after the complete value at `pos`, or -1 if it isn't complete. */
 export function skipValue(buf: Uint8Array, pos: number, end: number): number {
   let remaining = 1;

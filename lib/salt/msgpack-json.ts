@@ -24,7 +24,10 @@
 import { isUtf8 } from 'node:buffer';
 import { bytesToText, toJson } from '../json.js';
 import { CONSTANT_EXT, DATETIME_EXT, decode } from './codec.js';
-import { itemSize } from './frame-scanner.js';
+import { itemSize, strBytes, type Span } from './frame-scanner.js';
+
+/** Where a key's text lies (strBytes), reused: one per process, read at once. */
+const KEY_BYTES: Span = { start: 0, end: 0 };
 
 /** The bytes are not ones the transcoder can promise toJson's text for: decode them. */
 export class NotTranscodable extends Error {}
@@ -185,23 +188,11 @@ class Transcoder {
   /** The key at `pos` as the codec makes it a property name; keyEnd: where it ends. */
   private key(pos: number): string {
     const buf = this.buf;
-    const b = buf[pos];
-    let start: number;
-    let length: number;
-    if (b >= 0xa0 && b <= 0xbf) {
-      start = pos + 1;
-      length = b & 0x1f;
-    } else if (b === 0xd9) [start, length] = [pos + 2, buf[pos + 1]];
-    else if (b === 0xda) {
-      start = pos + 3;
-      length = buf.readUInt16BE(pos + 1);
-    } else if (b === 0xdb) {
-      start = pos + 5;
-      length = buf.readUInt32BE(pos + 1);
-    } else return this.scalarKey(pos, b);
-    this.keyEnd = start + length;
+    const str = KEY_BYTES;
+    if (!strBytes(buf, pos, str)) return this.scalarKey(pos, buf[pos]);
+    this.keyEnd = str.end;
     if (this.keyEnd > this.end) throw new NotTranscodable('truncated msgpack');
-    const key = utf8(buf, start, this.keyEnd);
+    const key = utf8(buf, str.start, this.keyEnd);
     return key === '__proto__' ? '__proto_' : key;
   }
 

@@ -14,9 +14,12 @@ import { RawJson } from '../json.js';
 import { isPlainObject } from '../objects.js';
 import { decode } from './codec.js';
 import type { SaltEvent } from './event-retention.js';
-import { childCount, itemSize, skipValue } from './frame-scanner.js';
+import { childCount, itemSize, skipValue, strBytes, type Span } from './frame-scanner.js';
 import { DATETIME_EXT } from './codec.js';
 import { NotTranscodable, msgpackToJson } from './msgpack-json.js';
+
+/** Where a str item's bytes lie (strBytes), reused: read at once by the one caller at a time. */
+const STR_BYTES: Span = { start: 0, end: 0 };
 
 /** The fields of a job's events read without decoding the rest (salt/master.py: the `new` event, _return's). */
 export type JobField = 'minions' | 'missing' | 'id' | 'return' | 'out' | 'retcode' | 'jid';
@@ -179,14 +182,11 @@ export class PackedEvent implements SaltEvent, EventFields {
  * (ids are): -1 if not (or not ASCII, or not a str: then decoding decides).
  */
 function asciiAt(buf: Buffer, pos: number, id: string): number {
-  const b = buf[pos];
-  let start: number;
-  let length: number;
-  if (b >= 0xa0 && b <= 0xbf) [start, length] = [pos + 1, b & 0x1f];
-  else if (b === 0xd9) [start, length] = [pos + 2, buf[pos + 1]];
-  else if (b === 0xda) [start, length] = [pos + 3, buf.readUInt16BE(pos + 1)];
-  else return -1;
-  if (length !== id.length || start + length > buf.length) return -1;
+  const str = STR_BYTES;
+  if (!strBytes(buf, pos, str)) return -1;
+  const { start } = str;
+  const length = str.end - start;
+  if (length !== id.length || str.end > buf.length) return -1;
   for (let i = 0; i < length; i++) {
     const c = id.charCodeAt(i);
     if (c >= 0x80 || buf[start + i] !== c) return -1;
@@ -235,14 +235,10 @@ function scanned(buf: Buffer, start: number, end: number, at: number[]): boolean
 
 /** Which of FIELDS the key at `pos` is (a string of the same bytes, any str encoding), or -1. */
 function fieldAt(buf: Buffer, pos: number): number {
-  const b = buf[pos];
-  let start: number;
-  let length: number;
-  if (b >= 0xa0 && b <= 0xbf) {
-    start = pos + 1;
-    length = b & 0x1f;
-  } else if (b === 0xd9) [start, length] = [pos + 2, buf[pos + 1]];
-  else return -1; // the field names are short: a str 16 or 32 key is none of them
+  const str = STR_BYTES;
+  if (!strBytes(buf, pos, str)) return -1;
+  const { start } = str;
+  const length = str.end - start;
   next: for (let f = 0; f < NAMES.length; f++) {
     const name = NAMES[f];
     if (name.length !== length) continue;
