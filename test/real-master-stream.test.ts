@@ -200,7 +200,14 @@ describe('streamed answers, on a real master', { skip: REAL_SKIP }, () => {
         streamed.lines.some((l) => l.value.item === 0 && l.value.error === undefined),
         'the good item answered first',
       );
-      assert.deepEqual(streamed.lines.at(-1)!.value, { item: 1, error: true, status: 401, return: message });
+      // The error line carries lib/errors.ts's code beside the JSON answer's status and message (README: Streamed answers).
+      assert.deepEqual(streamed.lines.at(-1)!.value, {
+        item: 1,
+        error: true,
+        status: 401,
+        code: 'SRW_ERR_AUTHENTICATION',
+        return: message,
+      });
       assert.ok(!streamed.lines.some((l) => l.value.item === 2), 'nothing of the item after it');
     });
   }
