@@ -18,9 +18,15 @@
  * the same run); each server's second request is printed beside it.
  * Fresh servers wait until they are idle before the request (start-up's
  * garbage collected), and local_async's double is warmed first.
+ *
+ * To see where the CPU goes: SCALE_THREADS=1 prints each measured request's
+ * CPU by thread (the main one starred; the others are V8's compiler and GC
+ * helpers), SCALE_SERVER_NODE_FLAGS passes Node/V8 flags to the servers
+ * (`--trace-opt --trace-deopt`), SCALE_SERVER_STDOUT=1 shows their stdout,
+ * where V8 traces go; SCALE_CPU_PROF below.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -41,6 +47,31 @@ const CLOCK_TICK_MS = 1000 / 100; // USER_HZ
 function procStatus(pid: number, field: string): number {
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : NaN;
+}
+
+/** CPU ticks (user, system) of each of `pid`'s threads, by name, summed over threads of one name. */
+function threadTicks(pid: number): Map<string, [number, number]> {
+  const out = new Map<string, [number, number]>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) + (tid === String(pid) ? '*' : '');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const had = out.get(name) ?? [0, 0];
+      out.set(name, [had[0] + Number(f[11]), had[1] + Number(f[12])]);
+    } catch {
+      // a thread that ended while being read
+    }
+  }
+  return out;
+}
+
+/** What each thread spent between two threadTicks(), in ms. */
+function threadDiff(a: Map<string, [number, number]>, b: Map<string, [number, number]>): string {
+  return [...b]
+    .map(([k, [u, s]]) => `${k} u${(u - (a.get(k)?.[0] ?? 0)) * CLOCK_TICK_MS} s${(s - (a.get(k)?.[1] ?? 0)) * CLOCK_TICK_MS}`)
+    .filter((x) => !/u0 s0$/.test(x))
+    .join(', ');
 }
 
 function cpuMs(pid: number): number {
@@ -74,7 +105,11 @@ async function startServer(configPath: string): Promise<{ child: ChildProcess; p
   const prof = process.env.SCALE_CPU_PROF
     ? ['--cpu-prof', '--cpu-prof-dir', process.env.SCALE_CPU_PROF, '--cpu-prof-interval', process.env.SCALE_CPU_PROF_US ?? '1000']
     : [];
-  const child = spawn(process.execPath, [...prof, SERVER, '-c', configPath, '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [...prof, ...(process.env.SCALE_SERVER_NODE_FLAGS?.split(' ').filter(Boolean) ?? []), SERVER, '-c', configPath, '--port', '0'],
+    { stdio: ['ignore', process.env.SCALE_SERVER_STDOUT ? 'inherit' : 'ignore', 'pipe'] },
+  );
   let err = '';
   const port = await new Promise<number>((resolve, reject) => {
     child.stderr!.setEncoding('utf8').on('data', (d: string) => {
@@ -233,9 +268,11 @@ async function measure(fleet: ChildProcess, c: Case): Promise<Result> {
   const floor = c.floor ? (await startChild<Message>('./bus-floor-process.ts', [eventPath])).child : undefined;
   if (floor) await ask(floor, { type: 'start' });
   const cpu0 = cpuMs(pid);
+  const th0 = threadTicks(pid);
   const t0 = wallNow();
   const answer = await (c.stream ? postStreamed : post)(port, c.low, c);
   const cpu1 = cpuMs(pid);
+  if (process.env.SCALE_THREADS) console.log('  threads first:', threadDiff(th0, threadTicks(pid)));
   const floorCpuMs = floor ? (await ask<Message & { cpuMs: number }>(floor, { type: 'stop' })).cpuMs : undefined;
   const peakRss = procStatus(pid, 'VmHWM');
   let settledRss: number | undefined;
@@ -252,8 +289,10 @@ async function measure(fleet: ChildProcess, c: Case): Promise<Result> {
     await sleep(c.fleet.delayMs + c.fleet.spreadMs + 1000);
     await ask(fleet, { type: 'reset' });
     const before = cpuMs(pid);
+    const th1 = threadTicks(pid);
     await (c.stream ? postStreamed : post)(port, c.low, c);
     const cpu = cpuMs(pid) - before;
+    if (process.env.SCALE_THREADS) console.log('  threads again:', threadDiff(th1, threadTicks(pid)));
     again = { cpuMs: cpu, returns: (await ask<Message & { returns: number }>(fleet, { type: 'report' })).returns };
   }
   await stopServer(child);

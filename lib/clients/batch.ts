@@ -158,7 +158,7 @@ async function gatherMinions(ctx: ClientContext, call: BatchCall, signal?: Abort
     timeoutMs: call.presencePingTimeoutMs,
     gatherJobTimeoutMs: call.presencePingGatherJobTimeoutMs,
     findJob: findJob(ctx, job.pub.jid, call.credentials, call.presencePingGatherJobTimeoutMs),
-    onReturn: (id) => answered.add(id),
+    listener: { onReturn: (id) => answered.add(id) },
     signal,
   });
   if (silent.length > 0) {
@@ -266,10 +266,12 @@ class BatchRun {
         timeoutMs: call.local.timeoutMs,
         gatherJobTimeoutMs: call.local.gatherJobTimeoutMs,
         findJob: findJob(ctx, job.pub.jid, call.credentials, call.local.gatherJobTimeoutMs),
-        onReturn: (id, ret, event) => {
-          if (ctx.report && !returned.has(id)) ctx.report.returned = (ctx.report.returned ?? 0) + 1;
-          returned.add(id);
-          this.report(id, ret, event);
+        listener: {
+          onReturn: (id, ret, event) => {
+            if (ctx.report && !returned.has(id)) ctx.report.returned = (ctx.report.returned ?? 0) + 1;
+            returned.add(id);
+            this.report(id, ret, event);
+          },
         },
         signal: this.signal,
         stop: this.stop.signal,

@@ -20,7 +20,7 @@ import type { MasterOptions } from '../salt/config.js';
 import { request, withBus, type ClientContext } from './context.js';
 import { JobWatch } from './job-watch.js';
 import { ResultBudget } from './result-budget.js';
-import { collectReturns, type MinionReturn } from './returns.js';
+import { collectReturns, type MinionReturn, type ReturnListener } from './returns.js';
 import { newJid } from './jid.js';
 import { CountingSink, type AnswerSink } from './answer-sink.js';
 import { isSyndic, publishesWithoutMinions, syndicPublishFields } from './syndic.js';
@@ -221,26 +221,63 @@ export function runLocal(
   );
 }
 
-/** Where a call's minion entries go: its result object, or a sink that keeps none of them. */
-interface Entries {
-  set(id: string, value: unknown, returned: boolean): void;
-  has(id: string): boolean;
+/**
+ * Where a call's minion entries go (its result object, or a sink that keeps
+ * none of them), and how many returned, for the audit line. Classes, not
+ * closures made per call: every job's returns reach the same call targets
+ * (ReturnListener).
+ */
+abstract class Entries implements ReturnListener {
+  returnedCount = 0;
+  falseCount = 0;
+  constructor(private readonly fullReturn: boolean) {}
+
+  abstract set(id: string, value: unknown, returned: boolean): void;
+  abstract has(id: string): boolean;
+
+  onReturn(id: string, ret: MinionReturn): void {
+    if (!this.has(id)) this.returnedCount++;
+    this.set(id, this.fullReturn ? ret : ret.ret, true);
+  }
+
+  /** A minion that did not return: `value` in its place. */
+  missing(id: string, value: unknown): void {
+    this.falseCount++;
+    this.set(id, value, false);
+  }
 }
 
-function resultEntries(result: Record<string, unknown>): Entries {
-  return { set: (id, value) => defineKey(result, id, value), has: (id) => Object.hasOwn(result, id) };
+class ResultEntries extends Entries {
+  constructor(
+    readonly result: Record<string, unknown>,
+    fullReturn: boolean,
+  ) {
+    super(fullReturn);
+  }
+  set(id: string, value: unknown): void {
+    defineKey(this.result, id, value);
+  }
+  has(id: string): boolean {
+    return Object.hasOwn(this.result, id);
+  }
 }
 
-function sinkEntries(sink: CountingSink): Entries {
-  // Only the ids: what the `false` entries at the end need to know.
-  const given = new Set<string>();
-  return {
-    set: (id, value, returned) => {
-      given.add(id);
-      sink.minion(id, value, returned);
-    },
-    has: (id) => given.has(id),
-  };
+class SinkEntries extends Entries {
+  /** Only the ids: what the `false` entries at the end need to know. */
+  private readonly given = new Set<string>();
+  constructor(
+    private readonly sink: CountingSink,
+    fullReturn: boolean,
+  ) {
+    super(fullReturn);
+  }
+  set(id: string, value: unknown, returned: boolean): void {
+    this.given.add(id);
+    this.sink.minion(id, value, returned);
+  }
+  has(id: string): boolean {
+    return this.given.has(id);
+  }
 }
 
 /** The waiting half of LocalClient.cmd, for a job already published. */
@@ -257,10 +294,7 @@ async function gatherReturns(
   // a fleet's returns are held once, here (or not at all, streamed).
   const result: Record<string, unknown> = {};
   const counting = sink ? new CountingSink(sink) : undefined;
-  const entries = counting ? sinkEntries(counting) : resultEntries(result);
-  // For the audit line (ctx.report): how many returned, how many were given `false`.
-  let returnedCount = 0;
-  let falseCount = 0;
+  const entries = counting ? new SinkEntries(counting, call.fullReturn) : new ResultEntries(result, call.fullReturn);
   const { silent, missing } = await collectReturns(ctx, {
     jid: pub.jid,
     watch,
@@ -269,10 +303,7 @@ async function gatherReturns(
     timeoutMs: call.timeoutMs,
     gatherJobTimeoutMs: call.gatherJobTimeoutMs,
     findJob: findJob(ctx, pub.jid, call.pub.kwargs, call.gatherJobTimeoutMs),
-    onReturn: (id, ret) => {
-      if (!entries.has(id)) returnedCount++;
-      entries.set(id, call.fullReturn ? ret : ret.ret, true);
-    },
+    listener: entries,
     signal,
     rawReturns: raw && ctx.rawReturns === true,
   });
@@ -284,22 +315,17 @@ async function gatherReturns(
   for (const id of missing) if (!entries.has(id)) failed.add(id);
   for (const id of failed) if (isSyndic(ctx.opts, id)) failed.delete(id);
   for (const id of failed) {
-    falseCount++;
     const data = noResponse(pub.jid);
-    entries.set(id, call.fullReturn ? data : data.ret, false);
+    entries.missing(id, call.fullReturn ? data : data.ret);
   }
   const targeted = pub.minions;
-  for (let i = 0; i < targeted.length; i++) {
-    if (entries.has(targeted[i])) continue;
-    falseCount++;
-    entries.set(targeted[i], false, false);
-  }
+  for (let i = 0; i < targeted.length; i++) if (!entries.has(targeted[i])) entries.missing(targeted[i], false);
   counting?.done(pub.jid);
   if (ctx.report) {
     // A subset's listing job is followed by its real one: the last job's figures stand.
     ctx.report.targeted = targeted.length;
-    ctx.report.returned = returnedCount;
-    ctx.report.missing = falseCount;
+    ctx.report.returned = entries.returnedCount;
+    ctx.report.missing = entries.falseCount;
   }
   return result;
 }

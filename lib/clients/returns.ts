@@ -39,6 +39,15 @@ export interface MinionReturn {
   jid?: unknown;
 }
 
+/**
+ * Who is given a wait's returns: on a fleet's path an object of a class, the
+ * same call target for every job (as JobListener: a closure made per job is
+ * a new one, and V8's code optimized for the first job's returns starts over).
+ */
+export interface ReturnListener {
+  onReturn(id: string, ret: MinionReturn, event: SaltEvent): void;
+}
+
 export interface CollectOptions {
   jid: string;
   /** The minions the publish reply named. */
@@ -48,11 +57,11 @@ export interface CollectOptions {
   /** Publish `saltutil.find_job` for this job to `targets` as job `jid` (already listened to); the jid the master gave it, or null when nothing was published. */
   findJob: FindJobPublish;
   /**
-   * Called for each return as it arrives (twice for a minion that returns
+   * Given each return as it arrives (twice for a minion that returns
    * twice). The caller keeps what it needs of it: the wait keeps only
    * whether each minion returned, so that a fleet's returns are held once.
    */
-  onReturn(id: string, ret: MinionReturn, event: SaltEvent): void;
+  listener: ReturnListener;
   /** The request went away: reject at once (logged with the jid; the job keeps running). */
   signal?: AbortSignal;
   /** Stop waiting and resolve with what came so far (batch: failhard, or done). */
@@ -99,6 +108,7 @@ class ReturnsWait implements FindJobAnswers, JobListener {
   private findJobPending = false;
   /** A timer's decision waits for the bus to hand over what it has unread. */
   private deciding = false;
+  /** Written again in start(): see there. */
   private settled = false;
   private timer: NodeJS.Timeout | undefined;
   private round: FindJobRound | undefined;
@@ -116,12 +126,14 @@ class ReturnsWait implements FindJobAnswers, JobListener {
     this.timeoutAt = t + options.timeoutMs;
     this.returnTag = `salt/job/${options.jid}/ret/`;
     this.states = new MinionStates(options.timeoutMs);
-    const minions = options.minions;
-    for (let i = 0; i < minions.length; i++) this.states.expect(minions[i], t);
+    this.states.expectAll(options.minions, t);
     this.watch = options.watch ?? new JobWatch(ctx, options.jid);
   }
 
   start(): void {
+    // Written twice (here and where declared): V8 then holds the field as one that changes, and
+    // doesn't throw away the code optimized for a fleet's returns when the first wait settles.
+    this.settled = false;
     const { ctx, options } = this;
     const { jid, signal } = options;
     if (signal?.aborted) {
@@ -207,7 +219,7 @@ class ReturnsWait implements FindJobAnswers, JobListener {
       ret.jid = itsJid === jid ? jid : itsJid;
     }
     this.states.returned(id);
-    this.options.onReturn(id, ret, event);
+    this.options.listener.onReturn(id, ret, event);
     if (this.states.pendingCount === 0) this.allReturned();
   }
 

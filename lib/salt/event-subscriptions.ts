@@ -73,7 +73,10 @@ export class Subscriptions {
     const seq = ++this.seq;
     for (const set of matched) {
       for (const sub of set) {
-        if (!sub.active || sub.fromSeq > seq) continue; // subscribed during this dispatch: replay has it
+        // One unsubscribed (or cleared) during this dispatch is gone from its set, which
+        // iteration then skips; `active` is not read here: V8 would throw away this code,
+        // optimized for a fleet's returns, when the first job's end first writes it.
+        if (sub.fromSeq > seq) continue; // subscribed during this dispatch: replay has it
         if (sub.backlog) sub.backlog.push(event);
         else this.deliver(sub, event);
       }
@@ -127,7 +130,10 @@ export class Subscriptions {
 
   /** Drop every subscription (the bus is closed). */
   clear(): void {
-    for (const set of this.byKey.values()) for (const sub of set) sub.active = false;
+    for (const set of this.byKey.values()) {
+      for (const sub of set) sub.active = false;
+      set.clear(); // a dispatch under way delivers no more
+    }
     this.byKey.clear();
     this.prefixesAt.length = 0;
     this.exactKeys = 0;
