@@ -113,12 +113,21 @@ export interface AuditScope {
 }
 
 export function auditRecord(scope: AuditScope, low: unknown, report: ItemReport, status: number, durationMs: number): AuditRecord {
+  // Field by field rather than `...itemFields(low)`: a refused item's record
+  // is most of what auditing costs it, and the copy was a third of the record
+  // (npm run bench -- --only ops-cost --profile: 5.0 then 3.3 µs per item).
+  const item = itemFields(low);
   return {
     time: new Date().toISOString(),
     requestId: scope.requestId,
     address: scope.address,
     cn: scope.cn,
-    ...itemFields(low),
+    eauth: item.eauth,
+    username: item.username,
+    client: item.client,
+    fun: item.fun,
+    tgt: item.tgt,
+    tgtType: item.tgtType,
     jid: report.jid,
     status,
     durationMs,
@@ -160,9 +169,9 @@ export function auditFields(record: AuditRecord): Record<string, string | number
 
 /** `audit time=... request_id=... client=local fun=test.ping ... status=200`, one line. */
 export function formatAudit(record: AuditRecord): string {
-  return `audit${fields(record)
-    .map(([k, v]) => ` ${k}=${typeof v === 'number' ? v : logfmtValue(v)}`)
-    .join('')}`;
+  let line = 'audit';
+  for (const [k, v] of fields(record)) line += ` ${k}=${typeof v === 'number' ? v : logfmtValue(v)}`;
+  return line;
 }
 
 /** The record as one JSON object a line (`--log-format json`). */
