@@ -241,7 +241,7 @@ abstract class Entries implements ReturnListener {
   }
 
   /** A minion that did not return: `value` in its place. */
-  missing(id: string, value: unknown): void {
+  notReturned(id: string, value: unknown): void {
     this.falseCount++;
     this.set(id, value, false);
   }
@@ -316,10 +316,10 @@ async function gatherReturns(
   for (const id of failed) if (isSyndic(ctx.opts, id)) failed.delete(id);
   for (const id of failed) {
     const data = noResponse(pub.jid);
-    entries.missing(id, call.fullReturn ? data : data.ret);
+    entries.notReturned(id, call.fullReturn ? data : data.ret);
   }
   const targeted = pub.minions;
-  for (let i = 0; i < targeted.length; i++) if (!entries.has(targeted[i])) entries.missing(targeted[i], false);
+  for (let i = 0; i < targeted.length; i++) if (!entries.has(targeted[i])) entries.notReturned(targeted[i], false);
   counting?.done(pub.jid);
   if (ctx.report) {
     // A subset's listing job is followed by its real one: the last job's figures stand.
