@@ -8,7 +8,7 @@ import http from 'node:http';
 import { closeSync, createWriteStream, openSync, type WriteStream } from 'node:fs';
 import type { RestWsgiHandler } from '../lib/http/handler.js';
 import { auditFields, auditJson, formatAudit, type AuditRecord } from '../lib/http/audit.js';
-import { oneLine, type CommandLogger, type LogFormat } from '../lib/log.js';
+import type { CommandLogger, LogFormat } from '../lib/log.js';
 
 /** The metrics listener, if metrics_port is set; a port it can't have is fatal, as the API's is. */
 export function serveMetrics(values: Record<string, unknown>, handler: RestWsgiHandler, logger: CommandLogger): http.Server | undefined {
@@ -73,7 +73,7 @@ export class AuditSink {
       this.logger.entry('audit', auditFields(record));
       return;
     }
-    this.pending += `${this.format === 'json' ? auditJson(record) : oneLine(formatAudit(record))}\n`;
+    this.pending += `${this.format === 'json' ? auditJson(record) : formatAudit(record)}\n`;
     if (this.pending.length >= AUDIT_FLUSH_BYTES) this.flush();
     else this.timer ??= setTimeout(this.flush, AUDIT_FLUSH_MS);
   };

@@ -198,6 +198,13 @@ function accessPath(url: string): string {
   return url.split('?', 1)[0] || '/';
 }
 
+/**
+ * A logfmt value: as it is when it is printable ASCII without `"`, `=` or a
+ * space, else a JSON string. Either way one line: JSON.stringify escapes
+ * the C0 controls, and DEL, U+2028 and U+2029 are escaped here, so that a
+ * line made of these values needs no oneLine() pass of its own.
+ */
 export function logfmtValue(value: string): string {
-  return /^[\x21\x23-\x3c\x3e-\x7e]+$/.test(value) ? value : JSON.stringify(value);
+  if (/^[\x21\x23-\x3c\x3e-\x7e]+$/.test(value)) return value;
+  return JSON.stringify(value).replace(/[\u007f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
