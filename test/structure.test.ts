@@ -41,7 +41,15 @@ describe('errors', () => {
       assert.equal(err.status, status);
       assert.deepEqual(err.headers, headers);
       assert.equal(err.name, err.constructor.name);
+      assert.equal(err.stack, `${err.name}: ${err.message}`, 'a refusal carries no stack');
     }
+    // ...and leaves the process's stack limit as it found it.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 7;
+    new errors.BadRequestError('x');
+    assert.equal(Error.stackTraceLimit, 7);
+    Error.stackTraceLimit = limit;
+    assert.match(String(new errors.MasterError('x').stack), /\n\s+at /, 'other errors keep theirs');
     assert.equal(new errors.ServiceUnavailableError().message, errors.MASTER_UNAVAILABLE_MESSAGE);
     assert.equal(new errors.TooBusyError().message, errors.TOO_BUSY_MESSAGE);
     // The bus-lost 504 is a GatewayTimeoutError that knows its job; cut by close(), the answer says the server is stopping.
