@@ -8,13 +8,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startMaster, type SaltMasterDouble } from './support/master.js';
 import { createHandler } from '../lib/http/handler.js';
-import type { AuditRecord } from '../lib/http/audit.js';
+import { formatAudit, type AuditRecord } from '../lib/http/audit.js';
+import { createLogger } from '../lib/log.js';
+import { AuditSink } from '../bin/operations.js';
 import { recordingLogger, request, serve, sleep } from './support/http.js';
 import { everyClient } from './support/lowstates.js';
 import { startCommand } from './support/command.js';
@@ -352,13 +355,26 @@ test('mTLS (the command): right CA and an allowed CN 200; no certificate, or a w
     auditLines[0],
     /^audit time=\S+ request_id=mtls-1 address=127\.0\.0\.1 cn=ops-console eauth=pam username=saltdev client=runner fun=test\.arg jid=\d{20} status=200 duration_ms=/,
   );
-  // SIGHUP reloads the CA files with the certificate, and reopens the audit log.
+  // SIGHUP reloads the CA files with the certificate, and reopens the audit log
+  // by its name: logrotate has moved the old file away, and keeps what it had.
+  await rename(auditPath, `${auditPath}.1`);
   run.child.kill('SIGHUP');
   await run.waitFor(/SIGHUP: reloaded the TLS certificate .* and the CA certificates .*clients-ca\.pem/);
   await run.waitFor(/SIGHUP: reopened the audit log/);
-  assert.equal((await curl(['--cert', allowed.certPath, '--key', allowed.keyPath, ...post])).status, '200');
+  assert.equal(
+    (await curl(['--cert', allowed.certPath, '--key', allowed.keyPath, ...post.map((a) => a.replace('mtls-1', 'mtls-2'))])).status,
+    '200',
+  );
   run.child.kill('SIGTERM');
   assert.equal((await run.exited).code, 0);
+  assert.deepEqual(
+    (await readFile(`${auditPath}.1`, 'utf8')).trim().split('\n'),
+    auditLines,
+    'the rotated file: the lines before the signal',
+  );
+  const after = (await readFile(auditPath, 'utf8')).trim().split('\n');
+  assert.equal(after.length, 1, after.join('\n'));
+  assert.match(after[0], /^audit time=\S+ request_id=mtls-2 address=127\.0\.0\.1 cn=ops-console .* status=200 /);
 });
 
 test('the command: --metrics-port serves /metrics, /healthz, /readyz on a listener of its own; audit lines in JSON with --log-format json', async (t) => {
@@ -379,4 +395,46 @@ test('the command: --metrics-port serves /metrics, /healthz, /readyz on a listen
   assert.match(record.request_id, /^[0-9a-f-]{36}$/);
   run.child.kill('SIGTERM');
   assert.equal((await run.exited).code, 0);
+});
+
+test('AuditSink: lines reach the file within its flush time and on close; a full disk is an error line naming what was lost, and the sink goes on', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'srw-audit-sink-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const written: string[] = [];
+  const logger = createLogger({ stream: { write: (line: string) => written.push(line) }, timestamps: false });
+  const record = (requestId: string): AuditRecord => ({
+    time: '2026-12-04T20:00:00.000Z',
+    requestId,
+    address: '127.0.0.1',
+    client: 'local',
+    status: 200,
+    durationMs: 1,
+  });
+  const path = join(dir, 'audit.log');
+  const sink = new AuditSink(path, 'text', logger);
+  sink.write(record('a'));
+  sink.write(record('b'));
+  await sleep(100);
+  assert.deepEqual((await readFile(path, 'utf8')).split('\n'), [formatAudit(record('a')), formatAudit(record('b')), '']);
+  // A line of escaped arguments longer than the buffer, between two that wait in it: in order.
+  const long = { ...record('long'), args: JSON.stringify({ arg: ['\u0001'.repeat(4096), 'é😀'.repeat(2000)] }) };
+  sink.write(record('c'));
+  sink.write(long);
+  sink.write(record('d'));
+  sink.close();
+  const lines = (await readFile(path, 'utf8')).split('\n');
+  assert.deepEqual(
+    lines.slice(2),
+    [formatAudit(record('c')), formatAudit(long), formatAudit(record('d')), ''],
+    'close writes what was pending',
+  );
+  assert.ok(formatAudit(long).length > 22_000);
+  assert.equal((await stat(path)).mode & 0o137, 0, 'never more open than rw-r----- (the umask may close it further)');
+
+  if (!existsSync('/dev/full')) return t.skip('no /dev/full here');
+  const full = new AuditSink('/dev/full', 'text', logger);
+  full.write(record('e'));
+  full.write(record('f'));
+  full.close();
+  assert.deepEqual(written, ['ERROR audit log /dev/full: ENOSPC; 2 audit line(s) not written in full\n']);
 });

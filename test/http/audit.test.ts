@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import test from 'node:test';
-import { MASK, auditFields, auditJson, auditRecord, formatAudit, type AuditRecord } from '../../lib/http/audit.js';
+import { MASK, auditFields, auditJson, auditRecord, formatAudit, isoTime, type AuditRecord } from '../../lib/http/audit.js';
 
 const SCOPE = { requestId: 'req-1', address: '10.0.0.7', auditArgs: true };
 
@@ -110,4 +110,14 @@ test('arguments: none gives {}; a `__proto__` key is kept as an argument, masked
     JSON.parse(String(auditRecord(SCOPE, low, {}, 200, 1).args)),
     JSON.parse('{"__proto__":{"secret":"***","x":1},"kwarg":{"__proto__":"y"}}'),
   );
+});
+
+test('the time is Date#toISOString of the moment, to the millisecond, across seconds', () => {
+  const base = Date.UTC(2026, 11, 31, 23, 59, 59, 0);
+  for (const ms of [base, base + 7, base + 42, base + 999, base + 1000, base + 1001, base - 1, 0, 999, 1_000_000_000_123]) {
+    assert.equal(isoTime(ms), new Date(ms).toISOString(), String(ms));
+  }
+  const before = Date.now();
+  const { time } = auditRecord(SCOPE, {}, {}, 200, 1);
+  assert.ok(Date.parse(time) >= before && Date.parse(time) <= Date.now(), time);
 });
