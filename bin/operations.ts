@@ -73,7 +73,8 @@ export class AuditSink {
   }
 
   readonly write = (record: AuditRecord): void => {
-    if (this.path === undefined) {
+    // No file (or no longer: a record after close) goes to the log, never nowhere.
+    if (this.fd === undefined) {
       this.logger.entry('audit', auditFields(record));
       return;
     }

@@ -431,6 +431,10 @@ test('AuditSink: lines reach the file within its flush time and on close; a full
   assert.ok(formatAudit(long).length > 22_000);
   assert.equal((await stat(path)).mode & 0o137, 0, 'never more open than rw-r----- (the umask may close it further)');
 
+  sink.write(record('after-close'));
+  assert.match(written.join(''), /^INFO  audit .*request_id=after-close /, 'a record after close goes to the log');
+  written.length = 0;
+
   if (!existsSync('/dev/full')) return t.skip('no /dev/full here');
   const full = new AuditSink('/dev/full', 'text', logger);
   full.write(record('e'));
