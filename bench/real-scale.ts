@@ -17,7 +17,8 @@
  * Per answer: three fresh servers' first request (median) and each one's
  * second, as bench/scale.ts does on the double; the answer checked whole
  * (every fleet minion true, none missing). Also printed: when the last
- * return was fired and when the answer's last byte came.
+ * return was fired and when the answer's last byte came. SCALE_THREADS=1
+ * prints each request's CPU by thread, as in bench/scale.ts.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -31,7 +32,7 @@ import { build } from './compiled.js';
 import { fleetIds, type FleetSpec } from './fleet.js';
 import { post } from './scale.js';
 import { postStreamed } from './scale-stream.js';
-import { cpuMs, settled, startServer, stopServer } from './server-child.js';
+import { cpuMs, settled, startServer, stopServer, threadDiff, threadTicks } from './server-child.js';
 import type { Answer, Case } from './scale-cases.js';
 
 const COUNT = Number(process.env.REAL_SCALE_MINIONS ?? 10_000);
@@ -85,8 +86,10 @@ function realCase(stream: boolean): Case {
 /** One request on the server at `port`: its answer, its CPU per return, and how long after the last fire it ended. */
 async function once(pid: number, port: number, c: Case, jobs: AsyncIterator<string>) {
   const before = cpuMs(pid);
+  const threads = threadTicks(pid);
   const answer = await (c.stream ? postStreamed : post)(port, c.low, c);
   const us = ((cpuMs(pid) - before) * 1000) / COUNT;
+  if (process.env.SCALE_THREADS) console.log(`  ${c.name}, threads:`, threadDiff(threads, threadTicks(pid)));
   const job = JSON.parse(String((await jobs.next()).value)) as { returns: number; last_fire: number };
   if (job.returns !== COUNT) throw new Error(`real-fleet.py fired ${job.returns} returns, not ${COUNT}`);
   return { answer, us, tailMs: answer.lastByteAt - job.last_fire * 1000 };
