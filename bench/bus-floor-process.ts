@@ -2,14 +2,15 @@
  * The floor of collecting returns: a bare Node process that takes the
  * master's event bus off its socket (node:net, onread into one reused
  * buffer) and does nothing else: no frames cut, nothing decoded. It reads
- * as the server does: at once after a quiet spell, once a millisecond in a
- * burst. Its CPU during a fleet's returns, beside the server's in the same
+ * as the server does: at once after a quiet spell, once per the server's
+ * default busyReadMs in a burst. Its CPU during a fleet's returns, beside the server's in the same
  * run, is what this machine charges for receiving those bytes in Node.
  */
 import net from 'node:net';
 import { serveParent } from './ipc.js';
+import { DEFAULT_BUSY_READ_MS } from '../lib/salt/event-bus-options.js';
 
-const BURST_READ_MS = 1;
+const BURST_READ_MS = DEFAULT_BUSY_READ_MS;
 const buffer = Buffer.allocUnsafe(64 * 1024);
 let lastReadAt = 0;
 let paused: NodeJS.Timeout | undefined;
