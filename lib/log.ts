@@ -89,8 +89,13 @@ export function oneLine(text: string): string {
     if (c === '\n') return '\\n';
     if (c === '\r') return '\\r';
     if (c === '\t') return '\\t';
-    return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+    return unicodeEscape(c);
   });
+}
+
+/** `\uXXXX` for one UTF-16 unit: what JSON.stringify leaves as it is and a log line must not hold. */
+function unicodeEscape(c: string): string {
+  return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
 }
 
 export function createLogger(options: LoggerOptions = {}, fields: LogFields = {}): CommandLogger {
@@ -157,7 +162,7 @@ function accessFields(record: AccessRecord): Record<string, unknown> {
  * are escaped too, since some readers take them for line breaks.
  */
 export function jsonLine(value: unknown): string {
-  return JSON.stringify(value).replace(/[\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
+  return JSON.stringify(value).replace(/[\u2028\u2029]/g, unicodeEscape);
 }
 
 /** A logger that drops everything (the handler's default when none is given). */
@@ -206,5 +211,5 @@ function accessPath(url: string): string {
  */
 export function logfmtValue(value: string): string {
   if (/^[\x21\x23-\x3c\x3e-\x7e]+$/.test(value)) return value;
-  return JSON.stringify(value).replace(/[\u007f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return JSON.stringify(value).replace(/[\u007f\u2028\u2029]/g, unicodeEscape);
 }
