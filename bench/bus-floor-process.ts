@@ -3,8 +3,9 @@
  * master's event bus off its socket (node:net, onread into one reused
  * buffer) and does nothing else: no frames cut, nothing decoded. It reads
  * as the server does: at once after a quiet spell, once per the server's
- * default busyReadMs in a burst. Its CPU during a fleet's returns, beside the server's in the same
- * run, is what this machine charges for receiving those bytes in Node.
+ * default busyReadMs in a burst. Its CPU during a fleet's returns, beside
+ * the server's in the same run, is what this machine charges for receiving
+ * those bytes in Node.
  */
 import net from 'node:net';
 import { serveParent } from './ipc.js';

@@ -90,7 +90,9 @@ async function once(pid: number, port: number, c: Case, jobs: AsyncIterator<stri
   const answer = await (c.stream ? postStreamed : post)(port, c.low, c);
   const us = ((cpuMs(pid) - before) * 1000) / COUNT;
   if (process.env.SCALE_THREADS) console.log(`  ${c.name}, threads:`, threadDiff(threads, threadTicks(pid)));
-  const job = JSON.parse(String((await jobs.next()).value)) as { returns: number; last_fire: number };
+  const next = await jobs.next();
+  if (next.done) throw new Error('real-fleet.py ended before it answered the job (its stderr is above)');
+  const job = JSON.parse(next.value) as { returns: number; last_fire: number };
   if (job.returns !== COUNT) throw new Error(`real-fleet.py fired ${job.returns} returns, not ${COUNT}`);
   return { answer, us, tailMs: answer.lastByteAt - job.last_fire * 1000 };
 }

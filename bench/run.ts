@@ -22,8 +22,9 @@
  *   --only scale   fleets of thousands of minions and gigabyte answers instead (bench/scale.ts);
  *                  --case TEXT runs only the cases whose name contains TEXT
  *   --only ops-cost  what the audit trail and the metrics cost per request, beside the floor
- *   --only real-scale  CPU per return at 10,000 minions on a real Salt master (SALT_REAL_MASTER_CONFIG)
  *                  (bench/ops-cost.ts; --rounds N, default 7); the whole bench runs it last
+ *   --only real-scale  CPU per return at 10,000 minions on a real Salt master (bench/real-scale.ts;
+ *                  SALT_REAL_MASTER_CONFIG); never part of the whole bench
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
