@@ -31,6 +31,7 @@ const socket: net.Socket = net.createConnection({
       if (!paused) {
         paused = setTimeout(() => {
           paused = undefined;
+          lastReadAt = performance.now(); // as lib/salt/read-pacing.ts: what the pause kept is still the burst
           socket.resume();
         }, BURST_READ_MS);
       }

@@ -28,9 +28,20 @@ export class ReadPacing {
     if (filled) return true;
     const pauseMs = waitedOn ? this.burstPause() : this.idleMs;
     if (pauseMs === 0) return true;
-    this.timer ??= setTimeout(() => this.resumeNow(), pauseMs);
+    this.timer ??= setTimeout(this.pauseEnded, pauseMs);
     return false;
   }
+
+  /**
+   * What the read after a pause finds was sent during the burst: it counts
+   * as read now, so that the read after it pauses again. Otherwise the pause
+   * itself would pass for a quiet spell, and every pause would be followed
+   * by a read of the one or two events that came since (twice the reads).
+   */
+  private readonly pauseEnded = (): void => {
+    this.lastReadAt = performance.now();
+    this.resumeNow();
+  };
 
   /** End a pause now (a new subscriber, or a waiter about to decide); nothing when not paused. */
   resumeNow(): void {

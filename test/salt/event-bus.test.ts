@@ -467,6 +467,24 @@ describe('reading a burst', () => {
     assert.ok(reads <= 6, `${reads} reads for a burst of 40`);
   });
 
+  it('reads a long burst once per busyReadMs, not again just after each pause', async (t) => {
+    const { bus, publisher } = await connectedBus(t, { busyReadMs: 50 });
+    let count = 0;
+    bus.subscribe('salt/job/1/', () => count++);
+    await publisher.publish('salt/job/1/ret/lone', { i: -1 });
+    await until(() => count === 1);
+    await sleep(200);
+    const readsBefore = bus.readCount;
+    const startedAt = performance.now();
+    await burst(publisher, 150, 2);
+    await until(() => count === 151);
+    // A read at the start, one per pause, and one for what came after the last: a read just
+    // after each pause, of what came since it ended, would make it twice as many.
+    const pauses = Math.ceil((performance.now() - startedAt) / 50);
+    const reads = bus.readCount - readsBefore;
+    assert.ok(reads <= pauses + 2, `${reads} reads for a burst of ${pauses} pauses`);
+  });
+
   it('reads every event as it comes with busyReadMs 0', async (t) => {
     const { bus, publisher } = await connectedBus(t, { busyReadMs: 0 });
     let count = 0;
