@@ -4,6 +4,7 @@
  */
 import { conditionInput } from './args.js';
 import { defineKey, isPlainObject, stringsIn } from '../objects.js';
+import { keepShape } from '../shapes.js';
 import {
   argList,
   durationMs,
@@ -279,6 +280,10 @@ class SinkEntries extends Entries {
     return this.given.has(id);
   }
 }
+
+// A call's entries die with it: one of each kept, so that their shapes outlive them (lib/shapes.ts).
+keepShape(new ResultEntries({}, false));
+keepShape(new SinkEntries(new CountingSink({ minion() {}, done() {} }), false));
 
 /** The waiting half of LocalClient.cmd, for a job already published. */
 async function gatherReturns(

@@ -10,6 +10,7 @@
  * keeps small integers in the map itself, where a fraction would be one
  * more heap object per minion. The returns themselves are the caller's.
  */
+import { keepShape } from '../shapes.js';
 
 /** An expected minion's state once it returned (deadlines, the pending minions', are positive). */
 const RETURNED = -1;
@@ -93,3 +94,6 @@ export class MinionStates {
     return Math.ceil(t + this.timeoutMs);
   }
 }
+
+// Each wait's states die with it: one kept, so that their shape outlives them (lib/shapes.ts).
+keepShape(new MinionStates(0));

@@ -12,6 +12,7 @@
  */
 import { RawJson } from '../json.js';
 import { isPlainObject } from '../objects.js';
+import { keepShape } from '../shapes.js';
 import { decode } from './codec.js';
 import type { SaltEvent } from './event-retention.js';
 import { childCount, itemSize, skipValue, strBytes, type Span } from './frame-scanner.js';
@@ -176,6 +177,9 @@ export class PackedEvent implements SaltEvent, EventFields {
     }
   }
 }
+
+// A fleet's events all die with its answer: one kept, so that its shape outlives them (lib/shapes.ts).
+keepShape(PackedEvent.from('', Buffer.from([0x80]), 0, 1, true)!);
 
 /**
  * Where the str item at `pos` ends if it holds `id`'s characters, ASCII
