@@ -49,6 +49,8 @@ interface Run {
   us: number;
   againUs: number;
   floorUs: number;
+  /** The bare reader's reads of the bus during the first fleet. */
+  floorReads: number;
   answer: Answer;
   again: Answer;
   /** The answer's last byte after the last return was fired, ms. */
@@ -105,13 +107,14 @@ async function measure(config: string, eventPath: string, c: Case, jobs: AsyncIt
     const floor = (await startChild<Message>('./bus-floor-process.ts', [eventPath])).child;
     await ask(floor, { type: 'start' });
     const first = await once(pid, port, c, jobs);
-    const floorMs = (await ask<Message & { cpuMs: number }>(floor, { type: 'stop' })).cpuMs;
+    const { cpuMs: floorMs, reads: floorReads } = await ask<Message & { cpuMs: number; reads: number }>(floor, { type: 'stop' });
     await sleep(1000);
     const second = await once(pid, port, c, jobs);
     return {
       us: first.us,
       againUs: second.us,
       floorUs: (floorMs * 1000) / COUNT,
+      floorReads,
       answer: first.answer,
       again: second.answer,
       tailMs: first.tailMs,
@@ -144,7 +147,7 @@ export async function runRealScale(): Promise<boolean> {
         runs.push(await measure(config, path.join(opts.sock_dir, 'master_event_pub.ipc'), c, fleet.jobs));
         const r = runs[i];
         process.stderr.write(
-          `${c.name}: ${r.us.toFixed(1)} µs/return first, ${r.againUs.toFixed(1)} second, bus reader ${r.floorUs.toFixed(1)}; tail ${r.tailMs.toFixed(0)} ms\n`,
+          `${c.name}: ${r.us.toFixed(1)} µs/return first, ${r.againUs.toFixed(1)} second, bus reader ${r.floorUs.toFixed(1)} (${r.floorReads} reads); tail ${r.tailMs.toFixed(0)} ms\n`,
         );
       }
       const answers = runs.flatMap((r) => [r.answer, r.again]);

@@ -35,11 +35,12 @@ export interface EventBusOptions {
    * once per this many ms rather than once per event: each read(2) and
    * wakeup costs about as much as decoding the events it brings, and a
    * fleet's burst of returns would pay it per return. An event after a
-   * quiet spell is read at once. Default 4 ms: a real master's bus brings
-   * a fleet's returns a few thousand a second, a handful a millisecond, so
-   * that reading once a millisecond paid a wakeup per handful; once per 4 ms
-   * a return costs a quarter less CPU at 5,000 a second (npm run bench --
-   * --only scale, --only real-scale) for at most 4 ms more before its line.
+   * quiet spell is read at once. Default 10 ms: a real master's bus brings
+   * a fleet's returns about 5,000 a second, and each read with its wakeup
+   * costs a small VM 100-150 µs (the kernel's per-message work included),
+   * so that once per 4 ms paid 4-5 µs a return in wakeups alone (npm run
+   * bench -- --only real-scale, beside its bare reader). A line of a
+   * streamed answer waits at most 10 ms more for it (its target is 50 ms).
    * 0 reads every event as it comes.
    */
   busyReadMs?: number;
@@ -49,7 +50,7 @@ export const DEFAULT_RECONNECT_MS = 100;
 export const DEFAULT_RETAIN_MS = 3000;
 export const DEFAULT_RETAIN_MAX = 2000;
 export const DEFAULT_IDLE_READ_MS = 10;
-export const DEFAULT_BUSY_READ_MS = 4;
+export const DEFAULT_BUSY_READ_MS = 10;
 /** Options for the master's bus from its config. */
 export function eventBusOptions(opts: MasterOptions): EventBusOptions {
   // salt/utils/event.py SaltEvent.__load_uri, node 'master'.
