@@ -34,7 +34,7 @@ import type { AnswerSink, ItemEnd } from '../clients/answer-sink.js';
 import type { ItemReport } from '../clients/context.js';
 import type { PreparedItem } from '../clients/netapi.js';
 import { AnswerAbortedError, ClientGoneError, HttpError, ReaderTooSlowError, UNEXPECTED_ERROR_MESSAGE } from '../errors.js';
-import { toJson } from '../json.js';
+import { memberJson, toJson } from '../json.js';
 import type { Hangup } from './hangup.js';
 import { LineQueue, type QueueLimits, type UnsentTally } from './ndjson-queue.js';
 import { DEFAULT_SEND_TIMEOUT_MS, PIECE_BYTES, jsonPieces } from './response.js';
@@ -198,8 +198,8 @@ class NdjsonWriter {
   /** Where item `index`'s minion entries go, each as its line. */
   sinkFor(index: number): AnswerSink {
     return {
-      minion: (id, value) => this.lineOf(() => toJson({ item: index, minion: id, return: value })),
-      entry: (id, entry) => this.lineOf(() => toJson({ item: index, minion: id, entry })),
+      minion: (id, value) => this.lineOf(() => minionLine(index, id, 'return', value)),
+      entry: (id, entry) => this.lineOf(() => minionLine(index, id, 'entry', entry)),
       done: (end: ItemEnd) => {
         this.lineOf(() => toJson({ item: index, done: true, ...end }));
         this.flushBatch(); // the item's end goes out when it ends
@@ -337,4 +337,15 @@ class NdjsonWriter {
     res.setHeader('X-Accel-Buffering', 'no');
     res.writeHead(200);
   }
+}
+
+/**
+ * toJson({item: index, minion: id, [key]: value}), written without making
+ * the object: a fleet's lines are one per return, and a return held as its
+ * JSON text (RawJson) would send the object through toJson's walk by hand.
+ */
+export function minionLine(index: number, id: string, key: 'return' | 'entry', value: unknown): string {
+  const head = `{"item":${index},"minion":${JSON.stringify(id)}`;
+  const member = memberJson(value);
+  return member === undefined ? `${head}}` : `${head},"${key}":${member}}`;
 }

@@ -11,7 +11,8 @@ import http, { type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startMaster, type SaltMasterDouble } from '../support/master.js';
 import { createHandler, type HandlerOptions, type RestWsgiHandler } from '../../lib/http/handler.js';
-import { wantsNdjson } from '../../lib/http/ndjson.js';
+import { minionLine, wantsNdjson } from '../../lib/http/ndjson.js';
+import { RawJson, toJson } from '../../lib/json.js';
 import { liveTimers, recordingLogger, request, until, type LogLine } from '../support/http.js';
 import { fold, pausedPost, streamPost, wallNow, type Streamed } from '../support/ndjson.js';
 import type { AuditRecord } from '../../lib/http/audit.js';
@@ -412,4 +413,29 @@ describe('a slow reader: what waits unsent is capped and timed', () => {
     assert.equal(await cutCount(s, 'send_timeout'), 1);
     reader.socket.destroy();
   });
+});
+
+test('a minion line is the JSON text of its object, for every kind of value', () => {
+  const ids = ['minion1', 'quo"te\\back', 'ünï\u2028', '\ud800lone', '__proto__'];
+  const values: unknown[] = [
+    true,
+    false,
+    null,
+    undefined,
+    0,
+    -1.5,
+    'text',
+    new RawJson('{"a":[1,2,{"b":null}],"big":12345678901234567890}'),
+    { nested: new RawJson('[1]'), list: [true, 'x'] },
+    Buffer.from([0, 255]),
+    new Map<unknown, unknown>([[1, 'one']]),
+    new Date(0),
+    { ret: true, retcode: 0, jid: '20261205000000000000' },
+  ];
+  for (const id of ids) {
+    for (const value of values) {
+      assert.equal(minionLine(3, id, 'return', value), toJson({ item: 3, minion: id, return: value }));
+      assert.equal(minionLine(0, id, 'entry', value), toJson({ item: 0, minion: id, entry: value }));
+    }
+  }
 });
