@@ -7,6 +7,7 @@
  */
 import type { SaltEvent } from '../salt/event-bus.js';
 import type { ClientContext } from './context.js';
+import { keepShape } from '../shapes.js';
 import { watchSyndicEvents } from './syndic.js';
 
 /** Who hears a job's events: an object of a class, the same call target for every job (lib/salt/event-subscriptions.ts). */
@@ -55,3 +56,9 @@ export class JobWatch {
     this.early = null;
   }
 }
+
+/** A context that subscribes to nothing: for the kept instance below, never for a job. */
+export const IDLE_CONTEXT = { opts: {}, bus: { subscribe: () => () => {} } } as unknown as ClientContext;
+
+// A job's watch dies with its wait: one kept, so that its shape outlives it (lib/shapes.ts).
+export const KEPT_WATCH = keepShape(new JobWatch(IDLE_CONTEXT, ''));

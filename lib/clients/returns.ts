@@ -26,9 +26,10 @@ import { fieldsOf, type EventFields } from '../salt/packed-event.js';
 import { stringsIn } from '../objects.js';
 import { abortError, busLostError, logAbandoned, watchWait, type ClientContext } from './context.js';
 import { FindJobRound, type FindJobAnswers, type FindJobPublish } from './find-job-round.js';
-import { JobWatch, type JobListener } from './job-watch.js';
+import { IDLE_CONTEXT, JobWatch, KEPT_WATCH, type JobListener } from './job-watch.js';
 import { MinionStates } from './minion-states.js';
 import type { ResultBudget } from './result-budget.js';
+import { keepShape } from '../shapes.js';
 import { syndicWaitMs } from './syndic.js';
 
 /** One minion's return as get_iter_returns yields it (`{"ret", "out", "retcode", "jid"}`). */
@@ -347,4 +348,32 @@ class ReturnsWait implements FindJobAnswers, JobListener {
 
 function now(): number {
   return performance.now();
+}
+
+// A wait and its returns die with their job: one of each kept, so that their
+// shapes outlive them (lib/shapes.ts). A return is `{ret}` and then, as
+// onJobEvent adds them, `retcode` and `jid` (every minion's return has them),
+// `out` before them when the function names an outputter.
+keepShape(
+  new ReturnsWait(
+    IDLE_CONTEXT,
+    {
+      jid: '',
+      minions: [],
+      timeoutMs: 0,
+      gatherJobTimeoutMs: 0,
+      findJob: async () => null,
+      listener: { onReturn() {} },
+      watch: KEPT_WATCH,
+    },
+    () => {},
+    () => {},
+  ),
+);
+for (const out of [undefined, 'nested']) {
+  const ret: MinionReturn = { ret: true };
+  if (out !== undefined) ret.out = out;
+  ret.retcode = 0;
+  ret.jid = '';
+  keepShape(ret);
 }
