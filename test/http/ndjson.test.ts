@@ -8,7 +8,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http, { type ServerResponse } from 'node:http';
-import net, { type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { startMaster, type SaltMasterDouble } from '../support/master.js';
 import { createHandler, type HandlerOptions, type RestWsgiHandler } from '../../lib/http/handler.js';
 import { minionLine, wantsNdjson } from '../../lib/http/ndjson.js';
@@ -223,37 +223,6 @@ test('a heartbeat line while nothing comes, passed over by the fold', async () =
   }
 });
 
-/** A raw POST's chunked answer, chunk by chunk (each a write of the server's: node:http frames every res.write as one). */
-function rawChunks(port: number, body: string): Promise<{ head: string; chunks: string[] }> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(port, '127.0.0.1');
-    let raw = Buffer.alloc(0);
-    socket.on('data', (d) => {
-      raw = Buffer.concat([raw, d]);
-    });
-    socket.on('error', reject);
-    socket.on('end', () => {
-      const text = raw.toString('latin1');
-      const at = text.indexOf('\r\n\r\n');
-      const chunks: string[] = [];
-      let pos = at + 4;
-      for (;;) {
-        const eol = text.indexOf('\r\n', pos);
-        const size = Number.parseInt(text.slice(pos, eol), 16);
-        if (!(size > 0)) break;
-        chunks.push(Buffer.from(text.slice(eol + 2, eol + 2 + size), 'latin1').toString('utf8'));
-        pos = eol + 2 + size + 2;
-      }
-      resolve({ head: text.slice(0, at), chunks });
-    });
-    // write, not end: a half-closed request is a client gone away (lib/http/hangup.ts).
-    socket.write(
-      `POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: application/x-ndjson\r\n` +
-        `Connection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-    );
-  });
-}
-
 test('the lines of one read of the bus go out as one write, not a write each', async () => {
   const ids = Array.from({ length: 300 }, (_, i) => `fleet-${String(i).padStart(3, '0')}`);
   const master = await startMaster({ users: USERS, minions: ids.map((id) => ({ id })) });
@@ -261,19 +230,17 @@ test('the lines of one read of the bus go out as one write, not a write each', a
   const server = http.createServer(handler);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   try {
-    const body = JSON.stringify([{ ...CRED, client: 'local', tgt: 'fleet-*', fun: 'test.ping' }]);
-    const { head, chunks } = await rawChunks((server.address() as AddressInfo).port, body);
-    assert.match(head, /^HTTP\/1\.1 200 /);
-    assert.match(head, /transfer-encoding: chunked/i);
-    const lines = chunks
-      .join('')
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l));
+    const reader = await pausedPost((server.address() as AddressInfo).port, [
+      { ...CRED, client: 'local', tgt: 'fleet-*', fun: 'test.ping' },
+    ]);
+    const { status, headers, lines: got, chunks } = await reader.resume();
+    assert.equal(status, 200);
+    assert.equal(headers['transfer-encoding'], 'chunked');
+    const lines = got.map((l) => l.value);
     const minions = lines.filter((l) => 'minion' in l);
     assert.deepEqual(minions.map((l) => l.minion).sort(), ids);
     assert.ok(minions.every((l) => l.return === true));
-    assert.equal(lines.at(-1).done, true);
+    assert.equal(lines.at(-1)?.done, true);
     // The double's 300 returns come in a few reads of the bus: a write per read, not per line.
     const withMinions = chunks.filter((c) => c.includes('"minion"')).length;
     assert.ok(withMinions <= 30, `${withMinions} writes for ${minions.length} minion lines`);

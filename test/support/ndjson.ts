@@ -121,8 +121,8 @@ export interface PausedReader {
   socket: net.Socket;
   /** Bytes the reader took so far. */
   received(): number;
-  /** Read on to the connection's end: the answer as it came (`complete`: its last chunk arrived). */
-  resume(): Promise<Streamed & { complete: boolean }>;
+  /** Read on to the connection's end: the answer as it came (`complete`: its last chunk arrived; `chunks`: its body chunk by chunk). */
+  resume(): Promise<RawStreamed>;
 }
 
 /**
@@ -169,8 +169,14 @@ export async function pausedPost(port: number, body: unknown, options: { firstLi
   };
 }
 
+export interface RawStreamed extends Streamed {
+  complete: boolean;
+  /** A chunked answer's chunks, as text: node:http frames each res.write as one, so each is one write of the server's. */
+  chunks: string[];
+}
+
 /** A raw HTTP/1.1 answer, chunked or not, as streamPost's Streamed (every line's `at`: now). */
-function parseStreamed(raw: Buffer): Streamed & { complete: boolean } {
+function parseStreamed(raw: Buffer): RawStreamed {
   const split = raw.indexOf('\r\n\r\n');
   const head = raw.subarray(0, split).toString('latin1').split('\r\n');
   const status = Number(head[0].split(' ')[1]);
@@ -210,5 +216,6 @@ function parseStreamed(raw: Buffer): Streamed & { complete: boolean } {
           .slice(0, -1)
           .split('\n')
           .map((line) => ({ at, value: JSON.parse(line) as Record<string, unknown> }));
-  return { status, headers, text, lines, complete: complete && whole.length === text.length };
+  const chunks = headers['transfer-encoding'] === 'chunked' ? parts.map((part) => part.toString('utf8')) : [];
+  return { status, headers, text, lines, complete: complete && whole.length === text.length, chunks };
 }
