@@ -164,7 +164,7 @@ class NdjsonWriter {
    * now 6).
    */
   private batch = '';
-  private batchTimer: NodeJS.Immediate | undefined;
+  private pendingFlush: NodeJS.Immediate | undefined;
 
   constructor(
     private readonly res: ServerResponse,
@@ -261,8 +261,8 @@ class NdjsonWriter {
   close(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
-    clearImmediate(this.batchTimer);
-    this.batchTimer = undefined;
+    clearImmediate(this.pendingFlush);
+    this.pendingFlush = undefined;
   }
 
   private lineOf(make: () => string): void {
@@ -278,13 +278,13 @@ class NdjsonWriter {
     this.timer?.refresh();
     this.batch += text;
     if (this.batch.length >= PIECE_BYTES) this.flushBatch();
-    else this.batchTimer ??= setImmediate(this.flushBatch);
+    else this.pendingFlush ??= setImmediate(this.flushBatch);
   }
 
   /** The bus can't wait: the batch is queued, unless what waits is past the cap. */
   private readonly flushBatch = (): void => {
-    clearImmediate(this.batchTimer);
-    this.batchTimer = undefined;
+    clearImmediate(this.pendingFlush);
+    this.pendingFlush = undefined;
     const text = this.batch;
     this.batch = '';
     if (text === '' || this.cutBy !== undefined || this.res.destroyed) return;
